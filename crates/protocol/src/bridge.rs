@@ -1,0 +1,155 @@
+//! Frames between the coordinator and the sandbox bridge (PROTOCOL.md section 3).
+
+use crate::event::{FileEdit, ToolCall};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The git identity a prompt's work is committed under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptContext {
+    /// DOM selections named by the prompt, as stored (`dom_selection` artifacts' data).
+    #[serde(default)]
+    pub selections: Vec<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptJob {
+    pub message_id: String,
+    pub content: String,
+    pub author: GitAuthor,
+    #[serde(default)]
+    pub attachments: Vec<Value>,
+    #[serde(default)]
+    pub context: PromptContext,
+}
+
+/// Coordinator → bridge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToBridge {
+    Prompt(PromptJob),
+    Stop { message_id: String },
+    Snapshot { reason: String },
+    Shutdown {},
+    Ack { ack_id: String },
+}
+
+/// An artifact the agent produced; the coordinator gives it an id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactDraft {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub data: Value,
+}
+
+/// Bridge → coordinator. Frames with an `ack_id` are kept by the bridge until acknowledged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromBridge {
+    Ready {
+        sandbox_id: String,
+        agent: String,
+        #[serde(default)]
+        agent_version: String,
+    },
+    Heartbeat {},
+    Token {
+        message_id: String,
+        delta: String,
+    },
+    ToolCall {
+        #[serde(flatten)]
+        call: ToolCall,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ack_id: Option<String>,
+    },
+    FileEdit {
+        #[serde(flatten)]
+        edit: FileEdit,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ack_id: Option<String>,
+    },
+    Artifact {
+        message_id: String,
+        artifact: ArtifactDraft,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ack_id: Option<String>,
+    },
+    Done {
+        message_id: String,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        ack_id: String,
+    },
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        message: String,
+        ack_id: String,
+    },
+    SnapshotTaken {
+        snapshot_id: String,
+        ack_id: String,
+    },
+}
+
+impl FromBridge {
+    pub fn ack_id(&self) -> Option<&str> {
+        match self {
+            FromBridge::ToolCall { ack_id, .. }
+            | FromBridge::FileEdit { ack_id, .. }
+            | FromBridge::Artifact { ack_id, .. } => ack_id.as_deref(),
+            FromBridge::Done { ack_id, .. }
+            | FromBridge::Error { ack_id, .. }
+            | FromBridge::SnapshotTaken { ack_id, .. } => Some(ack_id),
+            _ => None,
+        }
+    }
+}
+
+/// Headers the bridge sends when it dials the room.
+pub const SANDBOX_ID_HEADER: &str = "X-Sandbox-Id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ToolStatus;
+
+    #[test]
+    fn flattened_frames_round_trip() {
+        let frame = FromBridge::ToolCall {
+            call: ToolCall {
+                message_id: "msg_1".into(),
+                call_id: "c1".into(),
+                tool: "bash".into(),
+                status: ToolStatus::Completed,
+                input: Some(serde_json::json!({"command": "ls"})),
+                output: Some("README.md".into()),
+            },
+            ack_id: Some("a1".into()),
+        };
+        let json = serde_json::to_string(&frame).unwrap();
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["type"], "tool_call");
+        assert_eq!(value["call_id"], "c1");
+        assert_eq!(value["ack_id"], "a1");
+        assert_eq!(serde_json::from_str::<FromBridge>(&json).unwrap(), frame);
+        assert_eq!(frame.ack_id(), Some("a1"));
+        assert_eq!(
+            serde_json::to_string(&FromBridge::Heartbeat {}).unwrap(),
+            r#"{"type":"heartbeat"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToBridge::Shutdown {}).unwrap(),
+            r#"{"type":"shutdown"}"#
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Wire types shared by every end of the session protocol (see PROTOCOL.md).
+//!
+//! Layout:
+//! - [`error`]: the closed table of error codes, their HTTP statuses and the error body.
+//! - [`limits`]: size, count and rate limits with their defaults.
+//! - [`event`]: persisted session events (`seq`, `ts`, typed body).
+//! - [`frames`]: participant WebSocket frames, both directions, and their validation.
+//! - [`api`]: HTTP request and response bodies of the coordinator.
+//! - [`selection`]: DOM selections posted by the Chrome extension.
+//! - [`bridge`]: frames between the coordinator and the sandbox bridge.
+//! - [`provider`]: the sandbox provider API and its request signature.
+//! - [`token`]: HMAC-signed participant tokens.
+//! - [`scope`]: repository scope patterns (`owner/name`, `owner/*`, `*`).
+//! - [`crypto`]: the few hashing and encoding helpers the others share.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing of the Workers
+//! runtime, so it builds for wasm and native alike and both ends share one definition.
+
+pub mod api;
+pub mod bridge;
+pub mod crypto;
+pub mod error;
+pub mod event;
+pub mod frames;
+pub mod limits;
+pub mod provider;
+pub mod scope;
+pub mod selection;
+pub mod token;
+
+pub use error::{ApiError, ErrorCode};
+pub use limits::Limits;
