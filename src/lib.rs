@@ -1,1 +1,34 @@
-//! placeholder
+//! The session coordinator Worker.
+//!
+//! Layout:
+//! - [`http`]: the front door: routing, authentication, authorisation, handlers.
+//! - [`index`]: the D1 index of users, API keys, sessions and members.
+//! - [`room`]: the `SessionRoom` Durable Object, one per session: SQLite store, socket hub,
+//!   prompt queue, rate limits.
+//! - [`config`]: vars and secrets, parsed once per request.
+//! - [`respond`]: building responses and reading bodies.
+//! - [`error`], [`ids`], [`time`], [`log`]: small shared pieces.
+//!
+//! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
+//! (routing, queue rules, rate limits, configuration, time formatting) are tested natively.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+#[cfg(target_arch = "wasm32")]
+pub mod index;
+pub mod log;
+#[cfg(target_arch = "wasm32")]
+pub mod respond;
+pub mod room;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+pub use room::SessionRoom;
+
+#[cfg(target_arch = "wasm32")]
+#[worker::event(fetch)]
+async fn fetch(req: worker::Request, env: worker::Env, _ctx: worker::Context) -> worker::Result<worker::Response> {
+    http::handle(req, env).await
+}

@@ -94,6 +94,12 @@ impl PromptInput {
         })
     }
 
+    /// A prompt that is only text, such as the one given when a session is created.
+    pub fn from_content(content: String, limits: &Limits) -> Result<Self, ApiError> {
+        let raw = RawPrompt { _type: None, content, client_request_id: None, attachments: None, selection_ids: None, source: None };
+        Self::from_raw(raw, limits)
+    }
+
     /// Parses and validates a prompt posted over HTTP (`client_request_id` optional).
     pub fn from_http_body(body: &[u8], limits: &Limits) -> Result<Self, ApiError> {
         Self::from_raw(parse_json(body)?, limits)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing the coordinator need, and skips what is there:
+# the wasm target, worker-build and the wasm-bindgen CLI (pinned), and the npm packages
+# (wrangler, a project-local Node 22, binaryen's wasm-opt).
+# Usage: scripts/setup.sh [--browser]   (--browser also installs Chromium for the browser tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+say() { echo "setup: $*" >&2; }
+
+WORKER_BUILD_VERSION=0.8.7
+
+if ! command -v cargo >/dev/null; then
+  say "cargo is missing: install Rust (https://rustup.rs) and run this again"
+  exit 1
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install --locked --quiet worker-build --version "$WORKER_BUILD_VERSION" \
+    || cargo install --quiet worker-build --version "$WORKER_BUILD_VERSION"
+fi
+
+# The CLI must equal the wasm-bindgen crate in Cargo.lock to the patch version.
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
+if [ -z "$bindgen_version" ]; then
+  say "cannot read the wasm-bindgen version from Cargo.lock"
+  exit 1
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$bindgen_version" ]; then
+  say "installing wasm-bindgen-cli $bindgen_version (a few minutes, once)"
+  # --locked first; when a pinned dependency of the CLI is missing from the registry, let cargo resolve.
+  cargo install --locked --quiet wasm-bindgen-cli --version "$bindgen_version" \
+    || cargo install --quiet wasm-bindgen-cli --version "$bindgen_version"
+fi
+
+# npm packages: reinstall only when package.json or the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error 2>&1 | grep -v -e EBADENGINE -e 'Unknown user config' -e '^npm warn' >&2 || true
+  if [ ! -x node_modules/.bin/wrangler ]; then
+    say "npm install failed"
+    exit 1
+  fi
+  touch node_modules/.package-lock.json
+fi
+
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium for the browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+fi

@@ -1,0 +1,76 @@
+//! Query-string parameters, parsed and checked. Pure.
+
+use protocol::ApiError;
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The decoded value of `name` in a query string (without the leading `?`).
+pub fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find(|(k, _)| decode(k) == name).map(|(_, v)| decode(v))
+}
+
+/// An optional non-negative integer parameter; a present but bad value is `invalid_field`.
+pub fn u64_param(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
+    match param(query, name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n < 1 << 53)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_field(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+/// A page size: default when absent, `1..=max` otherwise.
+pub fn limit_param(query: &str, default: u32, max: u32) -> Result<u32, ApiError> {
+    match u64_param(query, "limit")? {
+        None => Ok(default),
+        Some(n) if (1..=u64::from(max)).contains(&n) => Ok(n as u32),
+        Some(_) => Err(ApiError::invalid_field(format!("limit must be 1 to {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params() {
+        assert_eq!(param("a=1&b=two%20words", "b").as_deref(), Some("two words"));
+        assert_eq!(param("a=1&flag", "flag").as_deref(), Some(""));
+        assert_eq!(param("a=1", "b"), None);
+        assert_eq!(param("t=%zz%", "t").as_deref(), Some("%zz%"));
+        assert_eq!(u64_param("since=42", "since"), Ok(Some(42)));
+        assert_eq!(u64_param("since=", "since"), Ok(None));
+        for bad in ["since=-1", "since=abc", "since=1.5", "since=99999999999999999999"] {
+            assert!(u64_param(bad, "since").is_err(), "{bad}");
+        }
+        assert_eq!(limit_param("", 100, 500), Ok(100));
+        assert_eq!(limit_param("limit=500", 100, 500), Ok(500));
+        assert!(limit_param("limit=0", 100, 500).is_err());
+        assert!(limit_param("limit=501", 100, 500).is_err());
+    }
+}

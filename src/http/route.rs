@@ -1,0 +1,132 @@
+//! Maps a method and path to the endpoint that serves it. Pure, so every route is tested natively.
+
+use protocol::{ApiError, ErrorCode};
+
+/// Every endpoint of the HTTP API (PROTOCOL.md section 1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    CreateUser,
+    ListUsers,
+    UpdateUser(String),
+    Me,
+    ListRepos,
+    CreateSession,
+    ListSessions,
+    GetSession(String),
+    ArchiveSession(String),
+    AddMember(String),
+    RemoveMember(String, String),
+    MintToken(String),
+    Connect(String),
+    PostPrompt(String),
+    PostSelection(String),
+    Events(String),
+    Messages(String),
+    Artifacts(String),
+    Stop(String),
+    Cancel(String),
+    SandboxConnect(String),
+}
+
+impl Endpoint {
+    /// Endpoints that only the admin key may call.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Endpoint::CreateUser | Endpoint::ListUsers | Endpoint::UpdateUser(_))
+    }
+}
+
+/// A session id as the coordinator mints them: `ses_` and 32 hex digits.
+pub fn is_session_id(id: &str) -> bool {
+    id.len() == 36 && id.starts_with("ses_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
+    use Endpoint::*;
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no such endpoint: {}", shorten(path)));
+    // (endpoint per allowed method) for the matched path.
+    let candidates: Vec<(&str, Endpoint)> = match segments.as_slice() {
+        ["health"] => vec![("GET", Health)],
+        ["v1", "users"] => vec![("GET", ListUsers), ("POST", CreateUser)],
+        ["v1", "users", id] if is_plain_id(id) => vec![("PATCH", UpdateUser(id.to_string()))],
+        ["v1", "me"] => vec![("GET", Me)],
+        ["v1", "repos"] => vec![("GET", ListRepos)],
+        ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
+        ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
+            let id = id.to_string();
+            match rest {
+                [] => vec![("GET", GetSession(id.clone())), ("DELETE", ArchiveSession(id))],
+                ["members"] => vec![("POST", AddMember(id))],
+                ["members", user] if is_plain_id(user) => vec![("DELETE", RemoveMember(id, user.to_string()))],
+                ["tokens"] => vec![("POST", MintToken(id))],
+                ["ws"] => vec![("GET", Connect(id))],
+                ["prompts"] => vec![("POST", PostPrompt(id))],
+                ["selections"] => vec![("POST", PostSelection(id))],
+                ["events"] => vec![("GET", Events(id))],
+                ["messages"] => vec![("GET", Messages(id))],
+                ["artifacts"] => vec![("GET", Artifacts(id))],
+                ["stop"] => vec![("POST", Stop(id))],
+                ["cancel"] => vec![("POST", Cancel(id))],
+                ["sandbox"] => vec![("GET", SandboxConnect(id))],
+                _ => return Err(not_found()),
+            }
+        }
+        _ => return Err(not_found()),
+    };
+    let method = if method == "HEAD" { "GET" } else { method };
+    match candidates.iter().position(|(m, _)| *m == method) {
+        Some(i) => Ok(candidates.into_iter().nth(i).map(|(_, e)| e).unwrap_or(Health)),
+        None => {
+            let allowed: Vec<&str> = candidates.iter().map(|(m, _)| *m).collect();
+            Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed here; use {}", allowed.join(" or "))))
+        }
+    }
+}
+
+fn shorten(path: &str) -> String {
+    path.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SID: &str = "ses_0123456789abcdef0123456789abcdef";
+
+    fn check(method: &str, path: &str, expected: Result<Endpoint, ErrorCode>) {
+        assert_eq!(resolve(method, path).map_err(|e| e.code), expected, "{method} {path}");
+    }
+
+    #[test]
+    fn routes() {
+        use Endpoint::*;
+        let sid = SID.to_string();
+        check("GET", "/health", Ok(Health));
+        check("POST", "/v1/users", Ok(CreateUser));
+        check("PATCH", "/v1/users/usr_1", Ok(UpdateUser("usr_1".into())));
+        check("GET", "/v1/sessions/", Ok(ListSessions));
+        check("GET", &format!("/v1/sessions/{SID}"), Ok(GetSession(sid.clone())));
+        check("DELETE", &format!("/v1/sessions/{SID}"), Ok(ArchiveSession(sid.clone())));
+        check("GET", &format!("/v1/sessions/{SID}/ws"), Ok(Connect(sid.clone())));
+        check("POST", &format!("/v1/sessions/{SID}/cancel"), Ok(Cancel(sid.clone())));
+        check("DELETE", &format!("/v1/sessions/{SID}/members/usr_2"), Ok(RemoveMember(sid.clone(), "usr_2".into())));
+        check("HEAD", "/v1/me", Ok(Me));
+    }
+
+    #[test]
+    fn refusals() {
+        check("GET", "/", Err(ErrorCode::NotFound));
+        check("GET", "/v1/sessions/nope", Err(ErrorCode::NotFound));
+        check("GET", &format!("/v1/sessions/{SID}/teleport"), Err(ErrorCode::NotFound));
+        check("GET", "/v1/users/a%2Fb", Err(ErrorCode::NotFound));
+        check("DELETE", "/v1/me", Err(ErrorCode::MethodNotAllowed));
+        check("GET", &format!("/v1/sessions/{SID}/prompts"), Err(ErrorCode::MethodNotAllowed));
+        let err = resolve("PUT", "/v1/sessions").unwrap_err();
+        assert_eq!(err.message, "PUT is not allowed here; use GET or POST");
+    }
+}

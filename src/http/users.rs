@@ -1,0 +1,56 @@
+//! `/v1/users` (admin key only), `/v1/me` and `/v1/repos`.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::ids::{new_api_key, new_id};
+use crate::index::Index;
+use crate::respond;
+use crate::time::{now_ms, rfc3339};
+use protocol::api::{CreateUser, UpdateUser, User};
+use protocol::crypto::sha256_hex;
+use protocol::frames::parse_json;
+use protocol::ApiError;
+use serde_json::json;
+use worker::Response;
+
+pub async fn create(index: &Index, body: &[u8]) -> Result<Response> {
+    let input: CreateUser = parse_json(body)?;
+    input.validate()?;
+    let user = User {
+        id: new_id("usr"),
+        name: input.name.trim().to_owned(),
+        email: input.email.trim().to_owned(),
+        github_login: input.github_login,
+        scopes: input.scopes.unwrap_or_default(),
+        disabled: false,
+        created_at: rfc3339(now_ms()),
+    };
+    let api_key = new_api_key();
+    index.insert_user(&user, &sha256_hex(api_key.as_bytes())).await?;
+    crate::log::info(&format!("user created: {}", user.id));
+    respond::json(201, &json!({ "user": user, "api_key": api_key }))
+}
+
+pub async fn list(index: &Index) -> Result<Response> {
+    respond::json(200, &json!({ "users": index.users().await? }))
+}
+
+pub async fn update(index: &Index, id: &str, body: &[u8]) -> Result<Response> {
+    let input: UpdateUser = parse_json(body)?;
+    input.validate()?;
+    if index.user(id).await?.is_none() {
+        return Err(ApiError::not_found("user").into());
+    }
+    index.update_user(id, input.scopes.as_ref(), input.disabled).await?;
+    let user = index.user(id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    respond::json(200, &json!({ "user": user }))
+}
+
+pub fn me(user: &User) -> Result<Response> {
+    respond::json(200, &json!({ "user": user }))
+}
+
+pub fn repos(config: &Config, user: &User) -> Result<Response> {
+    let repos: Vec<_> = config.repos.iter().filter(|r| user.scopes.allows_repo(&r.name)).collect();
+    respond::json(200, &json!({ "repos": repos }))
+}

@@ -1,0 +1,398 @@
+//! The room's SQLite: schema migrations, the event log, messages (the prompt queue),
+//! participants and artifacts. Every call is synchronous; writes made without an `.await`
+//! between them commit together, which is what keeps "stored, then acknowledged" true.
+
+use super::queue::MessageStatus;
+use super::schema::{pending, MIGRATIONS_TABLE};
+use crate::error::{Error, Result};
+use crate::time::rfc3339;
+use protocol::event::{Author, Event, EventBody, ParticipantInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::cell::Cell;
+use worker::{SqlStorage, SqlStorageValue as V};
+
+/// The session as the room knows it (mirrors the D1 index row).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionMeta {
+    pub id: String,
+    pub repo: String,
+    pub branch: String,
+    pub title: String,
+    pub owner_id: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+impl SessionMeta {
+    pub fn is_archived(&self) -> bool {
+        self.status == "archived"
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub email: String,
+}
+
+impl Participant {
+    pub fn info(&self) -> ParticipantInfo {
+        ParticipantInfo { id: self.id.clone(), user_id: self.user_id.clone(), name: self.name.clone() }
+    }
+
+    pub fn author(&self) -> Author {
+        Author { id: self.id.clone(), name: self.name.clone() }
+    }
+}
+
+/// A stored message (prompt) as the API lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub seq: u64,
+    pub author_id: String,
+    pub author_user_id: String,
+    pub author_name: String,
+    pub content: String,
+    pub source: String,
+    pub client_request_id: Option<String>,
+    pub attachments: String,
+    pub selection_ids: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+impl MessageRow {
+    pub fn status(&self) -> MessageStatus {
+        MessageStatus::parse(&self.status).unwrap_or(MessageStatus::Failed)
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "seq": self.seq,
+            "content": self.content,
+            "author": {"id": self.author_id, "user_id": self.author_user_id, "name": self.author_name},
+            "source": self.source,
+            "client_request_id": self.client_request_id,
+            "attachments": serde_json::from_str::<Value>(&self.attachments).unwrap_or(Value::Array(vec![])),
+            "selection_ids": serde_json::from_str::<Value>(&self.selection_ids).unwrap_or(Value::Array(vec![])),
+            "status": self.status,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ArtifactRow {
+    pub id: String,
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub message_id: Option<String>,
+    pub author_id: Option<String>,
+    pub data: String,
+    pub created_at: String,
+}
+
+impl ArtifactRow {
+    pub fn data(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// A new prompt, validated, ready to store.
+pub struct NewMessage<'a> {
+    pub id: &'a str,
+    pub author: &'a Participant,
+    pub content: &'a str,
+    pub source: &'a str,
+    pub client_request_id: Option<&'a str>,
+    pub attachments: &'a [Value],
+    pub selection_ids: &'a [String],
+}
+
+/// An event as appended: its number and the exact JSON every client receives.
+pub struct StoredEvent {
+    pub seq: u64,
+    pub type_name: &'static str,
+    pub json: String,
+}
+
+/// An event as read back: what replay and SSE send.
+#[derive(Deserialize)]
+pub struct EventRow {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub json: String,
+}
+
+#[derive(Deserialize)]
+struct CountRow {
+    n: u64,
+}
+
+pub struct Store {
+    sql: SqlStorage,
+    /// The last appended `seq`, cached so an append costs one INSERT.
+    last_seq: Cell<Option<u64>>,
+}
+
+fn s(value: &str) -> V {
+    V::String(value.to_owned())
+}
+
+fn int(value: u64) -> V {
+    V::Integer(value as i64)
+}
+
+impl Store {
+    pub fn new(sql: SqlStorage) -> Self {
+        Store { sql, last_seq: Cell::new(None) }
+    }
+
+    fn rows<T: serde::de::DeserializeOwned>(&self, query: &str, bindings: Vec<V>) -> Result<Vec<T>> {
+        Ok(self.sql.exec(query, bindings)?.to_array::<T>()?)
+    }
+
+    fn first<T: serde::de::DeserializeOwned>(&self, query: &str, bindings: Vec<V>) -> Result<Option<T>> {
+        Ok(self.rows(query, bindings)?.into_iter().next())
+    }
+
+    fn run(&self, query: &str, bindings: Vec<V>) -> Result<()> {
+        self.sql.exec(query, bindings)?;
+        Ok(())
+    }
+
+    /// Applies the pending schema steps, each recorded with the time it ran.
+    pub fn migrate(&self, now_ms: u64) -> Result<()> {
+        self.run(MIGRATIONS_TABLE, vec![])?;
+        #[derive(Deserialize)]
+        struct Version {
+            v: Option<u32>,
+        }
+        let applied = self
+            .first::<Version>("SELECT MAX(version) AS v FROM _schema_migrations", vec![])?
+            .and_then(|r| r.v)
+            .unwrap_or(0);
+        for migration in pending(applied) {
+            self.sql.exec(migration.sql, None)?;
+            self.run(
+                "INSERT INTO _schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                vec![int(migration.version.into()), s(migration.description), s(&rfc3339(now_ms))],
+            )?;
+        }
+        Ok(())
+    }
+
+    // --- session -----------------------------------------------------------------------------
+
+    pub fn session(&self) -> Result<Option<SessionMeta>> {
+        self.first("SELECT * FROM session LIMIT 1", vec![])
+    }
+
+    pub fn insert_session(&self, meta: &SessionMeta) -> Result<()> {
+        self.run(
+            "INSERT OR IGNORE INTO session (id, repo, branch, title, owner_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![s(&meta.id), s(&meta.repo), s(&meta.branch), s(&meta.title), s(&meta.owner_id), s(&meta.status), s(&meta.created_at)],
+        )
+    }
+
+    pub fn set_session_status(&self, status: &str) -> Result<()> {
+        self.run("UPDATE session SET status = ?", vec![s(status)])
+    }
+
+    // --- events ------------------------------------------------------------------------------
+
+    pub fn last_seq(&self) -> Result<u64> {
+        if let Some(seq) = self.last_seq.get() {
+            return Ok(seq);
+        }
+        #[derive(Deserialize)]
+        struct Max {
+            seq: Option<u64>,
+        }
+        let seq = self.first::<Max>("SELECT MAX(seq) AS seq FROM events", vec![])?.and_then(|r| r.seq).unwrap_or(0);
+        self.last_seq.set(Some(seq));
+        Ok(seq)
+    }
+
+    /// Appends an event with the next `seq`. The returned JSON is what every client receives.
+    pub fn append(&self, body: EventBody, now_ms: u64) -> Result<StoredEvent> {
+        let seq = self.last_seq()? + 1;
+        let type_name = body.type_name();
+        let json = Event { seq, ts: rfc3339(now_ms), body }.to_json();
+        self.run("INSERT INTO events (seq, type, json) VALUES (?, ?, ?)", vec![int(seq), s(type_name), s(&json)])?;
+        self.last_seq.set(Some(seq));
+        Ok(StoredEvent { seq, type_name, json })
+    }
+
+    /// Events with `seq > since`, oldest first, at most `limit`; and whether more follow.
+    pub fn events_after(&self, since: u64, limit: u32) -> Result<(Vec<EventRow>, bool)> {
+        let mut rows: Vec<EventRow> = self.rows(
+            "SELECT seq, type, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(since), int(u64::from(limit) + 1)],
+        )?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    /// The `limit` events just before `before` (all the latest when `None`), oldest first.
+    pub fn events_before(&self, before: Option<u64>, limit: u32) -> Result<(Vec<String>, bool)> {
+        let before = before.unwrap_or(u64::MAX >> 12);
+        let mut rows: Vec<EventRow> = self.rows(
+            "SELECT seq, type, json FROM events WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            vec![int(before), int(u64::from(limit) + 1)],
+        )?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        rows.reverse();
+        Ok((rows.into_iter().map(|r| r.json).collect(), has_more))
+    }
+
+    // --- participants ------------------------------------------------------------------------
+
+    pub fn participant_by_user(&self, user_id: &str) -> Result<Option<Participant>> {
+        self.first("SELECT id, user_id, name, email FROM participants WHERE user_id = ?", vec![s(user_id)])
+    }
+
+    pub fn insert_participant(&self, participant: &Participant, now_ms: u64) -> Result<()> {
+        self.run(
+            "INSERT INTO participants (id, user_id, name, email, joined_at) VALUES (?, ?, ?, ?, ?)",
+            vec![s(&participant.id), s(&participant.user_id), s(&participant.name), s(&participant.email), s(&rfc3339(now_ms))],
+        )
+    }
+
+    pub fn update_participant_name(&self, participant: &Participant) -> Result<()> {
+        self.run(
+            "UPDATE participants SET name = ?, email = ? WHERE id = ?",
+            vec![s(&participant.name), s(&participant.email), s(&participant.id)],
+        )
+    }
+
+    pub fn participants(&self) -> Result<Vec<Participant>> {
+        self.rows("SELECT id, user_id, name, email FROM participants ORDER BY joined_at, id", vec![])
+    }
+
+    // --- messages and the queue --------------------------------------------------------------
+
+    pub fn message(&self, id: &str) -> Result<Option<MessageRow>> {
+        self.first("SELECT * FROM messages WHERE id = ?", vec![s(id)])
+    }
+
+    pub fn message_by_request(&self, user_id: &str, client_request_id: &str) -> Result<Option<MessageRow>> {
+        self.first(
+            "SELECT * FROM messages WHERE author_user_id = ? AND client_request_id = ?",
+            vec![s(user_id), s(client_request_id)],
+        )
+    }
+
+    pub fn insert_message(&self, message: &NewMessage<'_>, seq: u64, now_ms: u64) -> Result<()> {
+        self.run(
+            "INSERT INTO messages (id, seq, author_id, author_user_id, author_name, content, source, client_request_id,
+                                   attachments, selection_ids, status, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+            vec![
+                s(message.id),
+                int(seq),
+                s(&message.author.id),
+                s(&message.author.user_id),
+                s(&message.author.name),
+                s(message.content),
+                s(message.source),
+                message.client_request_id.map(s).unwrap_or(V::Null),
+                s(&serde_json::to_string(message.attachments)?),
+                s(&serde_json::to_string(message.selection_ids)?),
+                s(&rfc3339(now_ms)),
+            ],
+        )
+    }
+
+    pub fn count_waiting(&self) -> Result<usize> {
+        Ok(self.first::<CountRow>("SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'", vec![])?.map_or(0, |r| r.n as usize))
+    }
+
+    /// 1-based place among waiting prompts; 0 once it has started or finished.
+    pub fn position(&self, message: &MessageRow) -> Result<u32> {
+        if message.status() != MessageStatus::Queued {
+            return Ok(0);
+        }
+        let ahead = self
+            .first::<CountRow>("SELECT COUNT(*) AS n FROM messages WHERE status = 'queued' AND seq < ?", vec![int(message.seq)])?
+            .map_or(0, |r| r.n);
+        Ok(ahead as u32 + 1)
+    }
+
+    /// The running prompt first, then the waiting ones in order.
+    pub fn queue(&self) -> Result<Vec<MessageRow>> {
+        self.rows(
+            "SELECT * FROM messages WHERE status IN ('running', 'queued') ORDER BY status = 'queued', seq",
+            vec![],
+        )
+    }
+
+    pub fn finish_message(&self, id: &str, status: MessageStatus, error: Option<&str>, now_ms: u64) -> Result<()> {
+        self.run(
+            "UPDATE messages SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+            vec![s(status.as_str()), error.map(s).unwrap_or(V::Null), s(&rfc3339(now_ms)), s(id)],
+        )
+    }
+
+    /// Messages oldest first, `limit` after `after_seq`.
+    pub fn messages(&self, after_seq: u64, limit: u32) -> Result<(Vec<MessageRow>, bool)> {
+        let mut rows: Vec<MessageRow> = self.rows(
+            "SELECT * FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(after_seq), int(u64::from(limit) + 1)],
+        )?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    // --- artifacts ---------------------------------------------------------------------------
+
+    pub fn insert_artifact(&self, row: &ArtifactRow) -> Result<()> {
+        self.run(
+            "INSERT INTO artifacts (id, seq, type, message_id, author_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                s(&row.id),
+                int(row.seq),
+                s(&row.kind),
+                row.message_id.as_deref().map(s).unwrap_or(V::Null),
+                row.author_id.as_deref().map(s).unwrap_or(V::Null),
+                s(&row.data),
+                s(&row.created_at),
+            ],
+        )
+    }
+
+    pub fn artifacts(&self, after_seq: u64, limit: u32) -> Result<(Vec<ArtifactRow>, bool)> {
+        let mut rows: Vec<ArtifactRow> = self.rows(
+            "SELECT * FROM artifacts WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(after_seq), int(u64::from(limit) + 1)],
+        )?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
+    pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
+        self.first("SELECT * FROM artifacts WHERE id = ?", vec![s(id)])
+    }
+}
+
+/// Turns a missing row into the protocol's `not_found`.
+pub fn found<T>(row: Option<T>, what: &str) -> Result<T> {
+    row.ok_or_else(|| Error::Api(protocol::ApiError::not_found(what)))
+}

@@ -1,0 +1,458 @@
+// The HTTP API as a client uses it: health, users, sessions, members, tokens, prompts,
+// selections, events, messages, artifacts, cancel and archive.
+
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Client,
+  Clients,
+  addMember,
+  allEvents,
+  api,
+  createSession,
+  createUser,
+  errorCode,
+  eventually,
+  logOnFailure,
+  mintToken,
+  range,
+  rid,
+  seqs,
+  sessionWsUrl,
+  startServer,
+} from './support/server.mjs';
+
+let server;
+let http;
+const clients = new Clients();
+const secretsSeen = new Set();
+
+before(async () => {
+  server = await startServer();
+  http = api(server);
+  secretsSeen.add(server.adminKey);
+  secretsSeen.add(server.tokenSecret);
+});
+
+after(async () => {
+  await clients.closeAll();
+  await server?.stop();
+});
+
+afterEach(async (t) => {
+  logOnFailure(server, t);
+  await clients.closeAll();
+});
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:00)$/;
+
+async function user(name, scopes = { repos: ['acme/*'] }) {
+  const u = await createUser(server, name, scopes);
+  secretsSeen.add(u.key);
+  return u;
+}
+
+const selectionBody = {
+  url: 'https://app.example.com/dashboard',
+  title: 'Dashboard',
+  note: 'this card overflows on mobile',
+  viewport: { width: 1280, height: 800 },
+  elements: [
+    {
+      tag: 'div',
+      classes: ['card'],
+      id: 'revenue',
+      text: 'Revenue $12,400',
+      rect: { x: 10, y: 20, width: 300, height: 120 },
+      react_component: 'RevenueCard',
+      selector: '#revenue',
+    },
+  ],
+};
+
+test('GET /health', async () => {
+  const res = await http.get('/health');
+  assert.equal(res.status, 200);
+  assert.equal(res.json.status, 'healthy');
+  for (const field of ['env', 'version', 'provider']) assert.ok(field in res.json, `health has ${field}`);
+  assert.match(res.headers.get('content-type'), /^application\/json/);
+});
+
+test('users: create, list, me', { timeout: 30_000 }, async () => {
+  const created = await http.post('/v1/users', {
+    key: server.adminKey,
+    body: { name: 'Grace', email: 'grace@example.com', github_login: 'grace', scopes: { repos: ['acme/web'] } },
+  });
+  assert.equal(created.status, 201, created.text);
+  const { user: u, api_key } = created.json;
+  secretsSeen.add(api_key);
+  assert.equal(typeof api_key, 'string');
+  assert.ok(api_key.length >= 20, 'a long api key');
+  assert.deepEqual(
+    { name: u.name, email: u.email, github_login: u.github_login, scopes: u.scopes, disabled: u.disabled },
+    { name: 'Grace', email: 'grace@example.com', github_login: 'grace', scopes: { repos: ['acme/web'] }, disabled: false },
+  );
+  assert.match(u.created_at, RFC3339);
+
+  const me = await http.get('/v1/me', { key: api_key });
+  assert.equal(me.status, 200, me.text);
+  assert.deepEqual(me.json.user, u);
+
+  const list = await http.get('/v1/users', { key: server.adminKey });
+  assert.equal(list.status, 200);
+  const listed = list.json.users.find((x) => x.id === u.id);
+  assert.deepEqual(listed, u);
+  assert.ok(!list.text.includes(api_key), 'the key is shown once, at creation');
+
+  const plain = await http.post('/v1/users', { key: server.adminKey, body: { name: 'Plain', email: 'plain@example.com' } });
+  assert.equal(plain.status, 201);
+  assert.deepEqual(plain.json.user.scopes, { repos: [] });
+  assert.notEqual(plain.json.api_key, api_key);
+  secretsSeen.add(plain.json.api_key);
+});
+
+test('sessions: create, defaults, ws_url, prompt on create', { timeout: 30_000 }, async () => {
+  const heidi = await user('Heidi');
+  const res = await http.post('/v1/sessions', { key: heidi.key, body: { repo: 'acme/web', title: 'Fix the header' } });
+  assert.equal(res.status, 201, res.text);
+  const { session, participant, token, expires_at, ws_url } = res.json;
+  secretsSeen.add(token);
+  assert.equal(session.repo, 'acme/web');
+  assert.equal(session.branch, 'main', 'the default branch of the repo');
+  assert.equal(session.title, 'Fix the header');
+  assert.equal(session.owner_id, heidi.id);
+  assert.equal(session.status, 'active');
+  assert.match(session.created_at, RFC3339);
+  assert.equal(typeof session.id, 'string');
+  assert.deepEqual({ user_id: participant.user_id, name: participant.name }, { user_id: heidi.id, name: 'Heidi' });
+  assert.match(expires_at, RFC3339);
+  const ttl = Date.parse(expires_at) - Date.now();
+  assert.ok(ttl > 60_000 && ttl <= 15 * 60_000 + 60_000, `token valid for about 15 minutes, got ${ttl} ms`);
+  const wsUrl = new URL(ws_url);
+  assert.equal(wsUrl.protocol, 'ws:');
+  assert.equal(wsUrl.searchParams.get('token'), token);
+  assert.equal(wsUrl.pathname, `/v1/sessions/${session.id}/ws`);
+
+  // ws_url is usable as given.
+  const ws = clients.add(await Client.connect(ws_url));
+  const welcome = await ws.welcome();
+  assert.deepEqual(welcome.participant, participant);
+  assert.equal(welcome.session.id, session.id);
+  assert.equal(welcome.last_seq, 1);
+
+  const withBranch = await http.post('/v1/sessions', { key: heidi.key, body: { repo: 'acme/demo', branch: 'feature/x' } });
+  assert.equal(withBranch.status, 201, withBranch.text);
+  assert.equal(withBranch.json.session.branch, 'feature/x');
+  assert.equal(typeof withBranch.json.session.title, 'string');
+
+  const withPrompt = await http.post('/v1/sessions', { key: heidi.key, body: { repo: 'acme/demo', prompt: 'start here' } });
+  assert.equal(withPrompt.status, 201, withPrompt.text);
+  const sid = withPrompt.json.session.id;
+  const events = await allEvents(server, heidi, sid);
+  assert.deepEqual(events.map((e) => [e.seq, e.type]), [[1, 'participant_joined'], [2, 'message']]);
+  assert.equal(events[1].content, 'start here');
+  assert.equal(events[1].source, 'api');
+  assert.equal(events[1].author.name, 'Heidi');
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: heidi.key });
+  assert.deepEqual(
+    detail.json.queue.map((q) => [q.message_id, q.status, q.position, q.content]),
+    [[events[1].message_id, 'queued', 1, 'start here']],
+  );
+});
+
+test('sessions: list newest first with limit and cursor; only own and joined', { timeout: 30_000 }, async () => {
+  const ivan = await user('Ivan');
+  const judy = await user('Judy');
+  const ids = [];
+  for (let i = 0; i < 5; i++) ids.push((await createSession(server, ivan, { title: `s${i}` })).session.id);
+  const judys = await createSession(server, judy, { title: 'judy' });
+  await addMember(server, judy, judys.session.id, ivan);
+  await createSession(server, judy, { title: 'not shared' });
+  const expected = [judys.session.id, ...ids.slice().reverse()];
+
+  const seen = [];
+  let cursor = null;
+  for (let page = 0; page < 10; page++) {
+    const q = `?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const res = await http.get(`/v1/sessions${q}`, { key: ivan.key });
+    assert.equal(res.status, 200, res.text);
+    assert.ok(res.json.sessions.length <= 2);
+    seen.push(...res.json.sessions.map((s) => s.id));
+    cursor = res.json.next_cursor;
+    if (!cursor) break;
+  }
+  assert.deepEqual(seen, expected);
+  const all = await http.get('/v1/sessions?limit=100', { key: ivan.key });
+  assert.deepEqual(all.json.sessions.map((s) => s.id), expected);
+  assert.equal(all.json.next_cursor, null);
+  const s0 = all.json.sessions.at(-1);
+  assert.deepEqual(
+    { repo: s0.repo, branch: s0.branch, title: s0.title, owner_id: s0.owner_id, status: s0.status },
+    { repo: 'acme/demo', branch: 'main', title: 's0', owner_id: ivan.id, status: 'active' },
+  );
+  for (const limit of ['0', '101', 'x']) {
+    const res = await http.get(`/v1/sessions?limit=${limit}`, { key: ivan.key });
+    assert.equal(res.status, 422, `limit=${limit}: ${res.text}`);
+    assert.equal(errorCode(res), 'invalid_field');
+  }
+});
+
+test('members and tokens', { timeout: 30_000 }, async () => {
+  const ken = await user('Ken');
+  const lea = await user('Lea', { repos: [] });
+  const s = await createSession(server, ken);
+  const sid = s.session.id;
+
+  assert.equal((await http.get(`/v1/sessions/${sid}`, { key: lea.key })).status, 404);
+  const added = await http.post(`/v1/sessions/${sid}/members`, { key: ken.key, body: { user_id: lea.id, role: 'member' } });
+  assert.equal(added.status, 201, added.text);
+  const events = await allEvents(server, ken, sid);
+  assert.deepEqual(events.map((e) => [e.seq, e.type, e.participant.user_id, e.participant.name]), [
+    [1, 'participant_joined', ken.id, 'Ken'],
+    [2, 'participant_joined', lea.id, 'Lea'],
+  ]);
+
+  // Membership does not need a repo scope: Lea has none.
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: lea.key });
+  assert.equal(detail.status, 200, detail.text);
+  assert.deepEqual(detail.json.session, s.session);
+  assert.deepEqual(
+    detail.json.participants.map((p) => ({ user_id: p.user_id, name: p.name, online: p.online })),
+    [
+      { user_id: ken.id, name: 'Ken', online: false },
+      { user_id: lea.id, name: 'Lea', online: false },
+    ],
+  );
+  assert.deepEqual(detail.json.queue, []);
+  assert.equal(detail.json.sandbox, null);
+  assert.equal(detail.json.last_seq, 2);
+  assert.deepEqual((await http.get('/v1/sessions', { key: lea.key })).json.sessions.map((x) => x.id), [sid]);
+
+  const tok = await http.post(`/v1/sessions/${sid}/tokens`, { key: lea.key });
+  assert.equal(tok.status, 200, tok.text);
+  secretsSeen.add(tok.json.token);
+  assert.match(tok.json.expires_at, RFC3339);
+  assert.equal(new URL(tok.json.ws_url).searchParams.get('token'), tok.json.token);
+  const ws = clients.add(await Client.connect(tok.json.ws_url));
+  const welcome = await ws.welcome();
+  assert.equal(welcome.participant.user_id, lea.id);
+  await eventually(async () => {
+    const d = await http.get(`/v1/sessions/${sid}`, { key: ken.key });
+    return d.json.participants.find((p) => p.user_id === lea.id)?.online === true;
+  }, { what: 'Lea online' });
+});
+
+test('prompts over HTTP: 202, source, idempotency, messages', { timeout: 30_000 }, async () => {
+  const mia = await user('Mia');
+  const s = await createSession(server, mia);
+  const sid = s.session.id;
+  const ws = clients.add(await Client.connect(sessionWsUrl(server, sid, s.token)));
+  await ws.welcome();
+
+  const first = await http.post(`/v1/sessions/${sid}/prompts`, { key: mia.key, body: { content: 'plain', client_request_id: 'http-1' } });
+  assert.equal(first.status, 202, first.text);
+  assert.equal(first.json.position, 1);
+  const again = await http.post(`/v1/sessions/${sid}/prompts`, { key: mia.key, body: { content: 'plain', client_request_id: 'http-1' } });
+  assert.equal(again.status, 202, again.text);
+  assert.equal(again.json.message_id, first.json.message_id);
+  const slack = await http.post(`/v1/sessions/${sid}/prompts`, {
+    key: mia.key,
+    body: { content: 'from slack', source: 'slack', attachments: [{ kind: 'link', url: 'https://example.com' }] },
+  });
+  assert.equal(slack.status, 202, slack.text);
+  assert.equal(slack.json.position, 2);
+
+  const events = await ws.waitForSeq(3);
+  assert.deepEqual(seqs(events), [2, 3]);
+  assert.deepEqual(
+    events.map((e) => [e.message_id, e.source, e.content, e.author.name]),
+    [
+      [first.json.message_id, 'api', 'plain', 'Mia'],
+      [slack.json.message_id, 'slack', 'from slack', 'Mia'],
+    ],
+  );
+  assert.equal(events[0].client_request_id, 'http-1');
+  assert.deepEqual(events[1].attachments, [{ kind: 'link', url: 'https://example.com' }]);
+  assert.deepEqual(events[1].selection_ids, []);
+
+  const messages = await http.get(`/v1/sessions/${sid}/messages`, { key: mia.key });
+  assert.equal(messages.status, 200);
+  assert.deepEqual(
+    messages.json.messages.map((m) => [m.id, m.seq, m.content, m.author.name, m.source, m.status, m.client_request_id ?? null]),
+    [
+      [first.json.message_id, 2, 'plain', 'Mia', 'api', 'queued', 'http-1'],
+      [slack.json.message_id, 3, 'from slack', 'Mia', 'slack', 'queued', null],
+    ],
+  );
+  for (const m of messages.json.messages) assert.match(m.created_at, RFC3339);
+});
+
+test('selections become dom_selection artifacts, text cut to 100 characters', { timeout: 30_000 }, async () => {
+  const ned = await user('Ned');
+  const s = await createSession(server, ned);
+  const sid = s.session.id;
+  const long = 'é'.repeat(250);
+  const body = structuredClone(selectionBody);
+  body.elements.push({ tag: 'p', text: long, rect: { x: 0, y: 0, width: 10, height: 10 } });
+  const res = await http.post(`/v1/sessions/${sid}/selections`, { key: ned.key, body });
+  assert.equal(res.status, 201, res.text);
+  const artifactId = res.json.artifact_id;
+  assert.equal(typeof artifactId, 'string');
+
+  const events = await allEvents(server, ned, sid);
+  assert.deepEqual(seqs(events), [1, 2]);
+  const ev = events[1];
+  assert.equal(ev.type, 'artifact_created');
+  assert.equal(ev.artifact.id, artifactId);
+  assert.equal(ev.artifact.type, 'dom_selection');
+  const { data } = ev.artifact;
+  assert.equal(data.url, body.url);
+  assert.equal(data.title, 'Dashboard');
+  assert.equal(data.note, body.note);
+  assert.deepEqual(data.viewport, body.viewport);
+  assert.equal(data.elements.length, 2);
+  assert.deepEqual(data.elements[0], body.elements[0]);
+  assert.equal(data.elements[1].text, 'é'.repeat(100));
+
+  const artifacts = await http.get(`/v1/sessions/${sid}/artifacts`, { key: ned.key });
+  assert.equal(artifacts.status, 200);
+  assert.equal(artifacts.json.artifacts.length, 1);
+  assert.equal(artifacts.json.artifacts[0].id, artifactId);
+  assert.equal(artifacts.json.artifacts[0].type, 'dom_selection');
+  assert.deepEqual(artifacts.json.artifacts[0].data, data);
+
+  const p = await http.post(`/v1/sessions/${sid}/prompts`, { key: ned.key, body: { content: 'fix this card', selection_ids: [artifactId] } });
+  assert.equal(p.status, 202, p.text);
+  const after = await allEvents(server, ned, sid);
+  assert.deepEqual(after[2].selection_ids, [artifactId]);
+});
+
+test('events: since, limit and has_more', { timeout: 30_000 }, async () => {
+  const olga = await user('Olga');
+  const s = await createSession(server, olga);
+  const sid = s.session.id;
+  for (let i = 0; i < 6; i++) {
+    const res = await http.post(`/v1/sessions/${sid}/selections`, { key: olga.key, body: selectionBody });
+    assert.equal(res.status, 201, res.text);
+  }
+  const cases = [
+    // [query, seqs, has_more]
+    ['', range(1, 7), false],
+    ['?since=0', range(1, 7), false],
+    ['?since=3', [4, 5, 6, 7], false],
+    ['?since=2&limit=2', [3, 4], true],
+    ['?since=5&limit=2', [6, 7], false],
+    ['?since=7', [], false],
+    ['?since=100', [], false],
+    ['?limit=1000', range(1, 7), false],
+  ];
+  for (const [q, expected, hasMore] of cases) {
+    const res = await http.get(`/v1/sessions/${sid}/events${q}`, { key: olga.key });
+    assert.equal(res.status, 200, `${q}: ${res.text}`);
+    assert.deepEqual(seqs(res.json.events), expected, q);
+    assert.equal(res.json.has_more, hasMore, `${q} has_more`);
+  }
+  for (const q of ['?limit=0', '?limit=1001', '?since=-1', '?since=abc']) {
+    const res = await http.get(`/v1/sessions/${sid}/events${q}`, { key: olga.key });
+    assert.equal(res.status, 422, `${q}: ${res.text}`);
+    assert.equal(errorCode(res), 'invalid_field', q);
+  }
+  const all = (await http.get(`/v1/sessions/${sid}/events`, { key: olga.key })).json.events;
+  for (const e of all) {
+    assert.match(e.ts, RFC3339);
+    assert.equal(typeof e.type, 'string');
+  }
+});
+
+test('cancel over HTTP', { timeout: 30_000 }, async () => {
+  const pam = await user('Pam');
+  const s = await createSession(server, pam);
+  const sid = s.session.id;
+  const p1 = await http.post(`/v1/sessions/${sid}/prompts`, { key: pam.key, body: { content: 'one' } });
+  const p2 = await http.post(`/v1/sessions/${sid}/prompts`, { key: pam.key, body: { content: 'two' } });
+  assert.deepEqual([p1.json.position, p2.json.position], [1, 2]);
+
+  const res = await http.post(`/v1/sessions/${sid}/cancel`, { key: pam.key, body: { message_id: p1.json.message_id } });
+  assert.equal(res.status, 200, res.text);
+  const events = await allEvents(server, pam, sid);
+  assert.deepEqual(events.map((e) => [e.seq, e.type]), [[1, 'participant_joined'], [2, 'message'], [3, 'message'], [4, 'prompt_finished']]);
+  assert.equal(events[3].message_id, p1.json.message_id);
+  assert.equal(events[3].status, 'cancelled');
+
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: pam.key });
+  assert.deepEqual(detail.json.queue.map((q) => [q.message_id, q.position]), [[p2.json.message_id, 1]]);
+
+  const again = await http.post(`/v1/sessions/${sid}/cancel`, { key: pam.key, body: { message_id: p1.json.message_id } });
+  assert.equal(again.status, 409, again.text);
+  assert.equal(errorCode(again), 'conflict');
+  assert.deepEqual(await allEvents(server, pam, sid), events);
+});
+
+test('archive: sockets close 4009, prompts and joins are refused, history stays readable', { timeout: 60_000 }, async () => {
+  const quinn = await user('Quinn');
+  const rita = await user('Rita');
+  const s = await createSession(server, quinn);
+  const sid = s.session.id;
+  await addMember(server, quinn, sid, rita);
+  const ritaToken = (await mintToken(server, rita, sid)).token;
+  const a = clients.add(await Client.connect(sessionWsUrl(server, sid, s.token)));
+  const b = clients.add(await Client.connect(sessionWsUrl(server, sid, ritaToken)));
+  await Promise.all([a.welcome(), b.welcome()]);
+  const queued = await http.post(`/v1/sessions/${sid}/prompts`, { key: rita.key, body: { content: 'queued before archive' } });
+  assert.equal(queued.status, 202);
+  await b.waitForSeq(3);
+
+  const res = await http.del(`/v1/sessions/${sid}`, { key: quinn.key });
+  assert.equal(res.status, 200, res.text);
+  const [ca, cb] = await Promise.all([a.waitClose(10_000), b.waitClose(10_000)]);
+  assert.equal(ca?.code, 4009);
+  assert.equal(cb?.code, 4009);
+
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: rita.key });
+  assert.equal(detail.status, 200, detail.text);
+  assert.equal(detail.json.session.status, 'archived');
+  const events = await allEvents(server, rita, sid);
+  assert.deepEqual(seqs(events).slice(0, 3), [1, 2, 3]);
+  assert.deepEqual(seqs(events), range(1, events.length), 'no gap after archiving');
+
+  const prompt = await http.post(`/v1/sessions/${sid}/prompts`, { key: rita.key, body: { content: 'too late' } });
+  assert.equal(prompt.status, 409, prompt.text);
+  assert.equal(errorCode(prompt), 'conflict');
+  const late = await Client.attempt(sessionWsUrl(server, sid, ritaToken));
+  assert.equal(late.opened, true, late.error);
+  assert.equal(late.close?.code, 4009);
+  assert.ok(!late.frames.some((f) => f.type === 'message'));
+  assert.deepEqual(await allEvents(server, rita, sid), events, 'refused requests stored nothing');
+
+  const listed = (await http.get('/v1/sessions?limit=100', { key: quinn.key })).json.sessions.find((x) => x.id === sid);
+  assert.equal(listed.status, 'archived');
+  assert.equal((await http.get(`/v1/sessions/${sid}/messages`, { key: quinn.key })).status, 200);
+});
+
+test('no secret appears in responses, events or the Worker log', { timeout: 30_000 }, async () => {
+  const sam = await user('Sam');
+  const s = await createSession(server, sam);
+  secretsSeen.add(s.token);
+  const sid = s.session.id;
+  const bad = await Client.attempt(sessionWsUrl(server, sid, `${s.token}x`));
+  assert.equal(bad.close?.code, 4001);
+  const texts = [
+    (await http.get(`/v1/sessions/${sid}`, { key: sam.key })).text,
+    (await http.get(`/v1/sessions/${sid}/events`, { key: sam.key })).text,
+    (await http.get('/v1/sessions', { key: sam.key })).text,
+    (await http.get('/v1/users', { key: server.adminKey })).text,
+    (await http.get('/v1/me', { key: sam.key })).text,
+    (await http.get('/health')).text,
+    (await http.get('/v1/me', { key: `${sam.key}x` })).text,
+  ];
+  // The dev proxy's own request lines ("[wrangler:info] GET /…?token=…") are not the Worker's log.
+  const workerLog = server
+    .log()
+    .split('\n')
+    .filter((line) => !/^\s*\[wrangler:/.test(line))
+    .join('\n');
+  for (const secret of secretsSeen) {
+    for (const text of texts) assert.ok(!text.includes(secret), `a secret leaked into a response: ${text.slice(0, 200)}`);
+    assert.ok(!workerLog.includes(secret), 'a secret or token appears in the Worker log');
+  }
+});

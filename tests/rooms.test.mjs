@@ -1,0 +1,328 @@
+// Multiplayer rooms: fan-out order, authorship, presence, the prompt queue, idempotency,
+// cancel and history, all over participant WebSockets.
+
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Client,
+  Clients,
+  addMember,
+  allEvents,
+  api,
+  createSession,
+  createUser,
+  logOnFailure,
+  mintToken,
+  range,
+  rid,
+  seqs,
+  sessionWsUrl,
+  sleep,
+  startServer,
+} from './support/server.mjs';
+
+let server;
+let http;
+const clients = new Clients();
+
+before(async () => {
+  server = await startServer();
+  http = api(server);
+});
+
+after(async () => {
+  await clients.closeAll();
+  await server?.stop();
+});
+
+afterEach(async (t) => {
+  logOnFailure(server, t);
+  await clients.closeAll();
+});
+
+async function connect(sessionId, token, since) {
+  const client = clients.add(await Client.connect(sessionWsUrl(server, sessionId, token, since)));
+  const welcome = await client.welcome();
+  return { client, welcome };
+}
+
+/** A session owned by a fresh user, with a fresh member added. */
+async function roomOfTwo(title) {
+  const alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
+  const bob = await createUser(server, 'Bob');
+  const created = await createSession(server, alice, { title });
+  const sid = created.session.id;
+  await addMember(server, alice, sid, bob);
+  return { alice, bob, created, sid };
+}
+
+function promptFrame(content, client_request_id = rid('p')) {
+  return { type: 'prompt', content, client_request_id };
+}
+
+test('three participants receive every event in the same seq order, with authors', { timeout: 60_000 }, async () => {
+  const { alice, bob, created, sid } = await roomOfTwo('fan-out');
+
+  const stored = await allEvents(server, alice, sid);
+  assert.deepEqual(stored.map((e) => [e.seq, e.type, e.participant?.user_id]), [
+    [1, 'participant_joined', alice.id],
+    [2, 'participant_joined', bob.id],
+  ]);
+
+  const a1 = await connect(sid, created.token);
+  const a2 = await connect(sid, (await mintToken(server, alice, sid)).token);
+  const b1 = await connect(sid, (await mintToken(server, bob, sid)).token);
+  for (const { welcome } of [a1, a2, b1]) assert.equal(welcome.last_seq, 2);
+  assert.equal(a1.welcome.participant.user_id, alice.id);
+  assert.equal(a2.welcome.participant.user_id, alice.id);
+  assert.equal(b1.welcome.participant.user_id, bob.id);
+  assert.equal(a1.welcome.participant.id, a2.welcome.participant.id, 'one participant per user and session');
+  assert.notEqual(a1.welcome.participant.id, b1.welcome.participant.id);
+
+  // Prompts from every socket at once, plus one over HTTP.
+  const sent = [
+    [a1, 'alpha one'], [b1, 'bravo one'], [a2, 'alpha two'], [b1, 'bravo two'],
+    [a1, 'alpha three'], [a2, 'alpha four'], [b1, 'bravo three'],
+  ].map(([who, content]) => ({ who, frame: promptFrame(content) }));
+  for (const { who, frame } of sent) who.client.send(frame);
+  const httpCrid = rid('http');
+  const httpRes = await http.post(`/v1/sessions/${sid}/prompts`, {
+    key: bob.key,
+    body: { content: 'bravo over http', client_request_id: httpCrid },
+  });
+  assert.equal(httpRes.status, 202, httpRes.text);
+
+  const acks = await Promise.all(
+    sent.map(({ who, frame }) =>
+      who.client.waitFor((f) => f.type === 'prompt_ack' && f.client_request_id === frame.client_request_id),
+    ),
+  );
+  // Acks go to the sending socket only.
+  for (const { who, frame } of sent) {
+    for (const other of [a1, a2, b1].filter((c) => c !== who)) {
+      assert.ok(
+        !other.client.frames.some((f) => f.type === 'prompt_ack' && f.client_request_id === frame.client_request_id),
+        'prompt_ack reached a socket that did not send the prompt',
+      );
+    }
+  }
+
+  const last = 2 + sent.length + 1;
+  const views = await Promise.all([a1, a2, b1].map(({ client }) => client.waitForSeq(last)));
+  await sleep(300); // anything extra (a duplicate) would arrive now
+  for (const [i, { client }] of [a1, a2, b1].entries()) {
+    assert.deepEqual(seqs(client.events()), range(3, last), `client ${i} saw a gap, a duplicate or a reordering`);
+  }
+  assert.deepEqual(views[1], views[0]);
+  assert.deepEqual(views[2], views[0]);
+
+  // What the sockets saw is what was stored.
+  const storedAfter = await allEvents(server, alice, sid);
+  assert.deepEqual(storedAfter.slice(2), a1.client.events());
+
+  // Every prompt became exactly one message event, tagged with its author.
+  const messages = a1.client.events().filter((e) => e.type === 'message');
+  assert.equal(messages.length, sent.length + 1);
+  const participantOf = { [alice.id]: a1.welcome.participant, [bob.id]: b1.welcome.participant };
+  for (const [i, { who, frame }] of sent.entries()) {
+    const matching = messages.filter((m) => m.client_request_id === frame.client_request_id);
+    assert.equal(matching.length, 1, `message for ${frame.content}`);
+    const [m] = matching;
+    const user = who === b1 ? bob : alice;
+    assert.equal(m.content, frame.content);
+    assert.equal(m.author.name, user.name);
+    assert.ok([user.id, participantOf[user.id].id].includes(m.author.id), `author id ${m.author.id}`);
+    assert.equal(m.source, 'web');
+    assert.equal(m.message_id, acks[i].message_id);
+    // No sandbox runs, so the position is the prompt's place in the queue of waiting prompts.
+    assert.equal(acks[i].position, messages.indexOf(m) + 1, `position of ${frame.content}`);
+  }
+  const viaHttp = messages.find((m) => m.client_request_id === httpCrid);
+  assert.equal(viaHttp.author.name, bob.name);
+  assert.equal(viaHttp.source, 'api');
+  assert.equal(viaHttp.message_id, httpRes.json.message_id);
+  assert.equal(httpRes.json.position, messages.indexOf(viaHttp) + 1);
+});
+
+test('welcome, presence and typing; sockets do not append events', { timeout: 60_000 }, async () => {
+  const { alice, bob, created, sid } = await roomOfTwo('presence');
+  const before = await allEvents(server, alice, sid);
+
+  const a = await connect(sid, created.token);
+  assert.equal(a.client.frames[0].type, 'welcome', 'the welcome is the first frame');
+  assert.equal(a.welcome.session.id, sid);
+  assert.equal(a.welcome.session.repo, 'acme/demo');
+  assert.equal(a.welcome.participant.name, alice.name);
+  assert.equal(a.welcome.last_seq, before.length);
+  assert.ok(Array.isArray(a.welcome.online));
+
+  const mark = a.client.mark();
+  const b = await connect(sid, (await mintToken(server, bob, sid)).token);
+  assert.ok(b.welcome.online.some((p) => p.user_id === alice.id), 'the welcome lists who is online');
+  const bobOnline = await a.client.waitFor(
+    (f) => f.type === 'presence' && f.online.some((p) => p.user_id === bob.id),
+    10_000,
+    mark,
+  );
+  assert.ok(bobOnline.online.some((p) => p.user_id === alice.id));
+  assert.deepEqual(bobOnline.typing, []);
+
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: alice.key });
+  assert.equal(detail.status, 200);
+  const online = Object.fromEntries(detail.json.participants.map((p) => [p.user_id, p.online]));
+  assert.deepEqual(online, { [alice.id]: true, [bob.id]: true });
+
+  const beforeTyping = a.client.mark();
+  b.client.send({ type: 'typing' });
+  const typing = await a.client.waitFor(
+    (f) => f.type === 'presence' && f.typing.some((p) => p.user_id === bob.id),
+    10_000,
+    beforeTyping,
+  );
+  assert.equal(typing.typing.length, 1);
+  await b.client.waitFor((f) => f.type === 'presence' && f.typing.some((p) => p.user_id === bob.id));
+
+  b.client.send({ type: 'ping' });
+  await b.client.waitFor((f) => f.type === 'pong');
+
+  const beforeLeave = a.client.mark();
+  await b.client.closeAndWait();
+  await a.client.waitFor(
+    (f) => f.type === 'presence' && !f.online.some((p) => p.user_id === bob.id),
+    10_000,
+    beforeLeave,
+  );
+
+  assert.deepEqual(await allEvents(server, alice, sid), before, 'connect, typing, ping and disconnect stored nothing');
+  assert.deepEqual(a.client.events(), []);
+});
+
+test('queue positions, cancel over WebSocket and its errors', { timeout: 60_000 }, async () => {
+  const { alice, bob, created, sid } = await roomOfTwo('queue');
+  const a = await connect(sid, created.token);
+  const b = await connect(sid, (await mintToken(server, bob, sid)).token);
+
+  const p1 = promptFrame('first');
+  const p2 = promptFrame('second');
+  a.client.send(p1);
+  const ack1 = await a.client.waitFor((f) => f.type === 'prompt_ack' && f.client_request_id === p1.client_request_id);
+  b.client.send(p2);
+  const ack2 = await b.client.waitFor((f) => f.type === 'prompt_ack' && f.client_request_id === p2.client_request_id);
+  assert.equal(ack1.position, 1);
+  assert.equal(ack2.position, 2);
+  assert.notEqual(ack1.message_id, ack2.message_id);
+
+  let detail = await http.get(`/v1/sessions/${sid}`, { key: bob.key });
+  assert.deepEqual(
+    detail.json.queue.map((q) => [q.message_id, q.status, q.position, q.content]),
+    [
+      [ack1.message_id, 'queued', 1, 'first'],
+      [ack2.message_id, 'queued', 2, 'second'],
+    ],
+  );
+
+  // Bob cancels Alice's queued prompt: everyone sees it finish as cancelled.
+  b.client.send({ type: 'cancel', message_id: ack1.message_id });
+  const isCancel = (f) => f.type === 'prompt_finished' && f.message_id === ack1.message_id;
+  const [fa, fb] = await Promise.all([a.client.waitFor(isCancel), b.client.waitFor(isCancel)]);
+  assert.equal(fa.status, 'cancelled');
+  assert.deepEqual(fb, fa);
+  assert.equal(fa.seq, 5); // joined, joined, message, message, prompt_finished
+
+  detail = await http.get(`/v1/sessions/${sid}`, { key: alice.key });
+  assert.deepEqual(
+    detail.json.queue.map((q) => [q.message_id, q.position]),
+    [[ack2.message_id, 1]],
+  );
+
+  const p3 = promptFrame('third');
+  a.client.send(p3);
+  const ack3 = await a.client.waitFor((f) => f.type === 'prompt_ack' && f.client_request_id === p3.client_request_id);
+  assert.equal(ack3.position, 2);
+
+  const beforeErrors = await allEvents(server, alice, sid);
+  let mark = b.client.mark();
+  b.client.send({ type: 'cancel', message_id: ack1.message_id });
+  const conflict = await b.client.waitFor((f) => f.type === 'error', 10_000, mark);
+  assert.equal(conflict.code, 'conflict');
+  mark = b.client.mark();
+  b.client.send({ type: 'cancel', message_id: 'msg_does_not_exist' });
+  const missing = await b.client.waitFor((f) => f.type === 'error', 10_000, mark);
+  assert.equal(missing.code, 'not_found');
+  assert.ok(b.client.isOpen, 'the socket stays open after error frames');
+  assert.deepEqual(await allEvents(server, alice, sid), beforeErrors);
+
+  const messages = await http.get(`/v1/sessions/${sid}/messages`, { key: alice.key });
+  assert.equal(messages.status, 200);
+  const statusOf = Object.fromEntries(messages.json.messages.map((m) => [m.id, m.status]));
+  assert.equal(statusOf[ack1.message_id], 'cancelled');
+  assert.equal(statusOf[ack2.message_id], 'queued');
+  assert.equal(statusOf[ack3.message_id], 'queued');
+});
+
+test('client_request_id is idempotent per user, across sockets', { timeout: 60_000 }, async () => {
+  const { alice, bob, created, sid } = await roomOfTwo('idempotency');
+  const a1 = await connect(sid, created.token);
+  const a2 = await connect(sid, (await mintToken(server, alice, sid)).token);
+  const b = await connect(sid, (await mintToken(server, bob, sid)).token);
+
+  const crid = rid('same');
+  const isAck = (f) => f.type === 'prompt_ack' && f.client_request_id === crid;
+  a1.client.send(promptFrame('only once', crid));
+  const first = await a1.client.waitFor(isAck);
+  a1.client.send(promptFrame('only once', crid));
+  const again = await a1.client.waitForCount(isAck, 2);
+  a2.client.send(promptFrame('only once', crid));
+  const fromOtherSocket = await a2.client.waitFor(isAck);
+  assert.equal(again[1].message_id, first.message_id);
+  assert.equal(fromOtherSocket.message_id, first.message_id);
+
+  // The same id from another user is another prompt.
+  b.client.send(promptFrame('mine too', crid));
+  const bobs = await b.client.waitFor(isAck);
+  assert.notEqual(bobs.message_id, first.message_id);
+  assert.equal(bobs.position, 2);
+
+  await a1.client.waitForSeq(4);
+  await sleep(300);
+  const events = await allEvents(server, alice, sid);
+  assert.deepEqual(
+    events.map((e) => [e.seq, e.type, e.message_id ?? null]),
+    [
+      [1, 'participant_joined', null],
+      [2, 'participant_joined', null],
+      [3, 'message', first.message_id],
+      [4, 'message', bobs.message_id],
+    ],
+  );
+  assert.deepEqual(seqs(a2.client.events()), [3, 4]);
+});
+
+test('history frames page backwards through stored events', { timeout: 60_000 }, async () => {
+  const { alice, created, sid } = await roomOfTwo('history');
+  for (let i = 0; i < 5; i++) {
+    const res = await http.post(`/v1/sessions/${sid}/prompts`, { key: alice.key, body: { content: `h${i}` } });
+    assert.equal(res.status, 202, res.text);
+  }
+  const stored = await allEvents(server, alice, sid);
+  assert.deepEqual(seqs(stored), range(1, 7));
+
+  const a = await connect(sid, created.token);
+  const cases = [
+    // [before_seq, limit, expected seqs, has_more]
+    [8, 3, [5, 6, 7], true],
+    [5, 3, [2, 3, 4], true],
+    [4, 10, [1, 2, 3], false],
+    [2, 1, [1], false],
+    [1, 5, [], false],
+  ];
+  for (const [before_seq, limit, expected, hasMore] of cases) {
+    const mark = a.client.mark();
+    a.client.send({ type: 'history', before_seq, limit });
+    const page = await a.client.waitFor((f) => f.type === 'history', 10_000, mark);
+    assert.deepEqual(seqs(page.events), expected, `history before ${before_seq} limit ${limit}`);
+    assert.equal(page.has_more, hasMore, `has_more before ${before_seq} limit ${limit}`);
+    assert.deepEqual(page.events, stored.filter((e) => expected.includes(e.seq)));
+  }
+  assert.deepEqual(a.client.events(), [], 'history pages are not live events');
+});
