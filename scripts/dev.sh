@@ -20,6 +20,11 @@ if [ ! -f .dev.vars ]; then
 fi
 admin_key=$(sed -n 's/^ADMIN_KEY="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)
 
+if curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; then
+  echo "dev: port $port is already in use (another npm run dev?). Stop it, or choose another: PORT=8788 npm run dev" >&2
+  exit 1
+fi
+
 bash scripts/build.sh
 wrangler d1 migrations apply DB --local >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log

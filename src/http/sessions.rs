@@ -193,9 +193,13 @@ pub async fn check_token(index: &Index, config: &Config, session_id: &str, token
     let refused = |code: u16, message: &str| TokenCheck::Refused(code, ApiError::new(ErrorCode::Unauthorized, message));
     let claims = match token::verify(token_secret(config)?, token, session_id, now_ms()) {
         Ok(claims) => claims,
-        Err(error @ (TokenError::Malformed | TokenError::BadSignature | TokenError::Expired | TokenError::WrongSession)) => {
-            return Ok(refused(4001, error.message()));
+        // Not a token this coordinator issued: refused before any socket is opened.
+        Err(error @ (TokenError::Malformed | TokenError::BadSignature)) => {
+            return Err(ApiError::new(ErrorCode::Unauthorized, error.message()).into());
         }
+        // A genuine token that has run out or belongs elsewhere: the client can act on 4001
+        // (fetch a new token), which a browser could not read from an HTTP status.
+        Err(error @ (TokenError::Expired | TokenError::WrongSession)) => return Ok(refused(4001, error.message())),
     };
     let Some(user) = index.user(&claims.uid).await?.filter(|u| !u.disabled) else {
         return Ok(refused(4001, "the token's user no longer exists or is disabled"));

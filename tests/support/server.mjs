@@ -152,10 +152,11 @@ function randomSecret() {
 
 /**
  * Starts `wrangler dev` on a free port with fresh secrets. `cwd` is the project directory
- * (the one holding wrangler.toml); it defaults to this repository.
+ * (the one holding wrangler.toml and build/); it defaults to $COORDINATOR_DIR, else this
+ * repository.
  * @returns {Promise<{url, wsUrl, port, adminKey, tokenSecret, persistDir, stop, restart, log}>}
  */
-export async function startServer({ persistDir, cwd = ROOT } = {}) {
+export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT } = {}) {
   const ownsDir = !persistDir;
   const dir = persistDir ?? (await mkdtemp(path.join(os.tmpdir(), 'coordinator-test-')));
   await applyMigrations(dir, { cwd });
