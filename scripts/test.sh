@@ -14,6 +14,6 @@ echo "== build the release Worker once"
 bash scripts/build.sh
 
 echo "== integration tests (wrangler dev / workerd)"
-node --test --test-concurrency=2 --test-timeout=300000 tests/
+node --test --test-concurrency=2 --test-timeout=300000 tests/*.test.mjs
 
 echo "npm test took $(( $(date +%s) - started )) s"

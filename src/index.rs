@@ -94,11 +94,19 @@ impl Index {
         Ok(self.db.prepare(sql).bind(values)?)
     }
 
-    async fn first<T: serde::de::DeserializeOwned>(&self, sql: &str, values: &[JsValue]) -> Result<Option<T>> {
+    async fn first<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: &[JsValue],
+    ) -> Result<Option<T>> {
         Ok(self.statement(sql, values)?.first::<T>(None).await?)
     }
 
-    async fn all<T: serde::de::DeserializeOwned>(&self, sql: &str, values: &[JsValue]) -> Result<Vec<T>> {
+    async fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        values: &[JsValue],
+    ) -> Result<Vec<T>> {
         Ok(self.statement(sql, values)?.all().await?.results::<T>()?)
     }
 
@@ -129,12 +137,17 @@ impl Index {
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = self.all("SELECT * FROM users ORDER BY created_at, id", &[]).await?;
+        let rows: Vec<UserRow> = self
+            .all("SELECT * FROM users ORDER BY created_at, id", &[])
+            .await?;
         Ok(rows.into_iter().map(UserRow::into_user).collect())
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<User>> {
-        Ok(self.first::<UserRow>("SELECT * FROM users WHERE id = ?", &[text(id)]).await?.map(UserRow::into_user))
+        Ok(self
+            .first::<UserRow>("SELECT * FROM users WHERE id = ?", &[text(id)])
+            .await?
+            .map(UserRow::into_user))
     }
 
     pub async fn user_by_key_hash(&self, key_hash: &str) -> Result<Option<User>> {
@@ -147,12 +160,25 @@ impl Index {
         Ok(row.map(UserRow::into_user))
     }
 
-    pub async fn update_user(&self, id: &str, scopes: Option<&Scopes>, disabled: Option<bool>) -> Result<()> {
+    pub async fn update_user(
+        &self,
+        id: &str,
+        scopes: Option<&Scopes>,
+        disabled: Option<bool>,
+    ) -> Result<()> {
         if let Some(scopes) = scopes {
-            self.run("UPDATE users SET scopes = ? WHERE id = ?", &[text(&serde_json::to_string(scopes)?), text(id)]).await?;
+            self.run(
+                "UPDATE users SET scopes = ? WHERE id = ?",
+                &[text(&serde_json::to_string(scopes)?), text(id)],
+            )
+            .await?;
         }
         if let Some(disabled) = disabled {
-            self.run("UPDATE users SET disabled = ? WHERE id = ?", &[JsValue::from(i32::from(disabled)), text(id)]).await?;
+            self.run(
+                "UPDATE users SET disabled = ? WHERE id = ?",
+                &[JsValue::from(i32::from(disabled)), text(id)],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -194,19 +220,33 @@ impl Index {
             .await?;
         Ok(row.map(|row| {
             let (session, role) = row.into_session();
-            Membership { session, role: role.unwrap_or_else(|| "member".into()) }
+            Membership {
+                session,
+                role: role.unwrap_or_else(|| "member".into()),
+            }
         }))
     }
 
     /// Sessions the user owns or joined, newest first, after the `(created_at, id)` cursor.
-    pub async fn sessions_of(&self, user_id: &str, after: Option<(String, String)>, limit: u32) -> Result<Vec<Session>> {
+    pub async fn sessions_of(
+        &self,
+        user_id: &str,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> Result<Vec<Session>> {
         let (created_at, id) = after.unwrap_or_else(|| ("~".into(), String::new()));
         let rows: Vec<SessionRow> = self
             .all(
                 "SELECT s.* FROM sessions s JOIN session_members m ON m.session_id = s.id
                  WHERE m.user_id = ? AND (s.created_at < ? OR (s.created_at = ? AND s.id < ?))
                  ORDER BY s.created_at DESC, s.id DESC LIMIT ?",
-                &[text(user_id), text(&created_at), text(&created_at), text(&id), JsValue::from(limit)],
+                &[
+                    text(user_id),
+                    text(&created_at),
+                    text(&created_at),
+                    text(&id),
+                    JsValue::from(limit),
+                ],
             )
             .await?;
         Ok(rows.into_iter().map(|r| r.into_session().0).collect())
@@ -228,7 +268,16 @@ impl Index {
         .await
     }
 
-    pub async fn set_session_status(&self, session_id: &str, status: &str, now: &str) -> Result<()> {
-        self.run("UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?", &[text(status), text(now), text(session_id)]).await
+    pub async fn set_session_status(
+        &self,
+        session_id: &str,
+        status: &str,
+        now: &str,
+    ) -> Result<()> {
+        self.run(
+            "UPDATE sessions SET status = ?, updated_at = ? WHERE id = ?",
+            &[text(status), text(now), text(session_id)],
+        )
+        .await
     }
 }

@@ -18,11 +18,15 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response> {
 
 /// A response whose JSON was assembled by hand (event pages splice stored event JSON).
 pub fn raw_json(status: u16, body: String) -> Result<Response> {
-    Ok(Response::ok(body)?.with_status(status).with_headers(headers("application/json; charset=utf-8")))
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers("application/json; charset=utf-8")))
 }
 
 pub fn error(error: &ApiError) -> worker::Result<Response> {
-    Ok(Response::ok(error.to_body())?.with_status(error.status()).with_headers(headers("application/json; charset=utf-8")))
+    Ok(Response::ok(error.to_body())?
+        .with_status(error.status())
+        .with_headers(headers("application/json; charset=utf-8")))
 }
 
 pub fn event_stream(response: Response) -> Response {
@@ -34,9 +38,16 @@ pub fn event_stream(response: Response) -> Response {
 /// Reads a body of at most `limit` bytes; a larger one is `too_large` (413).
 pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>> {
     let too_large = |size: usize| {
-        ApiError::new(ErrorCode::TooLarge, format!("the body is {size} bytes; the limit is {limit}"))
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the body is {size} bytes; the limit is {limit}"),
+        )
     };
-    if let Some(length) = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(length) = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if length > limit {
             return Err(too_large(length).into());
         }

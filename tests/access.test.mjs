@@ -12,7 +12,6 @@ import {
   createUser,
   errorCode,
   logOnFailure,
-  mintToken,
   rid,
   sessionWsUrl,
   signToken,
@@ -80,6 +79,20 @@ test('a non-member can neither read nor write nor join a session', { timeout: 60
     assert.equal(res.status, 404, `${method} ${path}: ${res.text}`);
     assert.equal(errorCode(res), 'not_found', `${method} ${path}`);
   }
+  // Bob's own session does not reach into X either: X's message id is unknown there.
+  const crossCancel = await http.post(`/v1/sessions/${Z.session.id}/cancel`, { key: bob.key, body: { message_id: before.at(-1).message_id } });
+  assert.equal(crossCancel.status, 404, crossCancel.text);
+  assert.equal(errorCode(crossCancel), 'not_found');
+  const zSocket = clients.add(await Client.connect(sessionWsUrl(server, Z.session.id, Z.token)));
+  await zSocket.welcome();
+  zSocket.send({ type: 'cancel', message_id: before.at(-1).message_id });
+  assert.equal((await zSocket.waitFor((f) => f.type === 'error')).code, 'not_found');
+  zSocket.send({ type: 'history', before_seq: 1000, limit: 500 });
+  const zHistory = await zSocket.waitFor((f) => f.type === 'history');
+  assert.ok(zHistory.events.every((e) => e.type !== 'message' || e.content !== 'private work'), 'X leaked into Z');
+  const xQueue = (await http.get(`/v1/sessions/${sid}`, { key: alice.key })).json.queue;
+  assert.deepEqual(xQueue.map((q) => [q.message_id, q.status]), [[before.at(-1).message_id, 'queued']]);
+
   const list = await http.get('/v1/sessions?limit=100', { key: bob.key });
   assert.equal(list.status, 200);
   assert.deepEqual(list.json.sessions.map((s) => s.id), [Z.session.id]);
@@ -89,30 +102,47 @@ test('a non-member can neither read nor write nor join a session', { timeout: 60
   assert.equal(detail.json.session.status, 'active');
 });
 
-test('participant tokens: foreign, expired, forged and garbage tokens close with 4001', { timeout: 60_000 }, async () => {
+test('participant tokens are v1.<claims>.<hmac> over {sid, uid, exp}', async () => {
+  const [version, payload, mac] = X.token.split('.');
+  assert.equal(version, 'v1');
+  assert.match(mac, /^[A-Za-z0-9_-]{43}$/, 'an unpadded base64url HMAC-SHA256');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+  assert.deepEqual(Object.keys(claims), ['sid', 'uid', 'exp']);
+  assert.equal(claims.sid, X.session.id);
+  assert.equal(claims.uid, alice.id);
+  assert.equal(claims.exp, Date.parse(X.expires_at));
+  assert.equal(signToken(server.tokenSecret, claims), X.token, 'the test signer matches the Worker');
+});
+
+test('participant tokens: genuine but expired or foreign ones close with 4001, forged ones get 401', { timeout: 60_000 }, async () => {
   const sid = X.session.id;
   const now = Date.now();
   const [payload, mac] = X.token.split('.').slice(1);
   const tamperedClaims = Buffer.from(JSON.stringify({ sid, uid: bob.id, exp: now + 600_000 })).toString('base64url');
+  // A token the coordinator issued that has expired or names another session is accepted and
+  // closed with 4001, which a browser can read and act on; anything it did not issue is refused
+  // with 401 before a socket is opened.
   const cases = [
-    ['token of session Y on X', Y.token],
-    ['token of another user\'s session on X', Z.token],
-    ['expired token, right secret', signToken(server.tokenSecret, { sid, uid: alice.id, exp: now - 60_000 })],
-    ['token signed with another secret', signToken('not-the-secret', { sid, uid: alice.id, exp: now + 600_000 })],
-    ['payload swapped, old signature', `v1.${tamperedClaims}.${mac}`],
-    ['signature dropped', `v1.${payload}`],
-    ['garbage', 'not-a-token'],
-    ['garbage with dots', 'v1.x.y'],
-    ['other version', `v2.${payload}.${mac}`],
-    ['empty', ''],
+    ['token of session Y on X', Y.token, 'close 4001'],
+    ['token of another user\'s session on X', Z.token, 'close 4001'],
+    ['expired token, right secret', signToken(server.tokenSecret, { sid, uid: alice.id, exp: now - 60_000 }), 'close 4001'],
+    ['token signed with another secret', signToken('not-the-secret', { sid, uid: alice.id, exp: now + 600_000 }), 'HTTP 401'],
+    ['payload swapped, old signature', `v1.${tamperedClaims}.${mac}`, 'HTTP 401'],
+    ['signature dropped', `v1.${payload}`, 'HTTP 401'],
+    ['garbage', 'not-a-token', 'HTTP 401'],
+    ['garbage with dots', 'v1.x.y', 'HTTP 401'],
+    ['other version', `v2.${payload}.${mac}`, 'HTTP 401'],
+    ['empty', '', 'HTTP 401'],
   ];
+  // Collect every outcome first so a failure shows the whole table.
+  const got = {};
   for (const [what, token] of cases) {
     const outcome = await Client.attempt(sessionWsUrl(server, sid, token));
-    assert.equal(outcome.opened, true, `${what}: ${outcome.error}`);
-    assert.equal(outcome.close?.code, 4001, `${what}: closed with ${JSON.stringify(outcome.close)}`);
+    got[what] = outcome.opened ? `close ${outcome.close?.code ?? 'none'}` : `HTTP ${outcome.status}`;
     assert.ok(!outcome.frames.some((f) => f.type === 'welcome'), `${what}: no welcome`);
     assert.ok(!outcome.frames.some((f) => typeof f.seq === 'number'), `${what}: no events leaked`);
   }
+  assert.deepEqual(got, Object.fromEntries(cases.map(([what, , expected]) => [what, expected])));
 
   // The same format with the right secret and a future expiry is accepted: the refusals above
   // are about the claims, not about how the token is written.
@@ -254,6 +284,7 @@ test('scopes decide which repos a user sees and opens sessions on', { timeout: 6
 test('a disabled user is refused with 401 until enabled again', { timeout: 30_000 }, async () => {
   const carol = await createUser(server, 'Carol', { repos: ['acme/demo'] });
   assert.equal((await http.get('/v1/me', { key: carol.key })).status, 200);
+  const session = await createSession(server, carol);
   const off = await http.patch(`/v1/users/${carol.id}`, { key: server.adminKey, body: { disabled: true } });
   assert.equal(off.status, 200, off.text);
   for (const [method, path] of [['GET', '/v1/me'], ['GET', '/v1/sessions'], ['POST', '/v1/sessions']]) {
@@ -261,6 +292,12 @@ test('a disabled user is refused with 401 until enabled again', { timeout: 30_00
     assert.equal(res.status, 401, `${method} ${path}: ${res.text}`);
     assert.equal(errorCode(res), 'unauthorized');
   }
+  // A participant token minted before the user was disabled does not join either.
+  const outcome = await Client.attempt(sessionWsUrl(server, session.session.id, session.token));
+  assert.ok(!outcome.frames.some((f) => f.type === 'welcome'), 'a disabled user joined with an old token');
+  const refused = outcome.opened ? [4001, 4003].includes(outcome.close?.code) : [401, 403].includes(outcome.status);
+  assert.ok(refused, JSON.stringify({ opened: outcome.opened, status: outcome.status, close: outcome.close }));
+
   const on = await http.patch(`/v1/users/${carol.id}`, { key: server.adminKey, body: { disabled: false } });
   assert.equal(on.status, 200, on.text);
   assert.equal((await http.get('/v1/me', { key: carol.key })).status, 200);

@@ -143,7 +143,7 @@ test('a flood of frames is rate limited; waiting restores service on the same so
 
   const mark = client.mark();
   for (let i = 0; i < 100; i++) client.send({ type: 'typing' });
-  const limited = await client.waitForCount((f, i) => f.type === 'error' && f.code === 'rate_limited', 1);
+  const limited = await client.waitForCount((f) => f.type === 'error' && f.code === 'rate_limited', 1);
   assert.ok(limited.length >= 1);
   // Count what the 100 frames produced once the burst settled.
   await sleep(1_000);
@@ -158,6 +158,7 @@ test('a flood of frames is rate limited; waiting restores service on the same so
   assert.ok(client.isOpen, 'a flood does not close the socket');
   assert.ok(w.client.isOpen);
   assert.deepEqual(w.client.errors(), [], 'the other user is not limited for it');
+  assert.deepEqual(await allEvents(server, owner, sid), storedBefore, 'the flood stored nothing');
 
   // A different user is not limited by someone else's flood.
   w.client.send({ type: 'prompt', content: 'from the watcher', client_request_id: 'watcher-1' });
@@ -228,11 +229,11 @@ test('prompts over HTTP are rate limited with 429', { timeout: 60_000 }, async (
 
 test('a full queue refuses the 21st prompt on WebSocket and HTTP; a cancel makes room', { timeout: 90_000 }, async () => {
   const { owner, created, sid } = await freshRoom('full queue');
-  const helpers = [await createUser(server, 'Q1'), await createUser(server, 'Q2')];
-  for (const h of helpers) await addMember(server, owner, sid, h);
+  const members = [await createUser(server, 'Q1'), await createUser(server, 'Q2')];
+  for (const h of members) await addMember(server, owner, sid, h);
   const sockets = [
     (await connect(sid, created.token)).client,
-    ...(await Promise.all(helpers.map(async (h) => (await connect(sid, (await mintToken(server, h, sid)).token)).client))),
+    ...(await Promise.all(members.map(async (h) => (await connect(sid, (await mintToken(server, h, sid)).token)).client))),
   ];
   // 7 + 7 + 6 prompts from three users keeps each under its prompt rate.
   const acks = [];
@@ -252,7 +253,7 @@ test('a full queue refuses the 21st prompt on WebSocket and HTTP; a cancel makes
   sockets[2].send({ type: 'prompt', content: 'one too many', client_request_id: crid });
   const err = await sockets[2].waitFor((f) => f.type === 'error' && f.client_request_id === crid);
   assert.equal(err.code, 'queue_full');
-  const overHttp = await http.post(`/v1/sessions/${sid}/prompts`, { key: helpers[1].key, body: { content: 'also too many' } });
+  const overHttp = await http.post(`/v1/sessions/${sid}/prompts`, { key: members[1].key, body: { content: 'also too many' } });
   assert.equal(overHttp.status, 409, overHttp.text);
   assert.equal(errorCode(overHttp), 'queue_full');
   await sleep(300);

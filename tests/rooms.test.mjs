@@ -185,6 +185,15 @@ test('welcome, presence and typing; sockets do not append events', { timeout: 60
   b.client.send({ type: 'ping' });
   await b.client.waitFor((f) => f.type === 'pong');
 
+  // A user with two sockets stays online while one of them is open.
+  const a2 = await connect(sid, (await mintToken(server, alice, sid)).token);
+  assert.equal(a2.welcome.participant.id, a.welcome.participant.id);
+  const beforeSecondLeaves = a.client.mark();
+  await a2.client.closeAndWait();
+  const afterSecond = await a.client.waitFor((f) => f.type === 'presence', 10_000, beforeSecondLeaves);
+  assert.ok(afterSecond.online.some((p) => p.user_id === alice.id), 'Alice is still online on her first socket');
+  assert.equal(afterSecond.online.filter((p) => p.user_id === alice.id).length, 1, 'a participant is listed once');
+
   const beforeLeave = a.client.mark();
   await b.client.closeAndWait();
   await a.client.waitFor(
@@ -214,10 +223,10 @@ test('queue positions, cancel over WebSocket and its errors', { timeout: 60_000 
 
   let detail = await http.get(`/v1/sessions/${sid}`, { key: bob.key });
   assert.deepEqual(
-    detail.json.queue.map((q) => [q.message_id, q.status, q.position, q.content]),
+    detail.json.queue.map((q) => [q.message_id, q.status, q.position, q.content, q.author?.name]),
     [
-      [ack1.message_id, 'queued', 1, 'first'],
-      [ack2.message_id, 'queued', 2, 'second'],
+      [ack1.message_id, 'queued', 1, 'first', alice.name],
+      [ack2.message_id, 'queued', 2, 'second', bob.name],
     ],
   );
 
@@ -277,6 +286,12 @@ test('client_request_id is idempotent per user, across sockets', { timeout: 60_0
   assert.equal(again[1].message_id, first.message_id);
   assert.equal(fromOtherSocket.message_id, first.message_id);
 
+  // And over HTTP: idempotency is per user, not per transport.
+  const overHttp = await http.post(`/v1/sessions/${sid}/prompts`, { key: alice.key, body: { content: 'only once', client_request_id: crid } });
+  assert.equal(overHttp.status, 202, overHttp.text);
+  assert.equal(overHttp.json.message_id, first.message_id);
+  assert.equal(overHttp.json.position, 1);
+
   // The same id from another user is another prompt.
   b.client.send(promptFrame('mine too', crid));
   const bobs = await b.client.waitFor(isAck);
@@ -296,6 +311,36 @@ test('client_request_id is idempotent per user, across sockets', { timeout: 60_0
     ],
   );
   assert.deepEqual(seqs(a2.client.events()), [3, 4]);
+});
+
+test('prompt frames carry attachments and selection ids to every participant', { timeout: 30_000 }, async () => {
+  const { alice, bob, created, sid } = await roomOfTwo('attachments');
+  const sel = await http.post(`/v1/sessions/${sid}/selections`, {
+    key: bob.key,
+    body: {
+      url: 'https://app.example.com/',
+      title: 'Home',
+      viewport: { width: 800, height: 600 },
+      elements: [{ tag: 'button', text: 'Buy', rect: { x: 1, y: 2, width: 3, height: 4 } }],
+    },
+  });
+  assert.equal(sel.status, 201, sel.text);
+  const a = await connect(sid, created.token);
+  const b = await connect(sid, (await mintToken(server, bob, sid)).token);
+  const frame = {
+    ...promptFrame('use this'),
+    attachments: [{ kind: 'note', text: 'ünïcode ✓ <b>bold</b>' }],
+    selection_ids: [sel.json.artifact_id],
+  };
+  a.client.send(frame);
+  const isMsg = (f) => f.type === 'message' && f.client_request_id === frame.client_request_id;
+  const [ma, mb] = await Promise.all([a.client.waitFor(isMsg), b.client.waitFor(isMsg)]);
+  assert.deepEqual(mb, ma);
+  assert.equal(ma.content, 'use this');
+  assert.deepEqual(ma.attachments, frame.attachments);
+  assert.deepEqual(ma.selection_ids, [sel.json.artifact_id]);
+  assert.equal(ma.author.name, alice.name);
+  assert.equal(ma.seq, 4);
 });
 
 test('history frames page backwards through stored events', { timeout: 60_000 }, async () => {
@@ -325,4 +370,38 @@ test('history frames page backwards through stored events', { timeout: 60_000 },
     assert.deepEqual(page.events, stored.filter((e) => expected.includes(e.seq)));
   }
   assert.deepEqual(a.client.events(), [], 'history pages are not live events');
+});
+
+test('concurrent prompts from several users get distinct seqs and queue positions', { timeout: 60_000 }, async () => {
+  const owner = await createUser(server, 'Owner', { repos: ['acme/*'] });
+  const others = [await createUser(server, 'C1'), await createUser(server, 'C2')];
+  const created = await createSession(server, owner, { title: 'concurrency' });
+  const sid = created.session.id;
+  for (const o of others) await addMember(server, owner, sid, o);
+  const watcher = await connect(sid, created.token);
+  const users = [owner, ...others];
+  const results = await Promise.all(
+    users.flatMap((u) =>
+      range(1, 6).map(async (i) => {
+        const content = `${u.name} #${i}`;
+        const res = await http.post(`/v1/sessions/${sid}/prompts`, { key: u.key, body: { content } });
+        assert.equal(res.status, 202, res.text);
+        return { content, ...res.json };
+      }),
+    ),
+  );
+  const last = 3 + results.length;
+  await watcher.client.waitForSeq(last);
+  await sleep(300);
+  assert.deepEqual(seqs(watcher.client.events()), range(4, last));
+  const stored = await allEvents(server, owner, sid);
+  assert.deepEqual(seqs(stored), range(1, last));
+  const messages = stored.filter((e) => e.type === 'message');
+  assert.equal(new Set(messages.map((m) => m.message_id)).size, results.length);
+  // Positions are a permutation of 1..n that follows the order the prompts were stored in.
+  for (const r of results) {
+    const rank = messages.findIndex((m) => m.message_id === r.message_id) + 1;
+    assert.equal(r.position, rank, `${r.content}: position ${r.position}, stored as #${rank}`);
+    assert.equal(messages[rank - 1].content, r.content);
+  }
 });

@@ -19,8 +19,14 @@ fn unauthorized(message: &str) -> ApiError {
 }
 
 fn bearer(req: &Request) -> Result<Option<String>> {
-    let Some(header) = req.headers().get("authorization")? else { return Ok(None) };
-    let key = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or("").trim();
+    let Some(header) = req.headers().get("authorization")? else {
+        return Ok(None);
+    };
+    let key = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .unwrap_or("")
+        .trim();
     if key.is_empty() || key.len() > 512 {
         return Err(unauthorized("the Authorization header must be \"Bearer <key>\"").into());
     }
@@ -31,11 +37,17 @@ pub async fn authenticate(req: &Request, index: &Index, config: &Config) -> Resu
     let key = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <key>"))?;
     let key_hash = sha256_hex(key.as_bytes());
     if let Some(admin_key) = &config.admin_key {
-        if constant_time_eq(key_hash.as_bytes(), sha256_hex(admin_key.as_bytes()).as_bytes()) {
+        if constant_time_eq(
+            key_hash.as_bytes(),
+            sha256_hex(admin_key.as_bytes()).as_bytes(),
+        ) {
             return Ok(Principal::Admin);
         }
     }
-    let user = index.user_by_key_hash(&key_hash).await?.ok_or_else(|| unauthorized("unknown API key"))?;
+    let user = index
+        .user_by_key_hash(&key_hash)
+        .await?
+        .ok_or_else(|| unauthorized("unknown API key"))?;
     if user.disabled {
         return Err(unauthorized("this user is disabled").into());
     }
@@ -45,7 +57,9 @@ pub async fn authenticate(req: &Request, index: &Index, config: &Config) -> Resu
 pub fn require_admin(principal: Principal) -> Result<()> {
     match principal {
         Principal::Admin => Ok(()),
-        Principal::User(_) => Err(ApiError::new(ErrorCode::Forbidden, "only the admin key may manage users").into()),
+        Principal::User(_) => {
+            Err(ApiError::new(ErrorCode::Forbidden, "only the admin key may manage users").into())
+        }
     }
 }
 
@@ -61,5 +75,9 @@ pub fn require_user(principal: Principal) -> Result<User> {
 }
 
 pub fn caller(user: &User) -> Caller {
-    Caller { user_id: user.id.clone(), name: user.name.clone(), email: user.email.clone() }
+    Caller {
+        user_id: user.id.clone(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+    }
 }

@@ -10,7 +10,10 @@ fn decode(text: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -27,7 +30,11 @@ fn decode(text: &str) -> String {
 
 /// The decoded value of `name` in a query string (without the leading `?`).
 pub fn param(query: &str, name: &str) -> Option<String> {
-    query.split('&').filter_map(|pair| pair.split_once('=').or(Some((pair, "")))).find(|(k, _)| decode(k) == name).map(|(_, v)| decode(v))
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| decode(k) == name)
+        .map(|(_, v)| decode(v))
 }
 
 /// An optional non-negative integer parameter; a present but bad value is `invalid_field`.
@@ -40,7 +47,9 @@ pub fn u64_param(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
             .ok()
             .filter(|n| *n < 1 << 53)
             .map(Some)
-            .ok_or_else(|| ApiError::invalid_field(format!("{name} must be a non-negative integer"))),
+            .ok_or_else(|| {
+                ApiError::invalid_field(format!("{name} must be a non-negative integer"))
+            }),
     }
 }
 
@@ -59,13 +68,21 @@ mod tests {
 
     #[test]
     fn params() {
-        assert_eq!(param("a=1&b=two%20words", "b").as_deref(), Some("two words"));
+        assert_eq!(
+            param("a=1&b=two%20words", "b").as_deref(),
+            Some("two words")
+        );
         assert_eq!(param("a=1&flag", "flag").as_deref(), Some(""));
         assert_eq!(param("a=1", "b"), None);
         assert_eq!(param("t=%zz%", "t").as_deref(), Some("%zz%"));
         assert_eq!(u64_param("since=42", "since"), Ok(Some(42)));
         assert_eq!(u64_param("since=", "since"), Ok(None));
-        for bad in ["since=-1", "since=abc", "since=1.5", "since=99999999999999999999"] {
+        for bad in [
+            "since=-1",
+            "since=abc",
+            "since=1.5",
+            "since=99999999999999999999",
+        ] {
             assert!(u64_param(bad, "since").is_err(), "{bad}");
         }
         assert_eq!(limit_param("", 100, 500), Ok(100));

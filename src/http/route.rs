@@ -32,7 +32,10 @@ pub enum Endpoint {
 impl Endpoint {
     /// Endpoints that only the admin key may call.
     pub fn is_admin(&self) -> bool {
-        matches!(self, Endpoint::CreateUser | Endpoint::ListUsers | Endpoint::UpdateUser(_))
+        matches!(
+            self,
+            Endpoint::CreateUser | Endpoint::ListUsers | Endpoint::UpdateUser(_)
+        )
     }
 }
 
@@ -42,13 +45,22 @@ pub fn is_session_id(id: &str) -> bool {
 }
 
 fn is_plain_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
     use Endpoint::*;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let not_found = || ApiError::new(ErrorCode::NotFound, format!("no such endpoint: {}", shorten(path)));
+    let not_found = || {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no such endpoint: {}", shorten(path)),
+        )
+    };
     // (endpoint per allowed method) for the matched path.
     let candidates: Vec<(&str, Endpoint)> = match segments.as_slice() {
         ["health"] => vec![("GET", Health)],
@@ -60,9 +72,14 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
             let id = id.to_string();
             match rest {
-                [] => vec![("GET", GetSession(id.clone())), ("DELETE", ArchiveSession(id))],
+                [] => vec![
+                    ("GET", GetSession(id.clone())),
+                    ("DELETE", ArchiveSession(id)),
+                ],
                 ["members"] => vec![("POST", AddMember(id))],
-                ["members", user] if is_plain_id(user) => vec![("DELETE", RemoveMember(id, user.to_string()))],
+                ["members", user] if is_plain_id(user) => {
+                    vec![("DELETE", RemoveMember(id, user.to_string()))]
+                }
                 ["tokens"] => vec![("POST", MintToken(id))],
                 ["ws"] => vec![("GET", Connect(id))],
                 ["prompts"] => vec![("POST", PostPrompt(id))],
@@ -80,10 +97,17 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
     };
     let method = if method == "HEAD" { "GET" } else { method };
     match candidates.iter().position(|(m, _)| *m == method) {
-        Some(i) => Ok(candidates.into_iter().nth(i).map(|(_, e)| e).unwrap_or(Health)),
+        Some(i) => Ok(candidates
+            .into_iter()
+            .nth(i)
+            .map(|(_, e)| e)
+            .unwrap_or(Health)),
         None => {
             let allowed: Vec<&str> = candidates.iter().map(|(m, _)| *m).collect();
-            Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{method} is not allowed here; use {}", allowed.join(" or "))))
+            Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed here; use {}", allowed.join(" or ")),
+            ))
         }
     }
 }
@@ -99,7 +123,11 @@ mod tests {
     const SID: &str = "ses_0123456789abcdef0123456789abcdef";
 
     fn check(method: &str, path: &str, expected: Result<Endpoint, ErrorCode>) {
-        assert_eq!(resolve(method, path).map_err(|e| e.code), expected, "{method} {path}");
+        assert_eq!(
+            resolve(method, path).map_err(|e| e.code),
+            expected,
+            "{method} {path}"
+        );
     }
 
     #[test]
@@ -110,11 +138,31 @@ mod tests {
         check("POST", "/v1/users", Ok(CreateUser));
         check("PATCH", "/v1/users/usr_1", Ok(UpdateUser("usr_1".into())));
         check("GET", "/v1/sessions/", Ok(ListSessions));
-        check("GET", &format!("/v1/sessions/{SID}"), Ok(GetSession(sid.clone())));
-        check("DELETE", &format!("/v1/sessions/{SID}"), Ok(ArchiveSession(sid.clone())));
-        check("GET", &format!("/v1/sessions/{SID}/ws"), Ok(Connect(sid.clone())));
-        check("POST", &format!("/v1/sessions/{SID}/cancel"), Ok(Cancel(sid.clone())));
-        check("DELETE", &format!("/v1/sessions/{SID}/members/usr_2"), Ok(RemoveMember(sid.clone(), "usr_2".into())));
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}"),
+            Ok(GetSession(sid.clone())),
+        );
+        check(
+            "DELETE",
+            &format!("/v1/sessions/{SID}"),
+            Ok(ArchiveSession(sid.clone())),
+        );
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}/ws"),
+            Ok(Connect(sid.clone())),
+        );
+        check(
+            "POST",
+            &format!("/v1/sessions/{SID}/cancel"),
+            Ok(Cancel(sid.clone())),
+        );
+        check(
+            "DELETE",
+            &format!("/v1/sessions/{SID}/members/usr_2"),
+            Ok(RemoveMember(sid.clone(), "usr_2".into())),
+        );
         check("HEAD", "/v1/me", Ok(Me));
     }
 
@@ -122,10 +170,18 @@ mod tests {
     fn refusals() {
         check("GET", "/", Err(ErrorCode::NotFound));
         check("GET", "/v1/sessions/nope", Err(ErrorCode::NotFound));
-        check("GET", &format!("/v1/sessions/{SID}/teleport"), Err(ErrorCode::NotFound));
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}/teleport"),
+            Err(ErrorCode::NotFound),
+        );
         check("GET", "/v1/users/a%2Fb", Err(ErrorCode::NotFound));
         check("DELETE", "/v1/me", Err(ErrorCode::MethodNotAllowed));
-        check("GET", &format!("/v1/sessions/{SID}/prompts"), Err(ErrorCode::MethodNotAllowed));
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}/prompts"),
+            Err(ErrorCode::MethodNotAllowed),
+        );
         let err = resolve("PUT", "/v1/sessions").unwrap_err();
         assert_eq!(err.message, "PUT is not allowed here; use GET or POST");
     }

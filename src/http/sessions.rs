@@ -21,12 +21,17 @@ use worker::{Env, Method, Request, Response, Url};
 
 /// A member's view of a session, or `not_found` for anyone else.
 pub async fn membership(index: &Index, session_id: &str, user: &User) -> Result<Membership> {
-    Ok(index.membership(session_id, &user.id).await?.ok_or_else(|| ApiError::not_found("session"))?)
+    Ok(index
+        .membership(session_id, &user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?)
 }
 
 fn require_owner(membership: &Membership) -> Result<()> {
     if !membership.is_owner() {
-        return Err(ApiError::new(ErrorCode::Forbidden, "only the session's owner may do this").into());
+        return Err(
+            ApiError::new(ErrorCode::Forbidden, "only the session's owner may do this").into(),
+        );
     }
     Ok(())
 }
@@ -43,13 +48,28 @@ fn token_secret(config: &Config) -> Result<&[u8]> {
         .token_secret
         .as_deref()
         .map(str::as_bytes)
-        .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "the coordinator has no TOKEN_SECRET configured").into())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the coordinator has no TOKEN_SECRET configured",
+            )
+            .into()
+        })
 }
 
 /// A fresh participant token and the WebSocket URL that uses it.
-fn mint_token(config: &Config, url: &Url, session_id: &str, user_id: &str) -> Result<serde_json::Value> {
+fn mint_token(
+    config: &Config,
+    url: &Url,
+    session_id: &str,
+    user_id: &str,
+) -> Result<serde_json::Value> {
     let expires_ms = now_ms() + config.token_ttl_ms;
-    let claims = Claims { sid: session_id.to_owned(), uid: user_id.to_owned(), exp: expires_ms };
+    let claims = Claims {
+        sid: session_id.to_owned(),
+        uid: user_id.to_owned(),
+        exp: expires_ms,
+    };
     let token = token::sign(token_secret(config)?, &claims);
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     let host = url.host_str().unwrap_or("127.0.0.1");
@@ -58,14 +78,28 @@ fn mint_token(config: &Config, url: &Url, session_id: &str, user_id: &str) -> Re
     Ok(json!({ "token": token, "expires_at": rfc3339(expires_ms), "ws_url": ws_url }))
 }
 
-pub async fn create(env: &Env, index: &Index, config: &Config, url: &Url, user: &User, body: &[u8]) -> Result<Response> {
+pub async fn create(
+    env: &Env,
+    index: &Index,
+    config: &Config,
+    url: &Url,
+    user: &User,
+    body: &[u8],
+) -> Result<Response> {
     let input: CreateSession = parse_json(body)?;
     input.validate()?;
-    let repo = config
-        .repo(&input.repo)
-        .ok_or_else(|| ApiError::invalid_field(format!("unknown repo {:?}; GET /v1/repos lists the configured ones", input.repo)))?;
+    let repo = config.repo(&input.repo).ok_or_else(|| {
+        ApiError::invalid_field(format!(
+            "unknown repo {:?}; GET /v1/repos lists the configured ones",
+            input.repo
+        ))
+    })?;
     if !user.scopes.allows_repo(&repo.name) {
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("your scopes do not include {}", repo.name)).into());
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("your scopes do not include {}", repo.name),
+        )
+        .into());
     }
     let now = rfc3339(now_ms());
     let session = Session {
@@ -80,8 +114,18 @@ pub async fn create(env: &Env, index: &Index, config: &Config, url: &Url, user: 
     // The room first: if the index write fails, an unreachable room is harmless, while an
     // index entry without its room would be a session that cannot be opened.
     let room = RoomClient::open(env, &session.id)?;
-    let init = Init { session: meta_of(&session), prompt: input.prompt };
-    let joined = room.call_json(Method::Post, "/init", &caller(user), Some(serde_json::to_vec(&init)?)).await?;
+    let init = Init {
+        session: meta_of(&session),
+        prompt: input.prompt,
+    };
+    let joined = room
+        .call_json(
+            Method::Post,
+            "/init",
+            &caller(user),
+            Some(serde_json::to_vec(&init)?),
+        )
+        .await?;
     index.insert_session(&session).await?;
     let mut response = mint_token(config, url, &session.id, &user.id)?;
     response["session"] = serde_json::to_value(&session)?;
@@ -108,16 +152,24 @@ pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Resp
     let limit = query::limit_param(query_string, 50, 100)?;
     let after = match query::param(query_string, "cursor").filter(|c| !c.is_empty()) {
         None => None,
-        Some(cursor) => Some(decode_cursor(&cursor).ok_or_else(|| ApiError::invalid_field("cursor is not one this API returned"))?),
+        Some(cursor) => Some(
+            decode_cursor(&cursor)
+                .ok_or_else(|| ApiError::invalid_field("cursor is not one this API returned"))?,
+        ),
     };
     let mut sessions = index.sessions_of(&user.id, after, limit + 1).await?;
     let next_cursor = if sessions.len() > limit as usize {
         sessions.truncate(limit as usize);
-        sessions.last().map(|s| b64url(format!("{}|{}", s.created_at, s.id).as_bytes()))
+        sessions
+            .last()
+            .map(|s| b64url(format!("{}|{}", s.created_at, s.id).as_bytes()))
     } else {
         None
     };
-    respond::json(200, &json!({ "sessions": sessions, "next_cursor": next_cursor }))
+    respond::json(
+        200,
+        &json!({ "sessions": sessions, "next_cursor": next_cursor }),
+    )
 }
 
 fn decode_cursor(cursor: &str) -> Option<(String, String)> {
@@ -128,56 +180,113 @@ fn decode_cursor(cursor: &str) -> Option<(String, String)> {
 
 pub async fn get(env: &Env, membership: &Membership, user: &User) -> Result<Response> {
     let room = RoomClient::open(env, &membership.session.id)?;
-    let mut state = room.call_json(Method::Get, "/state", &caller(user), None).await?;
+    let mut state = room
+        .call_json(Method::Get, "/state", &caller(user), None)
+        .await?;
     state["session"] = serde_json::to_value(&membership.session)?;
     state["role"] = json!(membership.role);
     respond::json(200, &state)
 }
 
-pub async fn add_member(env: &Env, index: &Index, membership: &Membership, owner: &User, body: &[u8]) -> Result<Response> {
+pub async fn add_member(
+    env: &Env,
+    index: &Index,
+    membership: &Membership,
+    owner: &User,
+    body: &[u8],
+) -> Result<Response> {
     require_owner(membership)?;
+    require_active(membership)?;
     let input: AddMember = parse_json(body)?;
     input.validate()?;
-    let member = index.user(&input.user_id).await?.filter(|u| !u.disabled).ok_or_else(|| ApiError::not_found("user"))?;
-    index.add_member(&membership.session.id, &member.id, &rfc3339(now_ms())).await?;
+    let member = index
+        .user(&input.user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    index
+        .add_member(&membership.session.id, &member.id, &rfc3339(now_ms()))
+        .await?;
     let room = RoomClient::open(env, &membership.session.id)?;
-    let body = serde_json::to_vec(&Member { user: caller(&member) })?;
-    let joined = room.call_json(Method::Post, "/members", &caller(owner), Some(body)).await?;
-    respond::json(201, &json!({ "user_id": member.id, "role": "member", "participant": joined["participant"] }))
+    let body = serde_json::to_vec(&Member {
+        user: caller(&member),
+    })?;
+    let joined = room
+        .call_json(Method::Post, "/members", &caller(owner), Some(body))
+        .await?;
+    respond::json(
+        201,
+        &json!({ "user_id": member.id, "role": "member", "participant": joined["participant"] }),
+    )
 }
 
-pub async fn remove_member(env: &Env, index: &Index, membership: &Membership, owner: &User, user_id: &str) -> Result<Response> {
+pub async fn remove_member(
+    env: &Env,
+    index: &Index,
+    membership: &Membership,
+    owner: &User,
+    user_id: &str,
+) -> Result<Response> {
     require_owner(membership)?;
     if user_id == membership.session.owner_id {
-        return Err(ApiError::new(ErrorCode::Conflict, "the owner cannot leave their own session").into());
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the owner cannot leave their own session",
+        )
+        .into());
     }
-    if index.membership(&membership.session.id, user_id).await?.is_none() {
+    if index
+        .membership(&membership.session.id, user_id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::not_found("member").into());
     }
     index.remove_member(&membership.session.id, user_id).await?;
     let room = RoomClient::open(env, &membership.session.id)?;
-    let body = serde_json::to_vec(&RemovedMember { user_id: user_id.to_owned() })?;
-    room.call_json(Method::Post, "/members/remove", &caller(owner), Some(body)).await?;
+    let body = serde_json::to_vec(&RemovedMember {
+        user_id: user_id.to_owned(),
+    })?;
+    room.call_json(Method::Post, "/members/remove", &caller(owner), Some(body))
+        .await?;
     respond::json(200, &json!({ "user_id": user_id, "removed": true }))
 }
 
 pub fn token(config: &Config, url: &Url, membership: &Membership, user: &User) -> Result<Response> {
     require_active(membership)?;
-    respond::json(200, &mint_token(config, url, &membership.session.id, &user.id)?)
+    respond::json(
+        200,
+        &mint_token(config, url, &membership.session.id, &user.id)?,
+    )
 }
 
-pub async fn archive(env: &Env, index: &Index, membership: &Membership, owner: &User) -> Result<Response> {
+pub async fn archive(
+    env: &Env,
+    index: &Index,
+    membership: &Membership,
+    owner: &User,
+) -> Result<Response> {
     require_owner(membership)?;
-    index.set_session_status(&membership.session.id, "archived", &rfc3339(now_ms())).await?;
+    index
+        .set_session_status(&membership.session.id, "archived", &rfc3339(now_ms()))
+        .await?;
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call_json(Method::Post, "/archive", &caller(owner), None).await?;
+    room.call_json(Method::Post, "/archive", &caller(owner), None)
+        .await?;
     let mut session = membership.session.clone();
     session.status = "archived".into();
     respond::json(200, &json!({ "session": session }))
 }
 
 /// Forwards a member's request to the room as it is (the room validates the body).
-pub async fn forward(env: &Env, membership: &Membership, user: &User, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Response> {
+pub async fn forward(
+    env: &Env,
+    membership: &Membership,
+    user: &User,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Response> {
     let room = RoomClient::open(env, &membership.session.id)?;
     room.call(method, path, &caller(user), body).await
 }
@@ -189,8 +298,15 @@ pub enum TokenCheck {
     Refused(u16, ApiError),
 }
 
-pub async fn check_token(index: &Index, config: &Config, session_id: &str, token: &str) -> Result<TokenCheck> {
-    let refused = |code: u16, message: &str| TokenCheck::Refused(code, ApiError::new(ErrorCode::Unauthorized, message));
+pub async fn check_token(
+    index: &Index,
+    config: &Config,
+    session_id: &str,
+    token: &str,
+) -> Result<TokenCheck> {
+    let refused = |code: u16, message: &str| {
+        TokenCheck::Refused(code, ApiError::new(ErrorCode::Unauthorized, message))
+    };
     let claims = match token::verify(token_secret(config)?, token, session_id, now_ms()) {
         Ok(claims) => claims,
         // Not a token this coordinator issued: refused before any socket is opened.
@@ -199,28 +315,53 @@ pub async fn check_token(index: &Index, config: &Config, session_id: &str, token
         }
         // A genuine token that has run out or belongs elsewhere: the client can act on 4001
         // (fetch a new token), which a browser could not read from an HTTP status.
-        Err(error @ (TokenError::Expired | TokenError::WrongSession)) => return Ok(refused(4001, error.message())),
+        Err(error @ (TokenError::Expired | TokenError::WrongSession)) => {
+            return Ok(refused(4001, error.message()))
+        }
     };
     let Some(user) = index.user(&claims.uid).await?.filter(|u| !u.disabled) else {
-        return Ok(refused(4001, "the token's user no longer exists or is disabled"));
+        return Ok(refused(
+            4001,
+            "the token's user no longer exists or is disabled",
+        ));
     };
     let Some(membership) = index.membership(session_id, &user.id).await? else {
-        return Ok(TokenCheck::Refused(4003, ApiError::new(ErrorCode::Forbidden, "you are no longer a member of this session")));
+        return Ok(TokenCheck::Refused(
+            4003,
+            ApiError::new(
+                ErrorCode::Forbidden,
+                "you are no longer a member of this session",
+            ),
+        ));
     };
     Ok(TokenCheck::Member(user, membership))
 }
 
 /// `GET /v1/sessions/:id/ws`: checks the token and the origin, then hands the socket to the room.
-pub async fn connect(env: &Env, index: &Index, config: &Config, req: &Request, session_id: &str) -> Result<Response> {
+pub async fn connect(
+    env: &Env,
+    index: &Index,
+    config: &Config,
+    req: &Request,
+    session_id: &str,
+) -> Result<Response> {
     let url = req.url()?;
     let query_string = url.query().unwrap_or("");
-    if !req.headers().get("upgrade")?.is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+    if !req
+        .headers()
+        .get("upgrade")?
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
         return Err(ApiError::invalid_field("this endpoint needs a WebSocket upgrade").into());
     }
     if let Some(origin) = req.headers().get("origin")? {
         let own_origin = url.origin().ascii_serialization();
         if !config.origin_allowed(&origin, &own_origin) {
-            return Err(ApiError::new(ErrorCode::Forbidden, "this origin may not open session sockets").into());
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "this origin may not open session sockets",
+            )
+            .into());
         }
     }
     let since = query::u64_param(query_string, "since")?;
@@ -236,15 +377,26 @@ pub async fn connect(env: &Env, index: &Index, config: &Config, req: &Request, s
         Some(since) => format!("/connect?since={since}"),
         None => "/connect".to_owned(),
     };
-    RoomClient::open(env, session_id)?.connect(&path, &caller(&user)).await
+    RoomClient::open(env, session_id)?
+        .connect(&path, &caller(&user))
+        .await
 }
 
 /// `GET /v1/sessions/:id/events` as SSE, resuming after `Last-Event-ID` or `?since=`.
-pub async fn event_stream(env: &Env, membership: &Membership, user: &User, req: &Request) -> Result<Response> {
+pub async fn event_stream(
+    env: &Env,
+    membership: &Membership,
+    user: &User,
+    req: &Request,
+) -> Result<Response> {
     let url = req.url()?;
     let query_string = url.query().unwrap_or("");
     let last_event_id = match req.headers().get("last-event-id")? {
-        Some(id) => Some(id.trim().parse::<u64>().map_err(|_| ApiError::invalid_field("Last-Event-ID must be an event seq"))?),
+        Some(id) => Some(
+            id.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::invalid_field("Last-Event-ID must be an event seq"))?,
+        ),
         None => None,
     };
     let since = match last_event_id {
@@ -252,5 +404,11 @@ pub async fn event_stream(env: &Env, membership: &Membership, user: &User, req: 
         None => query::u64_param(query_string, "since")?.unwrap_or(0),
     };
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call(Method::Get, &format!("/events?stream=1&since={since}"), &caller(user), None).await
+    room.call(
+        Method::Get,
+        &format!("/events?stream=1&since={since}"),
+        &caller(user),
+        None,
+    )
+    .await
 }

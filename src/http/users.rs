@@ -26,7 +26,9 @@ pub async fn create(index: &Index, body: &[u8]) -> Result<Response> {
         created_at: rfc3339(now_ms()),
     };
     let api_key = new_api_key();
-    index.insert_user(&user, &sha256_hex(api_key.as_bytes())).await?;
+    index
+        .insert_user(&user, &sha256_hex(api_key.as_bytes()))
+        .await?;
     crate::log::info(&format!("user created: {}", user.id));
     respond::json(201, &json!({ "user": user, "api_key": api_key }))
 }
@@ -41,8 +43,13 @@ pub async fn update(index: &Index, id: &str, body: &[u8]) -> Result<Response> {
     if index.user(id).await?.is_none() {
         return Err(ApiError::not_found("user").into());
     }
-    index.update_user(id, input.scopes.as_ref(), input.disabled).await?;
-    let user = index.user(id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    index
+        .update_user(id, input.scopes.as_ref(), input.disabled)
+        .await?;
+    let user = index
+        .user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     respond::json(200, &json!({ "user": user }))
 }
 
@@ -51,6 +58,10 @@ pub fn me(user: &User) -> Result<Response> {
 }
 
 pub fn repos(config: &Config, user: &User) -> Result<Response> {
-    let repos: Vec<_> = config.repos.iter().filter(|r| user.scopes.allows_repo(&r.name)).collect();
+    let repos: Vec<_> = config
+        .repos
+        .iter()
+        .filter(|r| user.scopes.allows_repo(&r.name))
+        .collect();
     respond::json(200, &json!({ "repos": repos }))
 }

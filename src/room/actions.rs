@@ -2,10 +2,10 @@
 //! join, prompt, cancel, stop, select, leave, archive. Each action stores first, then
 //! broadcasts, with no `.await` in between.
 
+use super::api::Caller;
 use super::object::SessionRoom;
 use super::queue::{self, MessageStatus};
 use super::store::{found, ArtifactRow, NewMessage, Participant, StoredEvent};
-use super::api::Caller;
 use crate::error::Result;
 use crate::ids::new_id;
 use crate::respond;
@@ -21,7 +21,8 @@ impl SessionRoom {
     /// Stores an event and sends it to everyone.
     pub(super) fn emit(&self, body: EventBody, now: u64) -> Result<StoredEvent> {
         let event = self.store.append(body, now)?;
-        self.hub.broadcast_event(&self.state, event.seq, event.type_name, &event.json);
+        self.hub
+            .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
         Ok(event)
     }
 
@@ -42,7 +43,12 @@ impl SessionRoom {
             email: caller.email.clone(),
         };
         self.store.insert_participant(&participant, now)?;
-        self.emit(EventBody::ParticipantJoined { participant: participant.info() }, now)?;
+        self.emit(
+            EventBody::ParticipantJoined {
+                participant: participant.info(),
+            },
+            now,
+        )?;
         Ok(participant)
     }
 
@@ -55,7 +61,13 @@ impl SessionRoom {
 
     /// Queues a prompt; returns its message id and 1-based place among waiting prompts.
     /// A `client_request_id` seen before from the same user returns the first message.
-    pub(super) fn prompt(&self, author: &Participant, input: PromptInput, default_source: Source, now: u64) -> Result<(String, u32)> {
+    pub(super) fn prompt(
+        &self,
+        author: &Participant,
+        input: PromptInput,
+        default_source: Source,
+        now: u64,
+    ) -> Result<(String, u32)> {
         self.refuse_if_archived()?;
         if let Some(request_id) = &input.client_request_id {
             if let Some(existing) = self.store.message_by_request(&author.user_id, request_id)? {
@@ -66,7 +78,12 @@ impl SessionRoom {
         for id in &input.selection_ids {
             match self.store.artifact(id)? {
                 Some(artifact) if artifact.kind == "dom_selection" => {}
-                _ => return Err(ApiError::invalid_field(format!("selection {id} does not exist in this session")).into()),
+                _ => {
+                    return Err(ApiError::invalid_field(format!(
+                        "selection {id} does not exist in this session"
+                    ))
+                    .into())
+                }
             }
         }
         let position = queue::admit(self.store.count_waiting()?, self.limits.queue_len)?;
@@ -97,7 +114,8 @@ impl SessionRoom {
             event.seq,
             now,
         )?;
-        self.hub.broadcast_event(&self.state, event.seq, event.type_name, &event.json);
+        self.hub
+            .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
         if self.hub.clear_typing(&author.id) {
             self.hub.broadcast_presence(&self.state, None, now);
         }
@@ -105,18 +123,28 @@ impl SessionRoom {
     }
 
     pub(super) fn cancel(&self, message_id: &str, now: u64) -> Result<()> {
+        self.refuse_if_archived()?;
         let message = self.store.message(message_id)?;
         queue::check_cancel(message.as_ref().map(|m| m.status()))?;
-        self.store.finish_message(message_id, MessageStatus::Cancelled, None, now)?;
+        self.store
+            .finish_message(message_id, MessageStatus::Cancelled, None, now)?;
         self.emit(
-            EventBody::PromptFinished { message_id: message_id.to_owned(), status: PromptStatus::Cancelled, error: None },
+            EventBody::PromptFinished {
+                message_id: message_id.to_owned(),
+                status: PromptStatus::Cancelled,
+                error: None,
+            },
             now,
         )?;
         Ok(())
     }
 
     pub(super) fn stop(&self, _now: u64) -> Result<()> {
-        let running = self.store.queue()?.into_iter().find(|m| m.status() == MessageStatus::Running);
+        let running = self
+            .store
+            .queue()?
+            .into_iter()
+            .find(|m| m.status() == MessageStatus::Running);
         match running {
             // Prompts run once a sandbox is attached; until then nothing can be running.
             Some(_) => Ok(()),
@@ -124,7 +152,12 @@ impl SessionRoom {
         }
     }
 
-    pub(super) fn add_selection(&self, author: &Participant, selection: DomSelection, now: u64) -> Result<String> {
+    pub(super) fn add_selection(
+        &self,
+        author: &Participant,
+        selection: DomSelection,
+        now: u64,
+    ) -> Result<String> {
         self.refuse_if_archived()?;
         let artifact = Artifact {
             id: new_id("art"),
@@ -137,7 +170,9 @@ impl SessionRoom {
         let row_data = serde_json::to_string(&artifact.data)?;
         let id = artifact.id.clone();
         let created_at = artifact.created_at.clone();
-        let event = self.store.append(EventBody::ArtifactCreated { artifact }, now)?;
+        let event = self
+            .store
+            .append(EventBody::ArtifactCreated { artifact }, now)?;
         self.store.insert_artifact(&ArtifactRow {
             id: id.clone(),
             seq: event.seq,
@@ -147,7 +182,8 @@ impl SessionRoom {
             data: row_data,
             created_at,
         })?;
-        self.hub.broadcast_event(&self.state, event.seq, event.type_name, &event.json);
+        self.hub
+            .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
         Ok(id)
     }
 
@@ -198,16 +234,42 @@ impl SessionRoom {
 
     pub(super) fn remove_member(&self, user_id: &str, now: u64) -> Result<()> {
         if let Some(participant) = self.store.participant_by_user(user_id)? {
-            self.hub.close_user(&self.state, user_id, 4003, "you are no longer a member of this session");
-            self.emit(EventBody::ParticipantLeft { participant: participant.info() }, now)?;
+            self.hub.close_user(
+                &self.state,
+                user_id,
+                4003,
+                "you are no longer a member of this session",
+            );
+            self.emit(
+                EventBody::ParticipantLeft {
+                    participant: participant.info(),
+                },
+                now,
+            )?;
         }
         Ok(())
     }
 
-    pub(super) fn archive(&self) -> Result<()> {
+    /// Archives the session: unfinished prompts end as cancelled, sockets close with 4009,
+    /// and the history stays readable.
+    pub(super) fn archive(&self, now: u64) -> Result<()> {
         self.session()?;
         self.store.set_session_status("archived")?;
-        self.hub.close_all(&self.state, 4009, "the session is archived");
+        let reason = "the session was archived";
+        for message in self.store.queue()? {
+            self.store
+                .finish_message(&message.id, MessageStatus::Cancelled, Some(reason), now)?;
+            self.emit(
+                EventBody::PromptFinished {
+                    message_id: message.id,
+                    status: PromptStatus::Cancelled,
+                    error: Some(reason.into()),
+                },
+                now,
+            )?;
+        }
+        self.hub
+            .close_all(&self.state, 4009, "the session is archived");
         Ok(())
     }
 }

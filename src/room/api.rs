@@ -43,10 +43,17 @@ pub struct RoomClient {
 impl RoomClient {
     pub fn open(env: &worker::Env, session_id: &str) -> crate::error::Result<Self> {
         let namespace = env.durable_object("ROOMS")?;
-        Ok(RoomClient { stub: namespace.id_from_name(session_id)?.get_stub()? })
+        Ok(RoomClient {
+            stub: namespace.id_from_name(session_id)?.get_stub()?,
+        })
     }
 
-    fn request(method: worker::Method, path: &str, caller: &Caller, body: Option<Vec<u8>>) -> crate::error::Result<worker::Request> {
+    fn request(
+        method: worker::Method,
+        path: &str,
+        caller: &Caller,
+        body: Option<Vec<u8>>,
+    ) -> crate::error::Result<worker::Request> {
         let headers = worker::Headers::new();
         headers.set(CALLER_HEADER, &serde_json::to_string(caller)?)?;
         let mut init = worker::RequestInit::new();
@@ -54,17 +61,32 @@ impl RoomClient {
         if let Some(body) = body {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
-        Ok(worker::Request::new_with_init(&format!("{ROOM_ORIGIN}{path}"), &init)?)
+        Ok(worker::Request::new_with_init(
+            &format!("{ROOM_ORIGIN}{path}"),
+            &init,
+        )?)
     }
 
     /// Calls the room; its response (success or protocol error) goes to the client as it is.
-    pub async fn call(&self, method: worker::Method, path: &str, caller: &Caller, body: Option<Vec<u8>>) -> crate::error::Result<worker::Response> {
+    pub async fn call(
+        &self,
+        method: worker::Method,
+        path: &str,
+        caller: &Caller,
+        body: Option<Vec<u8>>,
+    ) -> crate::error::Result<worker::Response> {
         let request = Self::request(method, path, caller, body)?;
         Ok(self.stub.fetch_with_request(request).await?)
     }
 
     /// Calls the room and reads its JSON answer, turning an error answer into an error.
-    pub async fn call_json(&self, method: worker::Method, path: &str, caller: &Caller, body: Option<Vec<u8>>) -> crate::error::Result<serde_json::Value> {
+    pub async fn call_json(
+        &self,
+        method: worker::Method,
+        path: &str,
+        caller: &Caller,
+        body: Option<Vec<u8>>,
+    ) -> crate::error::Result<serde_json::Value> {
         let mut response = self.call(method, path, caller, body).await?;
         let status = response.status_code();
         let value: serde_json::Value = response.json().await?;
@@ -76,7 +98,11 @@ impl RoomClient {
     }
 
     /// Forwards a WebSocket upgrade to the room.
-    pub async fn connect(&self, path: &str, caller: &Caller) -> crate::error::Result<worker::Response> {
+    pub async fn connect(
+        &self,
+        path: &str,
+        caller: &Caller,
+    ) -> crate::error::Result<worker::Response> {
         let request = Self::request(worker::Method::Get, path, caller, None)?;
         request.headers().set("upgrade", "websocket")?;
         Ok(self.stub.fetch_with_request(request).await?)

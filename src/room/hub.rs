@@ -39,14 +39,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn accept(&self, state: &State, socket: &WebSocket, participant: &Participant) -> Result<()> {
-        state.accept_websocket_with_tags(socket, &[PARTICIPANT_TAG, &user_tag(&participant.user_id)]);
+    pub fn accept(
+        &self,
+        state: &State,
+        socket: &WebSocket,
+        participant: &Participant,
+    ) -> Result<()> {
+        state.accept_websocket_with_tags(
+            socket,
+            &[PARTICIPANT_TAG, &user_tag(&participant.user_id)],
+        );
         socket.serialize_attachment(participant)?;
         Ok(())
     }
 
     pub fn participant_of(socket: &WebSocket) -> Option<Participant> {
-        socket.deserialize_attachment::<Participant>().ok().flatten()
+        socket
+            .deserialize_attachment::<Participant>()
+            .ok()
+            .flatten()
     }
 
     /// Sends the same text to every participant socket and SSE stream.
@@ -87,7 +98,10 @@ impl Hub {
     }
 
     pub fn set_typing(&self, participant: &Participant, now_ms: u64) {
-        self.typing.borrow_mut().insert(participant.id.clone(), (participant.info(), now_ms + TYPING_MS));
+        self.typing.borrow_mut().insert(
+            participant.id.clone(),
+            (participant.info(), now_ms + TYPING_MS),
+        );
     }
 
     pub fn clear_typing(&self, participant_id: &str) -> bool {

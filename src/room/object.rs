@@ -17,8 +17,8 @@ use protocol::{ApiError, ErrorCode, Limits};
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, State, WebSocket, WebSocketIncomingMessage,
-    WebSocketPair,
+    durable_object, DurableObject, Env, Method, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
 };
 
 #[durable_object]
@@ -37,11 +37,20 @@ impl DurableObject for SessionRoom {
             crate::log::error(&format!("room schema migration failed: {error:?}"));
         }
         // Keep-alives are answered by the runtime and never wake the room.
-        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(r#"{"type":"ping"}"#, r#"{"type":"pong"}"#) {
+        if let Ok(pair) = worker::worker_sys::WebSocketRequestResponsePair::new(
+            r#"{"type":"ping"}"#,
+            r#"{"type":"pong"}"#,
+        ) {
             state.set_websocket_auto_response(&pair);
         }
         let limits = Limits::default();
-        SessionRoom { rates: RefCell::new(RateLimits::new(&limits)), limits, store, hub: Hub::default(), state }
+        SessionRoom {
+            rates: RefCell::new(RateLimits::new(&limits)),
+            limits,
+            store,
+            hub: Hub::default(),
+            state,
+        }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
@@ -51,17 +60,31 @@ impl DurableObject for SessionRoom {
         }
     }
 
-    async fn websocket_message(&self, socket: WebSocket, message: WebSocketIncomingMessage) -> worker::Result<()> {
+    async fn websocket_message(
+        &self,
+        socket: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
         self.on_frame(&socket, message);
         Ok(())
     }
 
-    async fn websocket_close(&self, socket: WebSocket, _code: usize, _reason: String, _clean: bool) -> worker::Result<()> {
+    async fn websocket_close(
+        &self,
+        socket: WebSocket,
+        _code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> worker::Result<()> {
         self.on_socket_gone(&socket);
         Ok(())
     }
 
-    async fn websocket_error(&self, socket: WebSocket, _error: worker::Error) -> worker::Result<()> {
+    async fn websocket_error(
+        &self,
+        socket: WebSocket,
+        _error: worker::Error,
+    ) -> worker::Result<()> {
         self.on_socket_gone(&socket);
         Ok(())
     }
@@ -72,7 +95,10 @@ impl DurableObject for SessionRoom {
 }
 
 fn caller(req: &Request) -> Result<Caller> {
-    let header = req.headers().get(CALLER_HEADER)?.ok_or_else(|| Error::Runtime("room request without caller".into()))?;
+    let header = req
+        .headers()
+        .get(CALLER_HEADER)?
+        .ok_or_else(|| Error::Runtime("room request without caller".into()))?;
     Ok(serde_json::from_str(&header)?)
 }
 
@@ -94,13 +120,18 @@ impl SessionRoom {
                 let init: Init = body(req).await?;
                 self.init(caller(req)?, init, now)
             }
-            (Method::Get, "/connect") => self.join_socket(caller(req)?, query::u64_param(query, "since")?, now),
+            (Method::Get, "/connect") => {
+                self.join_socket(caller(req)?, query::u64_param(query, "since")?, now)
+            }
             (Method::Get, "/state") => self.describe(),
             (Method::Post, "/prompts") => {
                 let participant = self.ensure_participant(&caller(req)?, now)?;
                 let input = PromptInput::from_http_body(&req.bytes().await?, &self.limits)?;
                 let (message_id, position) = self.prompt(&participant, input, Source::Api, now)?;
-                respond::json(202, &serde_json::json!({ "message_id": message_id, "position": position }))
+                respond::json(
+                    202,
+                    &serde_json::json!({ "message_id": message_id, "position": position }),
+                )
             }
             (Method::Post, "/selections") => {
                 let participant = self.ensure_participant(&caller(req)?, now)?;
@@ -118,29 +149,46 @@ impl SessionRoom {
             }
             (Method::Get, "/messages") => {
                 let after = query::u64_param(query, "after_seq")?.unwrap_or(0);
-                let (messages, has_more) = self.store.messages(after, query::limit_param(query, 100, 500)?)?;
+                let (messages, has_more) = self
+                    .store
+                    .messages(after, query::limit_param(query, 100, 500)?)?;
                 let messages: Vec<_> = messages.iter().map(|m| m.to_json()).collect();
-                respond::json(200, &serde_json::json!({ "messages": messages, "has_more": has_more }))
+                respond::json(
+                    200,
+                    &serde_json::json!({ "messages": messages, "has_more": has_more }),
+                )
             }
             (Method::Get, "/artifacts") => {
                 let after = query::u64_param(query, "after_seq")?.unwrap_or(0);
-                let (artifacts, has_more) = self.store.artifacts(after, query::limit_param(query, 100, 500)?)?;
+                let (artifacts, has_more) = self
+                    .store
+                    .artifacts(after, query::limit_param(query, 100, 500)?)?;
                 let artifacts: Vec<_> = artifacts.iter().map(|a| self.artifact_json(a)).collect();
-                respond::json(200, &serde_json::json!({ "artifacts": artifacts, "has_more": has_more }))
+                respond::json(
+                    200,
+                    &serde_json::json!({ "artifacts": artifacts, "has_more": has_more }),
+                )
             }
             (Method::Post, "/stop") => {
                 self.stop(now)?;
                 respond::json(202, &serde_json::json!({ "stopping": true }))
             }
             (Method::Post, "/cancel") => {
-                let cancel: protocol::api::CancelPrompt = protocol::frames::parse_json(&req.bytes().await?)?;
+                let cancel: protocol::api::CancelPrompt =
+                    protocol::frames::parse_json(&req.bytes().await?)?;
                 self.cancel(&cancel.message_id, now)?;
-                respond::json(200, &serde_json::json!({ "message_id": cancel.message_id, "status": "cancelled" }))
+                respond::json(
+                    200,
+                    &serde_json::json!({ "message_id": cancel.message_id, "status": "cancelled" }),
+                )
             }
             (Method::Post, "/members") => {
                 let member: Member = body(req).await?;
                 let participant = self.ensure_participant(&member.user, now)?;
-                respond::json(201, &serde_json::json!({ "participant": participant.info() }))
+                respond::json(
+                    201,
+                    &serde_json::json!({ "participant": participant.info() }),
+                )
             }
             (Method::Post, "/members/remove") => {
                 let removed: RemovedMember = body(req).await?;
@@ -148,7 +196,7 @@ impl SessionRoom {
                 respond::json(200, &serde_json::json!({ "removed": removed.user_id }))
             }
             (Method::Post, "/archive") => {
-                self.archive()?;
+                self.archive(now)?;
                 respond::json(200, &serde_json::json!({ "archived": true }))
             }
             _ => Err(ApiError::not_found("room endpoint").into()),
@@ -156,14 +204,20 @@ impl SessionRoom {
     }
 
     fn init(&self, owner: Caller, init: Init, now: u64) -> Result<Response> {
-        let prompt = init.prompt.map(|content| PromptInput::from_content(content, &self.limits)).transpose()?;
+        let prompt = init
+            .prompt
+            .map(|content| PromptInput::from_content(content, &self.limits))
+            .transpose()?;
         self.store.insert_session(&init.session)?;
         let participant = self.ensure_participant(&owner, now)?;
         let message_id = match prompt {
             Some(input) => Some(self.prompt(&participant, input, Source::Api, now)?.0),
             None => None,
         };
-        respond::json(201, &serde_json::json!({ "participant": participant.info(), "message_id": message_id }))
+        respond::json(
+            201,
+            &serde_json::json!({ "participant": participant.info(), "message_id": message_id }),
+        )
     }
 
     /// Accepts a participant socket: `welcome`, then every event after `since`, then live
@@ -207,12 +261,30 @@ impl SessionRoom {
         };
         let now = now_ms();
         let refuse = |error: ApiError, client_request_id: Option<String>| {
-            hub::send(socket, &FrameError { error, client_request_id }.to_frame());
+            hub::send(
+                socket,
+                &FrameError {
+                    error,
+                    client_request_id,
+                }
+                .to_frame(),
+            );
         };
         let WebSocketIncomingMessage::String(text) = message else {
-            return refuse(ApiError::new(ErrorCode::InvalidJson, "binary frames are not supported; send JSON text"), None);
+            return refuse(
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    "binary frames are not supported; send JSON text",
+                ),
+                None,
+            );
         };
-        if let Err(error) = self.rates.borrow_mut().frames.take(&participant.user_id, now) {
+        if let Err(error) = self
+            .rates
+            .borrow_mut()
+            .frames
+            .take(&participant.user_id, now)
+        {
             return refuse(error, None);
         }
         let frame = match parse_client_frame(&text, &self.limits) {
@@ -224,10 +296,15 @@ impl SessionRoom {
             ClientFrame::Ping => Ok(hub::send(socket, &ServerFrame::Pong.to_json())),
             ClientFrame::Prompt(input) => {
                 client_request_id = input.client_request_id.clone();
-                self.prompt(&participant, input, Source::Web, now).map(|(message_id, position)| {
-                    let ack = ServerFrame::PromptAck { client_request_id: client_request_id.clone(), message_id, position };
-                    hub::send(socket, &ack.to_json());
-                })
+                self.prompt(&participant, input, Source::Web, now)
+                    .map(|(message_id, position)| {
+                        let ack = ServerFrame::PromptAck {
+                            client_request_id: client_request_id.clone(),
+                            message_id,
+                            position,
+                        };
+                        hub::send(socket, &ack.to_json());
+                    })
             }
             ClientFrame::Typing => {
                 self.hub.set_typing(&participant, now);
@@ -235,9 +312,18 @@ impl SessionRoom {
             }
             ClientFrame::Cancel { message_id } => self.cancel(&message_id, now),
             ClientFrame::Stop => self.stop(now),
-            ClientFrame::History { before_seq, limit } => self.store.events_before(before_seq, limit).map(|(events, has_more)| {
-                hub::send(socket, &format!(r#"{{"type":"history","events":[{}],"has_more":{has_more}}}"#, events.join(",")));
-            }),
+            ClientFrame::History { before_seq, limit } => self
+                .store
+                .events_before(before_seq, limit)
+                .map(|(events, has_more)| {
+                    hub::send(
+                        socket,
+                        &format!(
+                            r#"{{"type":"history","events":[{}],"has_more":{has_more}}}"#,
+                            events.join(",")
+                        ),
+                    );
+                }),
         };
         if let Err(error) = outcome {
             refuse(error.into_api(), client_request_id);
@@ -246,13 +332,20 @@ impl SessionRoom {
 
     fn on_socket_gone(&self, socket: &WebSocket) {
         hub::close(socket, 1000, "closed");
-        self.hub.broadcast_presence(&self.state, Some(socket), now_ms());
+        self.hub
+            .broadcast_presence(&self.state, Some(socket), now_ms());
     }
 
     fn events_page(&self, since: u64, limit: u32) -> Result<Response> {
         let (events, has_more) = self.store.events_after(since, limit)?;
         let events: Vec<&str> = events.iter().map(|event| event.json.as_str()).collect();
-        respond::raw_json(200, format!(r#"{{"events":[{}],"has_more":{has_more}}}"#, events.join(",")))
+        respond::raw_json(
+            200,
+            format!(
+                r#"{{"events":[{}],"has_more":{has_more}}}"#,
+                events.join(",")
+            ),
+        )
     }
 
     /// An SSE stream: stored events after `since`, then live ones as they are appended.
@@ -262,7 +355,9 @@ impl SessionRoom {
         loop {
             let (events, has_more) = self.store.events_after(since, 1000)?;
             for event in &events {
-                let _ = sender.unbounded_send(hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes());
+                let _ = sender.unbounded_send(
+                    hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes(),
+                );
                 since = event.seq;
             }
             if !has_more {

@@ -25,7 +25,11 @@ impl MessageStatus {
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(s, _)| *s == self).map(|(_, name)| *name).unwrap_or("failed")
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map(|(_, name)| *name)
+            .unwrap_or("failed")
     }
 
     pub fn parse(name: &str) -> Option<MessageStatus> {
@@ -42,7 +46,9 @@ pub fn admit(waiting: usize, queue_len: usize) -> Result<u32, ApiError> {
     if waiting >= queue_len {
         return Err(ApiError::new(
             ErrorCode::QueueFull,
-            format!("the queue already holds {queue_len} prompts; wait for one to finish or cancel one"),
+            format!(
+                "the queue already holds {queue_len} prompts; wait for one to finish or cancel one"
+            ),
         ));
     }
     Ok(waiting as u32 + 1)
@@ -85,7 +91,11 @@ mod tests {
             (Some(Completed), Err(ErrorCode::Conflict)),
             (Some(Cancelled), Err(ErrorCode::Conflict)),
         ] {
-            assert_eq!(check_cancel(status).map_err(|e| e.code), expected, "{status:?}");
+            assert_eq!(
+                check_cancel(status).map_err(|e| e.code),
+                expected,
+                "{status:?}"
+            );
         }
     }
 

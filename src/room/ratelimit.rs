@@ -37,12 +37,14 @@ impl RateLimit {
         if self.buckets.len() > 10_000 {
             // Bound memory: drop buckets that have refilled completely.
             let (capacity, rate) = (self.capacity, self.refill_per_ms);
-            self.buckets.retain(|_, b| b.tokens + now_ms.saturating_sub(b.last_ms) as f64 * rate < capacity);
+            self.buckets.retain(|_, b| {
+                b.tokens + now_ms.saturating_sub(b.last_ms) as f64 * rate < capacity
+            });
         }
-        let bucket = self
-            .buckets
-            .entry(key.to_owned())
-            .or_insert(TokenBucket { tokens: self.capacity, last_ms: now_ms });
+        let bucket = self.buckets.entry(key.to_owned()).or_insert(TokenBucket {
+            tokens: self.capacity,
+            last_ms: now_ms,
+        });
         let elapsed = now_ms.saturating_sub(bucket.last_ms) as f64;
         bucket.tokens = (bucket.tokens + elapsed * self.refill_per_ms).min(self.capacity);
         bucket.last_ms = now_ms.max(bucket.last_ms);

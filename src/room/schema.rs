@@ -53,8 +53,16 @@ mod tests {
             assert_eq!(migration.version as usize, i + 1);
             assert!(!migration.description.is_empty());
             // Steps must be idempotent so a half-applied step can run again.
-            for statement in migration.sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                assert!(statement.contains("IF NOT EXISTS"), "not idempotent: {statement}");
+            for statement in migration
+                .sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
+                assert!(
+                    statement.contains("IF NOT EXISTS"),
+                    "not idempotent: {statement}"
+                );
             }
         }
         assert_eq!(pending(0).count(), MIGRATIONS.len());

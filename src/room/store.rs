@@ -40,11 +40,18 @@ pub struct Participant {
 
 impl Participant {
     pub fn info(&self) -> ParticipantInfo {
-        ParticipantInfo { id: self.id.clone(), user_id: self.user_id.clone(), name: self.name.clone() }
+        ParticipantInfo {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            name: self.name.clone(),
+        }
     }
 
     pub fn author(&self) -> Author {
-        Author { id: self.id.clone(), name: self.name.clone() }
+        Author {
+            id: self.id.clone(),
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -158,14 +165,25 @@ fn int(value: u64) -> V {
 
 impl Store {
     pub fn new(sql: SqlStorage) -> Self {
-        Store { sql, last_seq: Cell::new(None) }
+        Store {
+            sql,
+            last_seq: Cell::new(None),
+        }
     }
 
-    fn rows<T: serde::de::DeserializeOwned>(&self, query: &str, bindings: Vec<V>) -> Result<Vec<T>> {
+    fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<V>,
+    ) -> Result<Vec<T>> {
         Ok(self.sql.exec(query, bindings)?.to_array::<T>()?)
     }
 
-    fn first<T: serde::de::DeserializeOwned>(&self, query: &str, bindings: Vec<V>) -> Result<Option<T>> {
+    fn first<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<V>,
+    ) -> Result<Option<T>> {
         Ok(self.rows(query, bindings)?.into_iter().next())
     }
 
@@ -222,7 +240,10 @@ impl Store {
         struct Max {
             seq: Option<u64>,
         }
-        let seq = self.first::<Max>("SELECT MAX(seq) AS seq FROM events", vec![])?.and_then(|r| r.seq).unwrap_or(0);
+        let seq = self
+            .first::<Max>("SELECT MAX(seq) AS seq FROM events", vec![])?
+            .and_then(|r| r.seq)
+            .unwrap_or(0);
         self.last_seq.set(Some(seq));
         Ok(seq)
     }
@@ -231,10 +252,22 @@ impl Store {
     pub fn append(&self, body: EventBody, now_ms: u64) -> Result<StoredEvent> {
         let seq = self.last_seq()? + 1;
         let type_name = body.type_name();
-        let json = Event { seq, ts: rfc3339(now_ms), body }.to_json();
-        self.run("INSERT INTO events (seq, type, json) VALUES (?, ?, ?)", vec![int(seq), s(type_name), s(&json)])?;
+        let json = Event {
+            seq,
+            ts: rfc3339(now_ms),
+            body,
+        }
+        .to_json();
+        self.run(
+            "INSERT INTO events (seq, type, json) VALUES (?, ?, ?)",
+            vec![int(seq), s(type_name), s(&json)],
+        )?;
         self.last_seq.set(Some(seq));
-        Ok(StoredEvent { seq, type_name, json })
+        Ok(StoredEvent {
+            seq,
+            type_name,
+            json,
+        })
     }
 
     /// Events with `seq > since`, oldest first, at most `limit`; and whether more follow.
@@ -264,25 +297,41 @@ impl Store {
     // --- participants ------------------------------------------------------------------------
 
     pub fn participant_by_user(&self, user_id: &str) -> Result<Option<Participant>> {
-        self.first("SELECT id, user_id, name, email FROM participants WHERE user_id = ?", vec![s(user_id)])
+        self.first(
+            "SELECT id, user_id, name, email FROM participants WHERE user_id = ?",
+            vec![s(user_id)],
+        )
     }
 
     pub fn insert_participant(&self, participant: &Participant, now_ms: u64) -> Result<()> {
         self.run(
             "INSERT INTO participants (id, user_id, name, email, joined_at) VALUES (?, ?, ?, ?, ?)",
-            vec![s(&participant.id), s(&participant.user_id), s(&participant.name), s(&participant.email), s(&rfc3339(now_ms))],
+            vec![
+                s(&participant.id),
+                s(&participant.user_id),
+                s(&participant.name),
+                s(&participant.email),
+                s(&rfc3339(now_ms)),
+            ],
         )
     }
 
     pub fn update_participant_name(&self, participant: &Participant) -> Result<()> {
         self.run(
             "UPDATE participants SET name = ?, email = ? WHERE id = ?",
-            vec![s(&participant.name), s(&participant.email), s(&participant.id)],
+            vec![
+                s(&participant.name),
+                s(&participant.email),
+                s(&participant.id),
+            ],
         )
     }
 
     pub fn participants(&self) -> Result<Vec<Participant>> {
-        self.rows("SELECT id, user_id, name, email FROM participants ORDER BY joined_at, id", vec![])
+        self.rows(
+            "SELECT id, user_id, name, email FROM participants ORDER BY joined_at, id",
+            vec![],
+        )
     }
 
     // --- messages and the queue --------------------------------------------------------------
@@ -291,7 +340,11 @@ impl Store {
         self.first("SELECT * FROM messages WHERE id = ?", vec![s(id)])
     }
 
-    pub fn message_by_request(&self, user_id: &str, client_request_id: &str) -> Result<Option<MessageRow>> {
+    pub fn message_by_request(
+        &self,
+        user_id: &str,
+        client_request_id: &str,
+    ) -> Result<Option<MessageRow>> {
         self.first(
             "SELECT * FROM messages WHERE author_user_id = ? AND client_request_id = ?",
             vec![s(user_id), s(client_request_id)],
@@ -320,7 +373,12 @@ impl Store {
     }
 
     pub fn count_waiting(&self) -> Result<usize> {
-        Ok(self.first::<CountRow>("SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'", vec![])?.map_or(0, |r| r.n as usize))
+        Ok(self
+            .first::<CountRow>(
+                "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'",
+                vec![],
+            )?
+            .map_or(0, |r| r.n as usize))
     }
 
     /// 1-based place among waiting prompts; 0 once it has started or finished.
@@ -329,7 +387,10 @@ impl Store {
             return Ok(0);
         }
         let ahead = self
-            .first::<CountRow>("SELECT COUNT(*) AS n FROM messages WHERE status = 'queued' AND seq < ?", vec![int(message.seq)])?
+            .first::<CountRow>(
+                "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued' AND seq < ?",
+                vec![int(message.seq)],
+            )?
             .map_or(0, |r| r.n);
         Ok(ahead as u32 + 1)
     }
@@ -342,10 +403,21 @@ impl Store {
         )
     }
 
-    pub fn finish_message(&self, id: &str, status: MessageStatus, error: Option<&str>, now_ms: u64) -> Result<()> {
+    pub fn finish_message(
+        &self,
+        id: &str,
+        status: MessageStatus,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> Result<()> {
         self.run(
             "UPDATE messages SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-            vec![s(status.as_str()), error.map(s).unwrap_or(V::Null), s(&rfc3339(now_ms)), s(id)],
+            vec![
+                s(status.as_str()),
+                error.map(s).unwrap_or(V::Null),
+                s(&rfc3339(now_ms)),
+                s(id),
+            ],
         )
     }
 

@@ -159,7 +159,6 @@ function randomSecret() {
 export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT } = {}) {
   const ownsDir = !persistDir;
   const dir = persistDir ?? (await mkdtemp(path.join(os.tmpdir(), 'coordinator-test-')));
-  await applyMigrations(dir, { cwd });
 
   const server = {
     url: '',
@@ -271,7 +270,13 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
     return server;
   }
 
-  await launch();
+  try {
+    await applyMigrations(dir, { cwd });
+    await launch();
+  } catch (err) {
+    if (ownsDir) await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   return server;
 }
 
@@ -328,7 +333,7 @@ export function api(base) {
   };
 }
 
-/** Asserts-free helper: the error code of an error body, or null. */
+/** The error code of an error body, or null. */
 export function errorCode(res) {
   return res?.json?.error?.code ?? null;
 }
@@ -427,10 +432,21 @@ export class Client {
     this.waiters = new Set();
     this.closeInfo = null;
     this.closed = new Promise((resolve) => {
-      ws.on('close', (code, reason) => {
+      const closedWith = (code, reason) => {
+        if (this.closeInfo) return;
         this.closeInfo = { code, reason: reason.toString() };
         for (const w of this.waiters) w.check();
         resolve(this.closeInfo);
+      };
+      ws.on('close', closedWith);
+      // The close frame is what the server decided; the TCP teardown after it can lag behind
+      // by seconds under the dev proxy. Report the close as soon as the frame arrives (ws 8
+      // emits 'conclude' on its receiver), then drop the connection once the reply is out.
+      ws.once('open', () => {
+        ws._receiver?.on?.('conclude', (code, reason) => {
+          closedWith(code, reason ?? '');
+          setTimeout(() => ws.terminate(), 100).unref();
+        });
       });
     });
     ws.on('message', (data, isBinary) => {

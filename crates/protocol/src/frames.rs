@@ -96,7 +96,14 @@ impl PromptInput {
 
     /// A prompt that is only text, such as the one given when a session is created.
     pub fn from_content(content: String, limits: &Limits) -> Result<Self, ApiError> {
-        let raw = RawPrompt { _type: None, content, client_request_id: None, attachments: None, selection_ids: None, source: None };
+        let raw = RawPrompt {
+            _type: None,
+            content,
+            client_request_id: None,
+            attachments: None,
+            selection_ids: None,
+            source: None,
+        };
         Self::from_raw(raw, limits)
     }
 
