@@ -42,7 +42,7 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ] \
   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error 2>&1 | grep -v -e EBADENGINE -e 'Unknown user config' -e '^npm warn' >&2 || true
+  npm install --no-audit --no-fund --loglevel=error 2>&1 | grep -v -e EBADENGINE -e 'Unknown user config' -e '^npm warn' >&2 || true
   if [ ! -x node_modules/.bin/wrangler ]; then
     say "npm install failed"
     exit 1

@@ -16,17 +16,20 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Response> {
     raw_json(status, serde_json::to_string(value)?)
 }
 
-/// A response whose JSON was assembled by hand (event pages splice stored event JSON).
-pub fn raw_json(status: u16, body: String) -> Result<Response> {
+fn json_text(status: u16, body: String) -> worker::Result<Response> {
     Ok(Response::ok(body)?
         .with_status(status)
         .with_headers(headers("application/json; charset=utf-8")))
 }
 
+/// A response whose JSON was assembled by hand (event pages splice stored event JSON).
+pub fn raw_json(status: u16, body: String) -> Result<Response> {
+    Ok(json_text(status, body)?)
+}
+
+/// The protocol's error body with the code's status.
 pub fn error(error: &ApiError) -> worker::Result<Response> {
-    Ok(Response::ok(error.to_body())?
-        .with_status(error.status())
-        .with_headers(headers("application/json; charset=utf-8")))
+    json_text(error.status(), error.to_body())
 }
 
 pub fn event_stream(response: Response) -> Response {
