@@ -6,8 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
-
-WORKER_BUILD_VERSION=0.8.7
+export PATH="$HOME/.cargo/bin:$PATH"
 
 if ! command -v cargo >/dev/null; then
   say "cargo is missing: install Rust (https://rustup.rs) and run this again"
@@ -19,18 +18,22 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknow
   rustup target add wasm32-unknown-unknown
 fi
 
+# Versions come from Cargo.lock: worker-build must match the `worker` crate, and the
+# wasm-bindgen CLI must equal the `wasm-bindgen` crate to the patch.
+locked_version() { awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock; }
+WORKER_BUILD_VERSION=$(locked_version worker)
+bindgen_version=$(locked_version wasm-bindgen)
+if [ -z "$WORKER_BUILD_VERSION" ] || [ -z "$bindgen_version" ]; then
+  say "cannot read the worker and wasm-bindgen versions from Cargo.lock"
+  exit 1
+fi
+
 if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
   say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
   cargo install --locked --quiet worker-build --version "$WORKER_BUILD_VERSION" \
     || cargo install --quiet worker-build --version "$WORKER_BUILD_VERSION"
 fi
 
-# The CLI must equal the wasm-bindgen crate in Cargo.lock to the patch version.
-bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
-if [ -z "$bindgen_version" ]; then
-  say "cannot read the wasm-bindgen version from Cargo.lock"
-  exit 1
-fi
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$bindgen_version" ]; then
   say "installing wasm-bindgen-cli $bindgen_version (a few minutes, once)"
   # --locked first; when a pinned dependency of the CLI is missing from the registry, let cargo resolve.

@@ -293,7 +293,10 @@ impl SessionRoom {
         };
         let mut client_request_id = None;
         let outcome = match frame {
-            ClientFrame::Ping => Ok(hub::send(socket, &ServerFrame::Pong.to_json())),
+            ClientFrame::Ping => {
+                hub::send(socket, &ServerFrame::Pong.to_json());
+                Ok(())
+            }
             ClientFrame::Prompt(input) => {
                 client_request_id = input.client_request_id.clone();
                 self.prompt(&participant, input, Source::Web, now)
@@ -308,7 +311,8 @@ impl SessionRoom {
             }
             ClientFrame::Typing => {
                 self.hub.set_typing(&participant, now);
-                Ok(self.hub.broadcast_presence(&self.state, None, now))
+                self.hub.broadcast_presence(&self.state, None, now);
+                Ok(())
             }
             ClientFrame::Cancel { message_id } => self.cancel(&message_id, now),
             ClientFrame::Stop => self.stop(now),

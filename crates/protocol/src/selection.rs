@@ -173,7 +173,7 @@ mod tests {
             selection_elements: 1,
             ..Limits::default()
         };
-        let two = GOOD.replace("]}", "]}").replace(
+        let two = GOOD.replace(
             r#""elements":[{"#,
             r#""elements":[{"tag":"p","rect":{"x":0,"y":0,"width":1,"height":1}},{"#,
         );
