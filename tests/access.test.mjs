@@ -1,31 +1,40 @@
 // Access control: keys, scopes, membership, participant tokens and browser origins.
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
-  Clients,
   addMember,
   allEvents,
-  api,
   createSession,
   createUser,
   errorCode,
-  logOnFailure,
   rid,
   sessionWsUrl,
   signToken,
-  startServer,
+  useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const clients = new Clients();
 let alice; // owns sessions X and Y
 let bob; // owns session Z; not a member of X
 let X;
 let Y;
 let Z;
+const { clients } = useServer({
+  setup: async (s, h) => {
+    server = s;
+    http = h;
+    alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
+    bob = await createUser(server, 'Bob', { repos: ['*'] });
+    X = await createSession(server, alice, { title: 'X' });
+    Y = await createSession(server, alice, { title: 'Y', repo: 'acme/web' });
+    Z = await createSession(server, bob, { title: 'Z' });
+    const res = await http.post(`/v1/sessions/${X.session.id}/prompts`, { key: alice.key, body: { content: 'private work' } });
+    assert.equal(res.status, 202, res.text);
+  },
+});
 
 const selection = {
   url: 'https://app.example.com/dashboard',
@@ -34,28 +43,6 @@ const selection = {
   viewport: { width: 1280, height: 800 },
   elements: [{ tag: 'div', classes: ['card'], id: 'revenue', text: 'Revenue $12,400', rect: { x: 10, y: 20, width: 300, height: 120 }, selector: '#revenue' }],
 };
-
-before(async () => {
-  server = await startServer();
-  http = api(server);
-  alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
-  bob = await createUser(server, 'Bob', { repos: ['*'] });
-  X = await createSession(server, alice, { title: 'X' });
-  Y = await createSession(server, alice, { title: 'Y', repo: 'acme/web' });
-  Z = await createSession(server, bob, { title: 'Z' });
-  const res = await http.post(`/v1/sessions/${X.session.id}/prompts`, { key: alice.key, body: { content: 'private work' } });
-  assert.equal(res.status, 202, res.text);
-});
-
-after(async () => {
-  await clients.closeAll();
-  await server?.stop();
-});
-
-afterEach(async (t) => {
-  logOnFailure(server, t);
-  await clients.closeAll();
-});
 
 test('a non-member can neither read nor write nor join a session', { timeout: 60_000 }, async () => {
   const sid = X.session.id;

@@ -1,45 +1,32 @@
 // Bad input: every malformed, oversized, unknown or excessive request gets its error,
 // nothing is stored because of it, and the socket and the session keep working.
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
-  Clients,
   addMember,
   allEvents,
-  api,
   createSession,
   createUser,
   errorCode,
   eventually,
-  logOnFailure,
   mintToken,
   range,
   rid,
   seqs,
   sessionWsUrl,
   sleep,
-  startServer,
+  useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const clients = new Clients();
-
-before(async () => {
-  server = await startServer();
-  http = api(server);
-});
-
-after(async () => {
-  await clients.closeAll();
-  await server?.stop();
-});
-
-afterEach(async (t) => {
-  logOnFailure(server, t);
-  await clients.closeAll();
+const { clients } = useServer({
+  setup: async (s, h) => {
+    server = s;
+    http = h;
+  },
 });
 
 const KiB = 1024;

@@ -1,47 +1,34 @@
 // The HTTP API as a client uses it: health, users, sessions, members, tokens, prompts,
 // selections, events, messages, artifacts, cancel and archive.
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
-  Clients,
   addMember,
   allEvents,
-  api,
   createSession,
   createUser,
   errorCode,
   eventually,
-  logOnFailure,
   mintToken,
   openSse,
   range,
   seqs,
   sessionWsUrl,
-  startServer,
+  useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const clients = new Clients();
 const secretsSeen = new Set();
-
-before(async () => {
-  server = await startServer();
-  http = api(server);
-  secretsSeen.add(server.adminKey);
-  secretsSeen.add(server.tokenSecret);
-});
-
-after(async () => {
-  await clients.closeAll();
-  await server?.stop();
-});
-
-afterEach(async (t) => {
-  logOnFailure(server, t);
-  await clients.closeAll();
+const { clients } = useServer({
+  setup: async (s, h) => {
+    server = s;
+    http = h;
+    secretsSeen.add(server.adminKey);
+    secretsSeen.add(server.tokenSecret);
+  },
 });
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]00:00)$/;

@@ -1,17 +1,14 @@
 // Resuming: WebSocket replay with `since`, SSE with Last-Event-ID, and both after the
 // Durable Object restarted from its persisted storage.
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
-  Clients,
   addMember,
   allEvents,
-  api,
   createSession,
   createUser,
-  logOnFailure,
   mintToken,
   openSse,
   range,
@@ -19,30 +16,21 @@ import {
   seqs,
   sessionWsUrl,
   sleep,
-  startServer,
+  useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const clients = new Clients();
 const streams = new Set();
-
-before(async () => {
-  server = await startServer();
-  http = api(server);
-});
-
-after(async () => {
-  for (const s of streams) s.close();
-  await clients.closeAll();
-  await server?.stop();
-});
-
-afterEach(async (t) => {
-  logOnFailure(server, t);
-  for (const s of streams) s.close();
-  streams.clear();
-  await clients.closeAll();
+const { clients } = useServer({
+  setup: async (s, h) => {
+    server = s;
+    http = h;
+  },
+  cleanup: () => {
+    for (const s of streams) s.close();
+    streams.clear();
+  },
 });
 
 async function connect(sessionId, token, since) {

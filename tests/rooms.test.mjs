@@ -1,43 +1,30 @@
 // Multiplayer rooms: fan-out order, authorship, presence, the prompt queue, idempotency,
 // cancel and history, all over participant WebSockets.
 
-import { after, afterEach, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Client,
-  Clients,
   addMember,
   allEvents,
-  api,
   createSession,
   createUser,
-  logOnFailure,
   mintToken,
   range,
   rid,
   seqs,
   sessionWsUrl,
   sleep,
-  startServer,
+  useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const clients = new Clients();
-
-before(async () => {
-  server = await startServer();
-  http = api(server);
-});
-
-after(async () => {
-  await clients.closeAll();
-  await server?.stop();
-});
-
-afterEach(async (t) => {
-  logOnFailure(server, t);
-  await clients.closeAll();
+const { clients } = useServer({
+  setup: async (s, h) => {
+    server = s;
+    http = h;
+  },
 });
 
 async function connect(sessionId, token, since) {

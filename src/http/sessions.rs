@@ -9,7 +9,6 @@ use crate::ids::new_id;
 use crate::index::{Index, Membership};
 use crate::respond;
 use crate::room::api::{Init, Member, RemovedMember, RoomClient};
-use crate::room::store::SessionMeta;
 use crate::time::{now_ms, rfc3339};
 use protocol::api::{AddMember, CreateSession, Session, User};
 use protocol::crypto::{b64url, unb64url};
@@ -37,7 +36,7 @@ fn require_owner(membership: &Membership) -> Result<()> {
 }
 
 fn require_active(membership: &Membership) -> Result<()> {
-    if membership.session.status == "archived" {
+    if membership.session.is_archived() {
         return Err(ApiError::new(ErrorCode::Conflict, "the session is archived").into());
     }
     Ok(())
@@ -115,7 +114,7 @@ pub async fn create(
     // index entry without its room would be a session that cannot be opened.
     let room = RoomClient::open(env, &session.id)?;
     let init = Init {
-        session: meta_of(&session),
+        session: session.clone(),
         prompt: input.prompt,
     };
     let joined = room
@@ -134,18 +133,6 @@ pub async fn create(
         response["message_id"] = joined["message_id"].clone();
     }
     respond::json(201, &response)
-}
-
-fn meta_of(session: &Session) -> SessionMeta {
-    SessionMeta {
-        id: session.id.clone(),
-        repo: session.repo.clone(),
-        branch: session.branch.clone(),
-        title: session.title.clone(),
-        owner_id: session.owner_id.clone(),
-        status: session.status.clone(),
-        created_at: session.created_at.clone(),
-    }
 }
 
 pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Response> {
@@ -370,7 +357,7 @@ pub async fn connect(
         TokenCheck::Member(user, membership) => (user, membership),
         TokenCheck::Refused(code, error) => return respond::refuse_socket(code, &error.message),
     };
-    if membership.session.status == "archived" {
+    if membership.session.is_archived() {
         return respond::refuse_socket(4009, "the session is archived");
     }
     let path = match since {

@@ -16,7 +16,7 @@ pub struct Caller {
 /// `POST /init`: the room learns its session and its owner.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Init {
-    pub session: super::store::SessionMeta,
+    pub session: protocol::api::Session,
     pub prompt: Option<String>,
 }
 

@@ -4,12 +4,13 @@
 use super::api::{Caller, Init, Member, RemovedMember, CALLER_HEADER};
 use super::hub::{self, Hub};
 use super::ratelimit::RateLimits;
-use super::store::{found, SessionMeta, Store};
+use super::store::{found, Store};
 use crate::error::{Error, Result};
 use crate::http::query;
 use crate::respond;
 use crate::time::now_ms;
 use futures_util::StreamExt;
+use protocol::api::Session;
 use protocol::event::Source;
 use protocol::frames::{parse_client_frame, ClientFrame, FrameError, PromptInput, ServerFrame};
 use protocol::selection::DomSelection;
@@ -107,7 +108,7 @@ async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
 }
 
 impl SessionRoom {
-    pub(super) fn session(&self) -> Result<SessionMeta> {
+    pub(super) fn session(&self) -> Result<Session> {
         found(self.store.session()?, "session")
     }
 

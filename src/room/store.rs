@@ -6,29 +6,12 @@ use super::queue::MessageStatus;
 use super::schema::{pending, MIGRATIONS_TABLE};
 use crate::error::{Error, Result};
 use crate::time::rfc3339;
+use protocol::api::Session;
 use protocol::event::{Author, Event, EventBody, ParticipantInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cell::Cell;
 use worker::{SqlStorage, SqlStorageValue as V};
-
-/// The session as the room knows it (mirrors the D1 index row).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionMeta {
-    pub id: String,
-    pub repo: String,
-    pub branch: String,
-    pub title: String,
-    pub owner_id: String,
-    pub status: String,
-    pub created_at: String,
-}
-
-impl SessionMeta {
-    pub fn is_archived(&self) -> bool {
-        self.status == "archived"
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Participant {
@@ -187,6 +170,21 @@ impl Store {
         Ok(self.rows(query, bindings)?.into_iter().next())
     }
 
+    /// At most `limit` rows and whether more follow; the query's last `?` is its LIMIT,
+    /// bound here to `limit + 1`.
+    fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        mut bindings: Vec<V>,
+        limit: u32,
+    ) -> Result<(Vec<T>, bool)> {
+        bindings.push(int(u64::from(limit) + 1));
+        let mut rows: Vec<T> = self.rows(query, bindings)?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        Ok((rows, has_more))
+    }
+
     fn run(&self, query: &str, bindings: Vec<V>) -> Result<()> {
         self.sql.exec(query, bindings)?;
         Ok(())
@@ -215,11 +213,11 @@ impl Store {
 
     // --- session -----------------------------------------------------------------------------
 
-    pub fn session(&self) -> Result<Option<SessionMeta>> {
+    pub fn session(&self) -> Result<Option<Session>> {
         self.first("SELECT * FROM session LIMIT 1", vec![])
     }
 
-    pub fn insert_session(&self, meta: &SessionMeta) -> Result<()> {
+    pub fn insert_session(&self, meta: &Session) -> Result<()> {
         self.run(
             "INSERT OR IGNORE INTO session (id, repo, branch, title, owner_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             vec![s(&meta.id), s(&meta.repo), s(&meta.branch), s(&meta.title), s(&meta.owner_id), s(&meta.status), s(&meta.created_at)],
@@ -272,24 +270,21 @@ impl Store {
 
     /// Events with `seq > since`, oldest first, at most `limit`; and whether more follow.
     pub fn events_after(&self, since: u64, limit: u32) -> Result<(Vec<EventRow>, bool)> {
-        let mut rows: Vec<EventRow> = self.rows(
+        self.page(
             "SELECT seq, type, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![int(since), int(u64::from(limit) + 1)],
-        )?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+            vec![int(since)],
+            limit,
+        )
     }
 
     /// The `limit` events just before `before` (all the latest when `None`), oldest first.
     pub fn events_before(&self, before: Option<u64>, limit: u32) -> Result<(Vec<String>, bool)> {
         let before = before.unwrap_or(u64::MAX >> 12);
-        let mut rows: Vec<EventRow> = self.rows(
+        let (mut rows, has_more): (Vec<EventRow>, bool) = self.page(
             "SELECT seq, type, json FROM events WHERE seq < ? ORDER BY seq DESC LIMIT ?",
-            vec![int(before), int(u64::from(limit) + 1)],
+            vec![int(before)],
+            limit,
         )?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
         rows.reverse();
         Ok((rows.into_iter().map(|r| r.json).collect(), has_more))
     }
@@ -423,13 +418,11 @@ impl Store {
 
     /// Messages oldest first, `limit` after `after_seq`.
     pub fn messages(&self, after_seq: u64, limit: u32) -> Result<(Vec<MessageRow>, bool)> {
-        let mut rows: Vec<MessageRow> = self.rows(
+        self.page(
             "SELECT * FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![int(after_seq), int(u64::from(limit) + 1)],
-        )?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+            vec![int(after_seq)],
+            limit,
+        )
     }
 
     // --- artifacts ---------------------------------------------------------------------------
@@ -450,13 +443,11 @@ impl Store {
     }
 
     pub fn artifacts(&self, after_seq: u64, limit: u32) -> Result<(Vec<ArtifactRow>, bool)> {
-        let mut rows: Vec<ArtifactRow> = self.rows(
+        self.page(
             "SELECT * FROM artifacts WHERE seq > ? ORDER BY seq LIMIT ?",
-            vec![int(after_seq), int(u64::from(limit) + 1)],
-        )?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok((rows, has_more))
+            vec![int(after_seq)],
+            limit,
+        )
     }
 
     pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {

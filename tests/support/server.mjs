@@ -4,6 +4,7 @@
 // Every process started here is spawned in its own process group and killed by that
 // group id when the server stops, when the test process exits, or on SIGINT/SIGTERM.
 
+import { after, afterEach, before } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -790,4 +791,30 @@ export async function openSse(url, { key, lastEventId, timeoutMs = 10_000 } = {}
     notify();
   })();
   return stream;
+}
+
+/**
+ * One server for a test file: starts it before the first test, closes every client after each
+ * test (showing the server log's tail when the test failed) and stops the server at the end.
+ * `setup(server, http)` runs once the server answers; `cleanup()` after each test and at the end.
+ */
+export function useServer({ setup, cleanup } = {}) {
+  const clients = new Clients();
+  const context = { server: null, http: null, clients };
+  before(async () => {
+    context.server = await startServer();
+    context.http = api(context.server);
+    await setup?.(context.server, context.http);
+  });
+  afterEach(async (t) => {
+    logOnFailure(context.server, t);
+    await cleanup?.();
+    await clients.closeAll();
+  });
+  after(async () => {
+    await cleanup?.();
+    await clients.closeAll();
+    await context.server?.stop();
+  });
+  return context;
 }

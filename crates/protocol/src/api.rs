@@ -126,6 +126,12 @@ pub struct Session {
     pub created_at: String,
 }
 
+impl Session {
+    pub fn is_archived(&self) -> bool {
+        self.status == "archived"
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
