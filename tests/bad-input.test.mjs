@@ -22,7 +22,7 @@ import {
 
 let server;
 let http;
-const { clients } = useServer({
+const { connect } = useServer({
   setup: async (s, h) => {
     server = s;
     http = h;
@@ -30,12 +30,6 @@ const { clients } = useServer({
 });
 
 const KiB = 1024;
-
-async function connect(sessionId, token, since) {
-  const client = clients.add(await Client.connect(sessionWsUrl(server, sessionId, token, since)));
-  const welcome = await client.welcome();
-  return { client, welcome };
-}
 
 async function freshRoom(title) {
   const owner = await createUser(server, 'Owner', { repos: ['acme/*'] });

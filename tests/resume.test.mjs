@@ -16,13 +16,14 @@ import {
   seqs,
   sessionWsUrl,
   sleep,
+  roomOfTwo,
   useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
 const streams = new Set();
-const { clients } = useServer({
+const { clients, connect } = useServer({
   setup: async (s, h) => {
     server = s;
     http = h;
@@ -33,12 +34,6 @@ const { clients } = useServer({
   },
 });
 
-async function connect(sessionId, token, since) {
-  const client = clients.add(await Client.connect(sessionWsUrl(server, sessionId, token, since)));
-  const welcome = await client.welcome();
-  return { client, welcome };
-}
-
 async function sse(sessionId, { key, token, since, lastEventId } = {}) {
   const params = new URLSearchParams();
   if (since !== undefined) params.set('since', String(since));
@@ -47,15 +42,6 @@ async function sse(sessionId, { key, token, since, lastEventId } = {}) {
   const stream = await openSse(`${server.url}/v1/sessions/${sessionId}/events${q ? `?${q}` : ''}`, { key, lastEventId });
   streams.add(stream);
   return stream;
-}
-
-async function roomOfTwo(title) {
-  const alice = await createUser(server, 'Alice', { repos: ['acme/demo'] });
-  const bob = await createUser(server, 'Bob');
-  const created = await createSession(server, alice, { title });
-  const sid = created.session.id;
-  await addMember(server, alice, sid, bob);
-  return { alice, bob, created, sid };
 }
 
 /** Sends a prompt over WebSocket and waits for its acknowledgement. */
@@ -76,7 +62,7 @@ function assertReplay(client, stored, from, to, what) {
 }
 
 test('a client that reconnects with since gets exactly the events it missed', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('resume');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'resume');
   const a = await connect(sid, created.token);
   const bobToken = (await mintToken(server, bob, sid)).token;
   const b = await connect(sid, bobToken);
@@ -113,7 +99,7 @@ test('a client that reconnects with since gets exactly the events it missed', { 
 });
 
 test('since=0 replays everything; since=last_seq replays nothing', { timeout: 60_000 }, async () => {
-  const { alice, created, sid } = await roomOfTwo('replay bounds');
+  const { alice, created, sid } = await roomOfTwo(server, 'replay bounds');
   const a = await connect(sid, created.token);
   await prompt(a.client, 'x');
   await prompt(a.client, 'y');
@@ -136,7 +122,7 @@ test('since=0 replays everything; since=last_seq replays nothing', { timeout: 60
 });
 
 test('SSE resumes exactly after Last-Event-ID and keeps streaming live events', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('sse');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'sse');
   for (const content of ['s1', 's2', 's3']) {
     const res = await http.post(`/v1/sessions/${sid}/prompts`, { key: alice.key, body: { content } });
     assert.equal(res.status, 202, res.text);
@@ -181,8 +167,8 @@ test('SSE resumes exactly after Last-Event-ID and keeps streaming live events', 
 });
 
 test('SSE refuses a token of another session and a missing credential', { timeout: 30_000 }, async () => {
-  const one = await roomOfTwo('sse-a');
-  const two = await roomOfTwo('sse-b');
+  const one = await roomOfTwo(server, 'sse-a');
+  const two = await roomOfTwo(server, 'sse-b');
   const cases = [
     ['token of another session', { token: two.created.token }, 401],
     ['garbage token', { token: 'v1.nope.nope' }, 401],
@@ -199,7 +185,7 @@ test('SSE refuses a token of another session and a missing credential', { timeou
 
 // Kept last: it restarts the server.
 test('after a restart from persisted storage, replay is still exact and the queue survives', { timeout: 120_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('restart');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'restart');
   const a = await connect(sid, created.token);
   const bobToken = (await mintToken(server, bob, sid)).token;
   const b = await connect(sid, bobToken);

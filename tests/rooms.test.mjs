@@ -15,40 +15,25 @@ import {
   seqs,
   sessionWsUrl,
   sleep,
+  roomOfTwo,
   useServer,
 } from './support/server.mjs';
 
 let server;
 let http;
-const { clients } = useServer({
+const { connect } = useServer({
   setup: async (s, h) => {
     server = s;
     http = h;
   },
 });
 
-async function connect(sessionId, token, since) {
-  const client = clients.add(await Client.connect(sessionWsUrl(server, sessionId, token, since)));
-  const welcome = await client.welcome();
-  return { client, welcome };
-}
-
-/** A session owned by a fresh user, with a fresh member added. */
-async function roomOfTwo(title) {
-  const alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
-  const bob = await createUser(server, 'Bob');
-  const created = await createSession(server, alice, { title });
-  const sid = created.session.id;
-  await addMember(server, alice, sid, bob);
-  return { alice, bob, created, sid };
-}
-
 function promptFrame(content, client_request_id = rid('p')) {
   return { type: 'prompt', content, client_request_id };
 }
 
 test('three participants receive every event in the same seq order, with authors', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('fan-out');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'fan-out');
 
   const stored = await allEvents(server, alice, sid);
   assert.deepEqual(stored.map((e) => [e.seq, e.type, e.participant?.user_id]), [
@@ -132,7 +117,7 @@ test('three participants receive every event in the same seq order, with authors
 });
 
 test('welcome, presence and typing; sockets do not append events', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('presence');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'presence');
   const before = await allEvents(server, alice, sid);
 
   const a = await connect(sid, created.token);
@@ -194,7 +179,7 @@ test('welcome, presence and typing; sockets do not append events', { timeout: 60
 });
 
 test('queue positions, cancel over WebSocket and its errors', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('queue');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'queue');
   const a = await connect(sid, created.token);
   const b = await connect(sid, (await mintToken(server, bob, sid)).token);
 
@@ -257,7 +242,7 @@ test('queue positions, cancel over WebSocket and its errors', { timeout: 60_000 
 });
 
 test('client_request_id is idempotent per user, across sockets', { timeout: 60_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('idempotency');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'idempotency');
   const a1 = await connect(sid, created.token);
   const a2 = await connect(sid, (await mintToken(server, alice, sid)).token);
   const b = await connect(sid, (await mintToken(server, bob, sid)).token);
@@ -301,7 +286,7 @@ test('client_request_id is idempotent per user, across sockets', { timeout: 60_0
 });
 
 test('prompt frames carry attachments and selection ids to every participant', { timeout: 30_000 }, async () => {
-  const { alice, bob, created, sid } = await roomOfTwo('attachments');
+  const { alice, bob, created, sid } = await roomOfTwo(server, 'attachments');
   const sel = await http.post(`/v1/sessions/${sid}/selections`, {
     key: bob.key,
     body: {
@@ -331,7 +316,7 @@ test('prompt frames carry attachments and selection ids to every participant', {
 });
 
 test('history frames page backwards through stored events', { timeout: 60_000 }, async () => {
-  const { alice, created, sid } = await roomOfTwo('history');
+  const { alice, created, sid } = await roomOfTwo(server, 'history');
   for (let i = 0; i < 5; i++) {
     const res = await http.post(`/v1/sessions/${sid}/prompts`, { key: alice.key, body: { content: `h${i}` } });
     assert.equal(res.status, 202, res.text);

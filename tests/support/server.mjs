@@ -800,7 +800,17 @@ export async function openSse(url, { key, lastEventId, timeoutMs = 10_000 } = {}
  */
 export function useServer({ setup, cleanup } = {}) {
   const clients = new Clients();
-  const context = { server: null, http: null, clients };
+  const context = {
+    server: null,
+    http: null,
+    clients,
+    /** Opens a participant socket (closed after the test) and waits for its welcome. */
+    async connect(sessionId, token, since) {
+      const client = clients.add(await Client.connect(sessionWsUrl(context.server, sessionId, token, since)));
+      const welcome = await client.welcome();
+      return { client, welcome };
+    },
+  };
   before(async () => {
     context.server = await startServer();
     context.http = api(context.server);
@@ -817,4 +827,14 @@ export function useServer({ setup, cleanup } = {}) {
     await context.server?.stop();
   });
   return context;
+}
+
+/** A session owned by a fresh user (Alice), with a fresh member (Bob) added. */
+export async function roomOfTwo(server, title) {
+  const alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
+  const bob = await createUser(server, 'Bob');
+  const created = await createSession(server, alice, { title });
+  const sid = created.session.id;
+  await addMember(server, alice, sid, bob);
+  return { alice, bob, created, sid };
 }
