@@ -59,7 +59,7 @@ cat <<BANNER
   Try it:
     curl -s -X POST $base/v1/sessions -H "authorization: Bearer $user_key" \\
       -H 'content-type: application/json' -d '{"repo":"acme/demo","title":"first session"}'
-    # then open the returned ws_url with a WebSocket client, e.g. npx wscat -c '<ws_url>'
+    # then open the returned ws_url:  node scripts/ws.mjs '<ws_url>'   (or websocat, wscat …)
   See README.md for more. Ctrl-C stops it.
 
 BANNER
