@@ -98,127 +98,59 @@ mod serve {
             };
         }
         let user = require_user(principal)?;
-        let session_id = match &endpoint {
-            Endpoint::Me => return users::me(&user),
-            Endpoint::ListRepos => return users::repos(&config, &user),
-            Endpoint::ListSessions => return sessions::list(&index, &user, &query_string).await,
-            Endpoint::CreateSession => {
-                return sessions::create(
-                    env,
-                    &index,
-                    &config,
-                    &url,
-                    &user,
-                    &body(req, &config).await?,
-                )
-                .await
-            }
-            Endpoint::GetSession(id)
-            | Endpoint::ArchiveSession(id)
-            | Endpoint::AddMember(id)
-            | Endpoint::RemoveMember(id, _)
-            | Endpoint::MintToken(id)
-            | Endpoint::PostPrompt(id)
-            | Endpoint::PostSelection(id)
-            | Endpoint::Events(id)
-            | Endpoint::Messages(id)
-            | Endpoint::Artifacts(id)
-            | Endpoint::Stop(id)
-            | Endpoint::Cancel(id) => id.clone(),
-            _ => return Err(ApiError::not_found("endpoint").into()),
+        let Some(session_id) = endpoint.member_session() else {
+            return match endpoint {
+                Endpoint::Me => users::me(&user),
+                Endpoint::ListRepos => users::repos(&config, &user),
+                Endpoint::ListSessions => sessions::list(&index, &user, &query_string).await,
+                Endpoint::CreateSession => {
+                    let body = body(req, &config).await?;
+                    sessions::create(env, &index, &config, &url, &user, &body).await
+                }
+                _ => Err(ApiError::not_found("endpoint").into()),
+            };
         };
-        let membership = sessions::membership(&index, &session_id, &user).await?;
-        let with_query = |path: &str| {
-            if query_string.is_empty() {
-                path.to_owned()
-            } else {
+        let membership = sessions::membership(&index, session_id, &user).await?;
+        // Endpoints the room answers as they are: method, room path, body size limit if any.
+        let limits = &config.limits;
+        let forwarded = match &endpoint {
+            Endpoint::PostPrompt(_) => Some((Method::Post, "/prompts", Some(limits.frame_bytes))),
+            Endpoint::PostSelection(_) => {
+                Some((Method::Post, "/selections", Some(limits.selection_bytes)))
+            }
+            Endpoint::Cancel(_) => Some((Method::Post, "/cancel", Some(limits.frame_bytes))),
+            Endpoint::Stop(_) => Some((Method::Post, "/stop", None)),
+            Endpoint::Events(_) if !wants_event_stream(req)? => {
+                Some((Method::Get, "/events", None))
+            }
+            Endpoint::Messages(_) => Some((Method::Get, "/messages", None)),
+            Endpoint::Artifacts(_) => Some((Method::Get, "/artifacts", None)),
+            _ => None,
+        };
+        if let Some((method, path, body_limit)) = forwarded {
+            let body = match body_limit {
+                Some(limit) => Some(respond::read_body(req, limit).await?),
+                None => None,
+            };
+            let path = if method == Method::Get && !query_string.is_empty() {
                 format!("{path}?{query_string}")
-            }
-        };
+            } else {
+                path.to_owned()
+            };
+            return sessions::forward(env, &membership, &user, method, &path, body).await;
+        }
         match endpoint {
             Endpoint::GetSession(_) => sessions::get(env, &membership, &user).await,
             Endpoint::ArchiveSession(_) => sessions::archive(env, &index, &membership, &user).await,
             Endpoint::AddMember(_) => {
-                sessions::add_member(env, &index, &membership, &user, &body(req, &config).await?)
-                    .await
+                let body = body(req, &config).await?;
+                sessions::add_member(env, &index, &membership, &user, &body).await
             }
             Endpoint::RemoveMember(_, member) => {
                 sessions::remove_member(env, &index, &membership, &user, &member).await
             }
             Endpoint::MintToken(_) => sessions::token(&config, &url, &membership, &user),
-            Endpoint::PostPrompt(_) => {
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Post,
-                    "/prompts",
-                    Some(body(req, &config).await?),
-                )
-                .await
-            }
-            Endpoint::PostSelection(_) => {
-                let body = respond::read_body(req, config.limits.selection_bytes).await?;
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Post,
-                    "/selections",
-                    Some(body),
-                )
-                .await
-            }
-            Endpoint::Events(_) if wants_event_stream(req)? => {
-                sessions::event_stream(env, &membership, &user, req).await
-            }
-            Endpoint::Events(_) => {
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Get,
-                    &with_query("/events"),
-                    None,
-                )
-                .await
-            }
-            Endpoint::Messages(_) => {
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Get,
-                    &with_query("/messages"),
-                    None,
-                )
-                .await
-            }
-            Endpoint::Artifacts(_) => {
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Get,
-                    &with_query("/artifacts"),
-                    None,
-                )
-                .await
-            }
-            Endpoint::Stop(_) => {
-                sessions::forward(env, &membership, &user, Method::Post, "/stop", None).await
-            }
-            Endpoint::Cancel(_) => {
-                sessions::forward(
-                    env,
-                    &membership,
-                    &user,
-                    Method::Post,
-                    "/cancel",
-                    Some(body(req, &config).await?),
-                )
-                .await
-            }
+            Endpoint::Events(_) => sessions::event_stream(env, &membership, &user, req).await,
             _ => Err(ApiError::not_found("endpoint").into()),
         }
     }

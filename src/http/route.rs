@@ -39,6 +39,30 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// The session a member-only endpoint acts on. The socket endpoints, which authenticate
+    /// with tokens instead of keys, are not among them.
+    pub fn member_session(&self) -> Option<&str> {
+        use Endpoint::*;
+        match self {
+            GetSession(id)
+            | ArchiveSession(id)
+            | AddMember(id)
+            | RemoveMember(id, _)
+            | MintToken(id)
+            | PostPrompt(id)
+            | PostSelection(id)
+            | Events(id)
+            | Messages(id)
+            | Artifacts(id)
+            | Stop(id)
+            | Cancel(id) => Some(id),
+            Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
+            | ListSessions | Connect(_) | SandboxConnect(_) => None,
+        }
+    }
+}
+
 /// A session id as the coordinator mints them: `ses_` and 32 hex digits.
 pub fn is_session_id(id: &str) -> bool {
     id.len() == 36 && id.starts_with("ses_") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -164,6 +188,31 @@ mod tests {
             Ok(RemoveMember(sid.clone(), "usr_2".into())),
         );
         check("HEAD", "/v1/me", Ok(Me));
+    }
+
+    #[test]
+    fn member_sessions() {
+        let of = |method: &str, path: String| {
+            resolve(method, &path)
+                .unwrap()
+                .member_session()
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            of("POST", format!("/v1/sessions/{SID}/prompts")).as_deref(),
+            Some(SID)
+        );
+        assert_eq!(
+            of("DELETE", format!("/v1/sessions/{SID}/members/usr_2")).as_deref(),
+            Some(SID)
+        );
+        assert_eq!(
+            of("GET", format!("/v1/sessions/{SID}/ws")),
+            None,
+            "sockets authenticate with tokens"
+        );
+        assert_eq!(of("GET", format!("/v1/sessions/{SID}/sandbox")), None);
+        assert_eq!(of("GET", "/v1/sessions".into()), None);
     }
 
     #[test]

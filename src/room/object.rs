@@ -239,17 +239,9 @@ impl SessionRoom {
             last_seq: self.store.last_seq()?,
         };
         hub::send(&socket, &welcome.to_json());
-        if let Some(mut since) = since {
-            loop {
-                let (events, has_more) = self.store.events_after(since, 1000)?;
-                for event in &events {
-                    hub::send(&socket, &event.json);
-                    since = event.seq;
-                }
-                if !has_more {
-                    break;
-                }
-            }
+        if let Some(since) = since {
+            self.store
+                .each_event_after(since, |event| hub::send(&socket, &event.json))?;
         }
         self.hub.broadcast_presence(&self.state, None, now);
         Ok(Response::from_websocket(pair.client)?)
@@ -354,21 +346,13 @@ impl SessionRoom {
     }
 
     /// An SSE stream: stored events after `since`, then live ones as they are appended.
-    fn event_stream(&self, mut since: u64) -> Result<Response> {
+    fn event_stream(&self, since: u64) -> Result<Response> {
         let (sender, receiver) = futures_channel::mpsc::unbounded::<Vec<u8>>();
         let _ = sender.unbounded_send(b"retry: 2000\n\n".to_vec());
-        loop {
-            let (events, has_more) = self.store.events_after(since, 1000)?;
-            for event in &events {
-                let _ = sender.unbounded_send(
-                    hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes(),
-                );
-                since = event.seq;
-            }
-            if !has_more {
-                break;
-            }
-        }
+        self.store.each_event_after(since, |event| {
+            let _ = sender
+                .unbounded_send(hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes());
+        })?;
         self.hub.add_stream(sender);
         let response = Response::from_stream(receiver.map(Ok::<Vec<u8>, worker::Error>))?;
         Ok(respond::event_stream(response))

@@ -127,9 +127,10 @@ pub struct EventRow {
     pub json: String,
 }
 
+/// The single value of a one-column query, named `n`.
 #[derive(Deserialize)]
-struct CountRow {
-    n: u64,
+struct Scalar {
+    n: Option<u64>,
 }
 
 pub struct Store {
@@ -185,6 +186,14 @@ impl Store {
         Ok((rows, has_more))
     }
 
+    /// A number from a query of the form `SELECT <expression> AS n …`; 0 when it is NULL.
+    fn number(&self, query: &str, bindings: Vec<V>) -> Result<u64> {
+        Ok(self
+            .first::<Scalar>(query, bindings)?
+            .and_then(|row| row.n)
+            .unwrap_or(0))
+    }
+
     fn run(&self, query: &str, bindings: Vec<V>) -> Result<()> {
         self.sql.exec(query, bindings)?;
         Ok(())
@@ -193,14 +202,8 @@ impl Store {
     /// Applies the pending schema steps, each recorded with the time it ran.
     pub fn migrate(&self, now_ms: u64) -> Result<()> {
         self.run(MIGRATIONS_TABLE, vec![])?;
-        #[derive(Deserialize)]
-        struct Version {
-            v: Option<u32>,
-        }
-        let applied = self
-            .first::<Version>("SELECT MAX(version) AS v FROM _schema_migrations", vec![])?
-            .and_then(|r| r.v)
-            .unwrap_or(0);
+        let applied =
+            self.number("SELECT MAX(version) AS n FROM _schema_migrations", vec![])? as u32;
         for migration in pending(applied) {
             self.sql.exec(migration.sql, None)?;
             self.run(
@@ -234,14 +237,7 @@ impl Store {
         if let Some(seq) = self.last_seq.get() {
             return Ok(seq);
         }
-        #[derive(Deserialize)]
-        struct Max {
-            seq: Option<u64>,
-        }
-        let seq = self
-            .first::<Max>("SELECT MAX(seq) AS seq FROM events", vec![])?
-            .and_then(|r| r.seq)
-            .unwrap_or(0);
+        let seq = self.number("SELECT MAX(seq) AS n FROM events", vec![])?;
         self.last_seq.set(Some(seq));
         Ok(seq)
     }
@@ -275,6 +271,21 @@ impl Store {
             vec![int(since)],
             limit,
         )
+    }
+
+    /// Calls `each` with every event after `since`, oldest first, reading a page at a time.
+    /// Synchronous, so nothing can be appended while it runs.
+    pub fn each_event_after(&self, mut since: u64, mut each: impl FnMut(&EventRow)) -> Result<()> {
+        loop {
+            let (events, has_more) = self.events_after(since, 1000)?;
+            for event in &events {
+                each(event);
+                since = event.seq;
+            }
+            if !has_more {
+                return Ok(());
+            }
+        }
     }
 
     /// The `limit` events just before `before` (all the latest when `None`), oldest first.
@@ -368,12 +379,10 @@ impl Store {
     }
 
     pub fn count_waiting(&self) -> Result<usize> {
-        Ok(self
-            .first::<CountRow>(
-                "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'",
-                vec![],
-            )?
-            .map_or(0, |r| r.n as usize))
+        Ok(self.number(
+            "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'",
+            vec![],
+        )? as usize)
     }
 
     /// 1-based place among waiting prompts; 0 once it has started or finished.
@@ -381,12 +390,10 @@ impl Store {
         if message.status() != MessageStatus::Queued {
             return Ok(0);
         }
-        let ahead = self
-            .first::<CountRow>(
-                "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued' AND seq < ?",
-                vec![int(message.seq)],
-            )?
-            .map_or(0, |r| r.n);
+        let ahead = self.number(
+            "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued' AND seq < ?",
+            vec![int(message.seq)],
+        )?;
         Ok(ahead as u32 + 1)
     }
 
