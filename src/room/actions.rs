@@ -20,7 +20,19 @@ use worker::Response;
 impl SessionRoom {
     /// Stores an event and sends it to everyone.
     pub(super) fn emit(&self, body: EventBody, now: u64) -> Result<StoredEvent> {
+        self.emit_with_rows(body, now, |_| Ok(()))
+    }
+
+    /// Stores an event and the rows that go with it (`store_rows` gets the event's `seq`),
+    /// then sends the event to everyone: nothing is broadcast that is not stored.
+    fn emit_with_rows(
+        &self,
+        body: EventBody,
+        now: u64,
+        store_rows: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<StoredEvent> {
         let event = self.store.append(body, now)?;
+        store_rows(event.seq)?;
         self.hub
             .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
         Ok(event)
@@ -89,33 +101,27 @@ impl SessionRoom {
         let position = queue::admit(self.store.count_waiting()?, self.limits.queue_len)?;
         let message_id = new_id("msg");
         let source = input.source.unwrap_or(default_source);
-        let event = self.store.append(
-            EventBody::Message(MessageEvent {
-                message_id: message_id.clone(),
-                content: input.content.clone(),
-                author: author.author(),
-                source,
-                client_request_id: input.client_request_id.clone(),
-                attachments: input.attachments.clone(),
-                selection_ids: input.selection_ids.clone(),
-            }),
-            now,
-        )?;
-        self.store.insert_message(
-            &NewMessage {
-                id: &message_id,
-                author,
-                content: &input.content,
-                source: source.as_str(),
-                client_request_id: input.client_request_id.as_deref(),
-                attachments: &input.attachments,
-                selection_ids: &input.selection_ids,
-            },
-            event.seq,
-            now,
-        )?;
-        self.hub
-            .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
+        let body = EventBody::Message(MessageEvent {
+            message_id: message_id.clone(),
+            content: input.content.clone(),
+            author: author.author(),
+            source,
+            client_request_id: input.client_request_id.clone(),
+            attachments: input.attachments.clone(),
+            selection_ids: input.selection_ids.clone(),
+        });
+        let message = NewMessage {
+            id: &message_id,
+            author,
+            content: &input.content,
+            source: source.as_str(),
+            client_request_id: input.client_request_id.as_deref(),
+            attachments: &input.attachments,
+            selection_ids: &input.selection_ids,
+        };
+        self.emit_with_rows(body, now, |seq| {
+            self.store.insert_message(&message, seq, now)
+        })?;
         if self.hub.clear_typing(&author.id) {
             self.hub.broadcast_presence(&self.state, None, now);
         }
@@ -170,20 +176,17 @@ impl SessionRoom {
         let row_data = serde_json::to_string(&artifact.data)?;
         let id = artifact.id.clone();
         let created_at = artifact.created_at.clone();
-        let event = self
-            .store
-            .append(EventBody::ArtifactCreated { artifact }, now)?;
-        self.store.insert_artifact(&ArtifactRow {
-            id: id.clone(),
-            seq: event.seq,
-            kind: "dom_selection".into(),
-            message_id: None,
-            author_id: Some(author.id.clone()),
-            data: row_data,
-            created_at,
+        self.emit_with_rows(EventBody::ArtifactCreated { artifact }, now, |seq| {
+            self.store.insert_artifact(&ArtifactRow {
+                id: id.clone(),
+                seq,
+                kind: "dom_selection".into(),
+                message_id: None,
+                author_id: Some(author.id.clone()),
+                data: row_data,
+                created_at,
+            })
         })?;
-        self.hub
-            .broadcast_event(&self.state, event.seq, event.type_name, &event.json);
         Ok(id)
     }
 
