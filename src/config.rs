@@ -18,6 +18,84 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub token_ttl_ms: u64,
     pub limits: Limits,
+    pub provider: ProviderConfig,
+    pub lifecycle: Lifecycle,
+}
+
+/// Which sandbox provider the coordinator asks for sandboxes, and how to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// No provider: prompts wait in the queue.
+    None,
+    /// `bridge provider` on the developer's machine; refused unless `ENV=development`.
+    Local,
+    /// The Modal app in `modal/`.
+    Modal,
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::None => "none",
+            ProviderKind::Local => "local",
+            ProviderKind::Modal => "modal",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// The provider API's base URL, without a trailing slash.
+    pub url: String,
+    /// Signs provider requests (`X-Coordinator-Signature`).
+    pub secret: Option<String>,
+    /// Modal proxy auth, sent as `Modal-Key` / `Modal-Secret` when both are set.
+    pub modal_key: Option<String>,
+    pub modal_secret: Option<String>,
+    /// The base URL sandboxes dial back to; the Worker's own origin when unset.
+    pub coordinator_url: Option<String>,
+    /// Hosts a sandbox may reach besides the coordinator (comma separated in `SANDBOX_ALLOWED_HOSTS`).
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ProviderConfig {
+    /// Why sandboxes cannot be created with this configuration, if they cannot.
+    pub fn unusable(&self, env: &str) -> Option<&'static str> {
+        match self.kind {
+            ProviderKind::None => Some("no sandbox provider is configured"),
+            ProviderKind::Local if env != "development" => {
+                Some("the local sandbox provider runs commands on this machine and is refused unless ENV=development")
+            }
+            _ if self.url.is_empty() => Some("PROVIDER_URL is not set"),
+            _ if self.secret.is_none() => Some("PROVIDER_SECRET is not set"),
+            _ => None,
+        }
+    }
+}
+
+/// Deadlines of a room's sandbox, all multiplexed on the room's one alarm.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// A sandbox with no heartbeat for this long has failed.
+    pub heartbeat_timeout_ms: u64,
+    /// A prompt running longer than this finishes as `timed_out`.
+    pub prompt_timeout_ms: u64,
+    /// A sandbox idle (nothing running or queued) this long is snapshotted and shut down.
+    pub idle_shutdown_ms: u64,
+    /// A requested sandbox that has not connected after this long has failed.
+    pub spawn_timeout_ms: u64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            heartbeat_timeout_ms: 60_000,
+            prompt_timeout_ms: 30 * 60_000,
+            idle_shutdown_ms: 10 * 60_000,
+            spawn_timeout_ms: 5 * 60_000,
+        }
+    }
 }
 
 impl Config {
@@ -58,14 +136,82 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let limits = match non_empty("LIMITS") {
+            Some(json) => serde_json::from_str::<Limits>(&json)
+                .map_err(|e| format!("LIMITS is not a JSON object of limits: {e}"))?,
+            None => Limits::default(),
+        };
+        let seconds = |name: &str, default_ms: u64| -> Result<u64, String> {
+            match non_empty(name) {
+                Some(value) => value
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=7 * 24 * 3600).contains(s))
+                    .map(|s| s * 1000)
+                    .ok_or_else(|| format!("{name} must be a number of seconds from 1 to 604800")),
+                None => Ok(default_ms),
+            }
+        };
+        let defaults = Lifecycle::default();
+        let lifecycle = Lifecycle {
+            heartbeat_timeout_ms: seconds(
+                "SANDBOX_HEARTBEAT_TIMEOUT_SECONDS",
+                defaults.heartbeat_timeout_ms,
+            )?,
+            prompt_timeout_ms: seconds("PROMPT_TIMEOUT_SECONDS", defaults.prompt_timeout_ms)?,
+            idle_shutdown_ms: seconds("SANDBOX_IDLE_SECONDS", defaults.idle_shutdown_ms)?,
+            spawn_timeout_ms: seconds("SANDBOX_SPAWN_TIMEOUT_SECONDS", defaults.spawn_timeout_ms)?,
+        };
+        let kind = match non_empty("PROVIDER").as_deref() {
+            None | Some("none") => ProviderKind::None,
+            Some("local") => ProviderKind::Local,
+            Some("modal") => ProviderKind::Modal,
+            Some(other) => {
+                return Err(format!(
+                    "PROVIDER must be none, local or modal, not {other:?}"
+                ))
+            }
+        };
+        let provider = ProviderConfig {
+            kind,
+            url: non_empty("PROVIDER_URL")
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_default(),
+            secret: non_empty("PROVIDER_SECRET"),
+            modal_key: non_empty("MODAL_KEY"),
+            modal_secret: non_empty("MODAL_SECRET"),
+            coordinator_url: non_empty("COORDINATOR_URL")
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            allowed_hosts: non_empty("SANDBOX_ALLOWED_HOSTS")
+                .map(|list| {
+                    list.split(',')
+                        .map(|h| h.trim().to_owned())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
         Ok(Config {
+            provider,
+            lifecycle,
+            limits,
             env: non_empty("ENV").unwrap_or_else(|| "production".into()),
             admin_key: non_empty("ADMIN_KEY"),
             token_secret: non_empty("TOKEN_SECRET"),
             repos,
             allowed_origins,
             token_ttl_ms,
-            limits: Limits::default(),
+        })
+    }
+
+    /// Reads the configuration from the Worker's vars and secrets (a secret wins over a var).
+    #[cfg(target_arch = "wasm32")]
+    pub fn from_env(env: &worker::Env) -> Result<Config, String> {
+        Config::from_lookup(|name| {
+            env.secret(name)
+                .map(|s| s.to_string())
+                .ok()
+                .or_else(|| env.var(name).map(|v| v.to_string()).ok())
         })
     }
 
@@ -135,6 +281,51 @@ mod tests {
         assert!(config(&[("REPOS", "{")]).is_err());
         assert!(config(&[("REPOS", r#"[{"name":"nope"}]"#)]).is_err());
         assert!(config(&[("PARTICIPANT_TOKEN_TTL_MINUTES", "0")]).is_err());
+    }
+
+    #[test]
+    fn limits_provider_and_lifecycle() {
+        let c = config(&[(
+            "LIMITS",
+            r#"{"queue_len": 500, "prompts_per_window": 100000}"#,
+        )])
+        .unwrap();
+        assert_eq!(c.limits.queue_len, 500);
+        assert_eq!(c.limits.frame_bytes, Limits::default().frame_bytes);
+        assert!(config(&[("LIMITS", r#"{"queue_lenn": 1}"#)]).is_err());
+        assert_eq!(c.provider.kind, ProviderKind::None);
+        assert!(c.provider.unusable("development").is_some());
+
+        let local = [
+            ("PROVIDER", "local"),
+            ("PROVIDER_URL", "http://127.0.0.1:8790/"),
+            ("PROVIDER_SECRET", "s"),
+            ("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", "3"),
+        ];
+        let c = config(&local).unwrap();
+        assert_eq!(c.provider.url, "http://127.0.0.1:8790");
+        assert_eq!(c.provider.unusable("development"), None);
+        assert!(c
+            .provider
+            .unusable("production")
+            .unwrap()
+            .contains("ENV=development"));
+        assert_eq!(c.lifecycle.heartbeat_timeout_ms, 3000);
+        assert_eq!(
+            c.lifecycle.prompt_timeout_ms,
+            Lifecycle::default().prompt_timeout_ms
+        );
+        assert!(config(&[("PROVIDER", "docker")]).is_err());
+        assert!(config(&[("PROMPT_TIMEOUT_SECONDS", "0")]).is_err());
+        let c = config(&[
+            ("PROVIDER", "modal"),
+            ("PROVIDER_URL", "https://x.modal.run"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.provider.unusable("production"),
+            Some("PROVIDER_SECRET is not set")
+        );
     }
 
     #[test]

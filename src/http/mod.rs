@@ -34,13 +34,7 @@ mod serve {
     }
 
     fn config(env: &Env) -> Result<Config> {
-        Config::from_lookup(|name| {
-            env.secret(name)
-                .map(|s| s.to_string())
-                .ok()
-                .or_else(|| env.var(name).map(|v| v.to_string()).ok())
-        })
-        .map_err(|message| {
+        Config::from_env(env).map_err(|message| {
             crate::log::error(&format!("configuration: {message}"));
             Error::Api(ApiError::new(
                 ErrorCode::Unavailable,

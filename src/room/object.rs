@@ -5,6 +5,7 @@ use super::api::{Caller, Init, Member, RemovedMember, CALLER_HEADER};
 use super::hub::{self, Hub};
 use super::ratelimit::RateLimits;
 use super::store::{found, Store};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::query;
 use crate::respond;
@@ -28,11 +29,12 @@ pub struct SessionRoom {
     pub(super) store: Store,
     pub(super) hub: Hub,
     pub(super) limits: Limits,
+    pub(super) config: Config,
     pub(super) rates: RefCell<RateLimits>,
 }
 
 impl DurableObject for SessionRoom {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let store = Store::new(state.storage().sql());
         if let Err(error) = store.migrate(now_ms()) {
             crate::log::error(&format!("room schema migration failed: {error:?}"));
@@ -44,8 +46,15 @@ impl DurableObject for SessionRoom {
         ) {
             state.set_websocket_auto_response(&pair);
         }
-        let limits = Limits::default();
+        // The Worker refuses requests when the configuration is broken, so a room only
+        // falls back to the defaults for a request that never reached it through the Worker.
+        let config = Config::from_env(&env).unwrap_or_else(|message| {
+            crate::log::error(&format!("configuration: {message}"));
+            Config::from_lookup(|_| None).unwrap_or_else(|_| unreachable!("defaults parse"))
+        });
+        let limits = config.limits.clone();
         SessionRoom {
+            config,
             rates: RefCell::new(RateLimits::new(&limits)),
             limits,
             store,

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every field has a default, so a partial JSON object (the `LIMITS` var) overrides only what it names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Bytes of prompt content.
     pub prompt_bytes: usize,
