@@ -20,6 +20,8 @@ pub mod ids;
 pub mod index;
 pub mod log;
 #[cfg(target_arch = "wasm32")]
+pub mod provider;
+#[cfg(target_arch = "wasm32")]
 pub mod respond;
 pub mod room;
 pub mod time;

@@ -44,6 +44,40 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The inverse of [`rfc3339`] for the exact shape it writes; `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
+        return None;
+    }
+    let n = |from: usize, to: usize| text.get(from..to)?.parse::<u64>().ok();
+    let (year, month, day) = (n(0, 4)? as i64, n(5, 7)?, n(8, 10)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month as i64, day as i64);
+    let secs =
+        u64::try_from(days).ok()? * 86_400 + n(11, 13)? * 3600 + n(14, 16)? * 60 + n(17, 19)?;
+    Some(secs * 1000 + n(20, 23)?)
+}
+
+/// Days since 1970-01-01 of a civil date, after Howard Hinnant's `days_from_civil`.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +91,16 @@ mod tests {
             (4_102_444_799_999, "2099-12-31T23:59:59.999Z"),
         ] {
             assert_eq!(rfc3339(ms), expected);
+            assert_eq!(parse_rfc3339(expected), Some(ms));
+        }
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01T00:00:00.000Z",
+            "2026-11-23T02:54:50Z",
+            "2026-11-23T02:54:50.12xZ",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
 }

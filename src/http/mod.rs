@@ -22,6 +22,7 @@ mod serve {
     use crate::error::{Error, Result};
     use crate::index::Index;
     use crate::respond;
+    use crate::room::api::RoomClient;
     use protocol::{ApiError, ErrorCode};
     use serde_json::json;
     use worker::{Env, Method, Request, Response};
@@ -49,10 +50,21 @@ mod serve {
         let config = config(env)?;
         let query_string = url.query().unwrap_or("").to_owned();
         if endpoint == Endpoint::Health {
-            let mut health = json!({"status": "healthy", "env": config.env, "version": env!("CARGO_PKG_VERSION"), "provider": "none"});
+            let provider = &config.provider;
+            let mut health = json!({"status": "healthy", "env": config.env, "version": env!("CARGO_PKG_VERSION"), "provider": provider.kind.as_str()});
+            if let Some(reason) = provider.unusable(&config.env) {
+                health["provider_detail"] = json!(reason);
+            }
             if query::param(&query_string, "deep").is_some_and(|v| v != "0") {
+                let checked = match crate::provider::ProviderClient::new(provider, &config.env) {
+                    Ok(client) => client
+                        .health()
+                        .await
+                        .map(|h| json!({"ok": h.ok, "provider": h.provider, "app": h.app})),
+                    Err(refusal) => Err(refusal),
+                };
                 health["provider_health"] =
-                    json!({"ok": false, "detail": "no sandbox provider is configured"});
+                    checked.unwrap_or_else(|e| json!({"ok": false, "detail": e.0}));
             }
             return respond::json(200, &health);
         }
@@ -61,12 +73,19 @@ mod serve {
             Endpoint::Connect(session_id) => {
                 return sessions::connect(env, &index, &config, req, session_id).await
             }
-            Endpoint::SandboxConnect(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    "no sandbox provider is configured",
-                )
-                .into());
+            Endpoint::SandboxConnect(session_id) => {
+                let headers = req.headers();
+                if !headers
+                    .get("upgrade")?
+                    .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+                {
+                    return Err(ApiError::invalid_field("expected a WebSocket upgrade").into());
+                }
+                let authorization = headers.get("authorization")?;
+                let sandbox_id = headers.get(protocol::bridge::SANDBOX_ID_HEADER)?;
+                return RoomClient::open(env, session_id)?
+                    .connect_bridge(authorization, sandbox_id)
+                    .await;
             }
             Endpoint::Events(session_id) if req.headers().get("authorization")?.is_none() => {
                 // Browsers' EventSource cannot send headers: a participant token in the query works too.

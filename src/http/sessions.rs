@@ -116,6 +116,7 @@ pub async fn create(
     let init = Init {
         session: session.clone(),
         prompt: input.prompt,
+        origin: url.origin().ascii_serialization(),
     };
     let joined = room
         .call_json(

@@ -25,7 +25,7 @@ impl SessionRoom {
 
     /// Stores an event and the rows that go with it (`store_rows` gets the event's `seq`),
     /// then sends the event to everyone: nothing is broadcast that is not stored.
-    fn emit_with_rows(
+    pub(super) fn emit_with_rows(
         &self,
         body: EventBody,
         now: u64,
@@ -145,19 +145,6 @@ impl SessionRoom {
         Ok(())
     }
 
-    pub(super) fn stop(&self, _now: u64) -> Result<()> {
-        let running = self
-            .store
-            .queue()?
-            .into_iter()
-            .find(|m| m.status() == MessageStatus::Running);
-        match running {
-            // Prompts run once a sandbox is attached; until then nothing can be running.
-            Some(_) => Ok(()),
-            None => Err(ApiError::new(ErrorCode::NotFound, "no prompt is running").into()),
-        }
-    }
-
     pub(super) fn add_selection(
         &self,
         author: &Participant,
@@ -231,7 +218,7 @@ impl SessionRoom {
             .collect();
         respond::json(
             200,
-            &json!({ "participants": participants, "queue": queue, "sandbox": null, "last_seq": self.store.last_seq()? }),
+            &json!({ "participants": participants, "queue": queue, "sandbox": self.sandbox_json()?, "last_seq": self.store.last_seq()? }),
         )
     }
 
@@ -271,6 +258,7 @@ impl SessionRoom {
                 now,
             )?;
         }
+        self.end_for_archive(now)?;
         self.hub
             .close_all(&self.state, 4009, "the session is archived");
         Ok(())

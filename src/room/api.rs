@@ -18,6 +18,10 @@ pub struct Caller {
 pub struct Init {
     pub session: protocol::api::Session,
     pub prompt: Option<String>,
+    /// The origin the session was created through; sandboxes dial back to it unless
+    /// `COORDINATOR_URL` says otherwise.
+    #[serde(default)]
+    pub origin: String,
 }
 
 /// `POST /members`: a user joins the session.
@@ -95,6 +99,26 @@ impl RoomClient {
             return Err(error.into());
         }
         Ok(value)
+    }
+
+    /// Forwards a bridge's WebSocket upgrade with its credentials; the room checks them.
+    pub async fn connect_bridge(
+        &self,
+        authorization: Option<String>,
+        sandbox_id: Option<String>,
+    ) -> crate::error::Result<worker::Response> {
+        let headers = worker::Headers::new();
+        headers.set("upgrade", "websocket")?;
+        if let Some(authorization) = authorization {
+            headers.set("authorization", &authorization)?;
+        }
+        if let Some(sandbox_id) = sandbox_id {
+            headers.set(protocol::bridge::SANDBOX_ID_HEADER, &sandbox_id)?;
+        }
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Get).with_headers(headers);
+        let request = worker::Request::new_with_init(&format!("{ROOM_ORIGIN}/sandbox"), &init)?;
+        Ok(self.stub.fetch_with_request(request).await?)
     }
 
     /// Forwards a WebSocket upgrade to the room.

@@ -9,6 +9,7 @@ use crate::error::Result;
 use futures_channel::mpsc::UnboundedSender;
 use protocol::event::ParticipantInfo;
 use protocol::frames::ServerFrame;
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use worker::{State, WebSocket};
@@ -19,6 +20,23 @@ const TYPING_MS: u64 = 6_000;
 
 pub fn user_tag(user_id: &str) -> String {
     format!("user:{user_id}")
+}
+
+/// The tag of a sandbox's bridge socket; it is never a participant, so broadcasts skip it.
+pub fn sandbox_tag(sandbox_id: &str) -> String {
+    format!("sandbox:{sandbox_id}")
+}
+
+/// The attachment of a bridge socket: which sandbox is on it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BridgeLink {
+    pub sandbox_id: String,
+}
+
+/// Who is on a socket, read from its attachment.
+pub enum SocketOwner {
+    Participant(Participant),
+    Bridge(BridgeLink),
 }
 
 /// Sends a frame, ignoring a socket that is already closing: its close handler cleans up.
@@ -51,6 +69,25 @@ impl Hub {
         );
         socket.serialize_attachment(participant)?;
         Ok(())
+    }
+
+    pub fn accept_bridge(&self, state: &State, socket: &WebSocket, sandbox_id: &str) -> Result<()> {
+        state.accept_websocket_with_tags(socket, &[&sandbox_tag(sandbox_id)]);
+        socket.serialize_attachment(BridgeLink {
+            sandbox_id: sandbox_id.to_owned(),
+        })?;
+        Ok(())
+    }
+
+    pub fn owner_of(socket: &WebSocket) -> Option<SocketOwner> {
+        if let Some(participant) = Self::participant_of(socket) {
+            return Some(SocketOwner::Participant(participant));
+        }
+        socket
+            .deserialize_attachment::<BridgeLink>()
+            .ok()
+            .flatten()
+            .map(SocketOwner::Bridge)
     }
 
     pub fn participant_of(socket: &WebSocket) -> Option<Participant> {

@@ -7,6 +7,7 @@
 pub mod api;
 #[cfg(target_arch = "wasm32")]
 pub mod hub;
+pub mod lifecycle;
 pub mod queue;
 pub mod ratelimit;
 pub mod schema;
@@ -17,6 +18,8 @@ pub mod store;
 mod actions;
 #[cfg(target_arch = "wasm32")]
 mod object;
+#[cfg(target_arch = "wasm32")]
+mod sandbox;
 
 #[cfg(target_arch = "wasm32")]
 pub use object::SessionRoom;

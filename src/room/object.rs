@@ -2,9 +2,10 @@
 //! internal HTTP API the Worker calls, and the WebSocket callbacks.
 
 use super::api::{Caller, Init, Member, RemovedMember, CALLER_HEADER};
-use super::hub::{self, Hub};
+use super::hub::{self, Hub, SocketOwner};
+use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
-use super::store::{found, Store};
+use super::store::{found, Participant, Store};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::http::query;
@@ -17,7 +18,7 @@ use protocol::frames::{parse_client_frame, ClientFrame, FrameError, PromptInput,
 use protocol::selection::DomSelection;
 use protocol::{ApiError, ErrorCode, Limits};
 use serde::de::DeserializeOwned;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -31,6 +32,10 @@ pub struct SessionRoom {
     pub(super) limits: Limits,
     pub(super) config: Config,
     pub(super) rates: RefCell<RateLimits>,
+    /// Token deltas not yet stored (at most one batch, see [`Coalescer`]).
+    pub(super) tokens: RefCell<Coalescer>,
+    /// The alarm time last set, so unchanged deadlines cost no storage write.
+    pub(super) alarm_at: Cell<Option<u64>>,
 }
 
 impl DurableObject for SessionRoom {
@@ -56,6 +61,8 @@ impl DurableObject for SessionRoom {
         SessionRoom {
             config,
             rates: RefCell::new(RateLimits::new(&limits)),
+            tokens: RefCell::new(Coalescer::default()),
+            alarm_at: Cell::new(None),
             limits,
             store,
             hub: Hub::default(),
@@ -75,7 +82,22 @@ impl DurableObject for SessionRoom {
         socket: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        self.on_frame(&socket, message);
+        match Hub::owner_of(&socket) {
+            Some(SocketOwner::Participant(participant)) => {
+                if self.on_frame(&socket, participant, message) {
+                    self.kick(now_ms()).await;
+                }
+            }
+            Some(SocketOwner::Bridge(link)) => match message {
+                WebSocketIncomingMessage::String(text) => {
+                    self.on_bridge_frame(&socket, link, &text).await
+                }
+                WebSocketIncomingMessage::Binary(_) => {
+                    crate::log::error("binary frame from a bridge ignored")
+                }
+            },
+            None => hub::close(&socket, 1011, "unknown socket"),
+        }
         Ok(())
     }
 
@@ -100,6 +122,9 @@ impl DurableObject for SessionRoom {
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
+        if let Err(error) = self.on_alarm().await {
+            crate::log::error(&format!("room alarm: {error:?}"));
+        }
         Response::ok("")
     }
 }
@@ -128,7 +153,9 @@ impl SessionRoom {
         match (req.method(), url.path()) {
             (Method::Post, "/init") => {
                 let init: Init = body(req).await?;
-                self.init(caller(req)?, init, now)
+                let response = self.init(caller(req)?, init, now)?;
+                self.kick(now).await;
+                Ok(response)
             }
             (Method::Get, "/connect") => {
                 self.join_socket(caller(req)?, query::u64_param(query, "since")?, now)
@@ -138,6 +165,7 @@ impl SessionRoom {
                 let participant = self.ensure_participant(&caller(req)?, now)?;
                 let input = PromptInput::from_http_body(&req.bytes().await?, &self.limits)?;
                 let (message_id, position) = self.prompt(&participant, input, Source::Api, now)?;
+                self.kick(now).await;
                 respond::json(
                     202,
                     &serde_json::json!({ "message_id": message_id, "position": position }),
@@ -179,14 +207,17 @@ impl SessionRoom {
                     &serde_json::json!({ "artifacts": artifacts, "has_more": has_more }),
                 )
             }
+            (Method::Get, "/sandbox") => self.accept_bridge(req, now),
             (Method::Post, "/stop") => {
                 self.stop(now)?;
+                self.kick(now).await;
                 respond::json(202, &serde_json::json!({ "stopping": true }))
             }
             (Method::Post, "/cancel") => {
                 let cancel: protocol::api::CancelPrompt =
                     protocol::frames::parse_json(&req.bytes().await?)?;
                 self.cancel(&cancel.message_id, now)?;
+                self.kick(now).await;
                 respond::json(
                     200,
                     &serde_json::json!({ "message_id": cancel.message_id, "status": "cancelled" }),
@@ -207,6 +238,7 @@ impl SessionRoom {
             }
             (Method::Post, "/archive") => {
                 self.archive(now)?;
+                self.kick(now).await;
                 respond::json(200, &serde_json::json!({ "archived": true }))
             }
             _ => Err(ApiError::not_found("room endpoint").into()),
@@ -219,6 +251,9 @@ impl SessionRoom {
             .map(|content| PromptInput::from_content(content, &self.limits))
             .transpose()?;
         self.store.insert_session(&init.session)?;
+        if !init.origin.is_empty() {
+            self.update_meta(|meta| meta.origin = Some(init.origin.clone()))?;
+        }
         let participant = self.ensure_participant(&owner, now)?;
         let message_id = match prompt {
             Some(input) => Some(self.prompt(&participant, input, Source::Api, now)?.0),
@@ -256,11 +291,13 @@ impl SessionRoom {
         Ok(Response::from_websocket(pair.client)?)
     }
 
-    fn on_frame(&self, socket: &WebSocket, message: WebSocketIncomingMessage) {
-        let Some(participant) = Hub::participant_of(socket) else {
-            hub::close(socket, 1011, "unknown socket");
-            return;
-        };
+    /// Handles a participant's frame; true when it may have changed what the sandbox should do.
+    fn on_frame(
+        &self,
+        socket: &WebSocket,
+        participant: Participant,
+        message: WebSocketIncomingMessage,
+    ) -> bool {
         let now = now_ms();
         let refuse = |error: ApiError, client_request_id: Option<String>| {
             hub::send(
@@ -273,13 +310,14 @@ impl SessionRoom {
             );
         };
         let WebSocketIncomingMessage::String(text) = message else {
-            return refuse(
+            refuse(
                 ApiError::new(
                     ErrorCode::InvalidJson,
                     "binary frames are not supported; send JSON text",
                 ),
                 None,
             );
+            return false;
         };
         if let Err(error) = self
             .rates
@@ -287,12 +325,20 @@ impl SessionRoom {
             .frames
             .take(&participant.user_id, now)
         {
-            return refuse(error, None);
+            refuse(error, None);
+            return false;
         }
         let frame = match parse_client_frame(&text, &self.limits) {
             Ok(frame) => frame,
-            Err(error) => return hub::send(socket, &error.to_frame()),
+            Err(error) => {
+                hub::send(socket, &error.to_frame());
+                return false;
+            }
         };
+        let changes_queue = matches!(
+            frame,
+            ClientFrame::Prompt(_) | ClientFrame::Cancel { .. } | ClientFrame::Stop
+        );
         let mut client_request_id = None;
         let outcome = match frame {
             ClientFrame::Ping => {
@@ -331,13 +377,21 @@ impl SessionRoom {
                     );
                 }),
         };
-        if let Err(error) = outcome {
-            refuse(error.into_api(), client_request_id);
+        match outcome {
+            Ok(()) => changes_queue,
+            Err(error) => {
+                refuse(error.into_api(), client_request_id);
+                false
+            }
         }
     }
 
     fn on_socket_gone(&self, socket: &WebSocket) {
         hub::close(socket, 1000, "closed");
+        if matches!(Hub::owner_of(socket), Some(SocketOwner::Bridge(_))) {
+            // A bridge that went away reconnects; only a missed heartbeat ends its sandbox.
+            return;
+        }
         self.hub
             .broadcast_presence(&self.state, Some(socket), now_ms());
     }

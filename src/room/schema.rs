@@ -7,10 +7,11 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "session, participants, events, messages, artifacts",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "session, participants, events, messages, artifacts",
+        sql: "
         CREATE TABLE IF NOT EXISTS session (
             id TEXT PRIMARY KEY, repo TEXT NOT NULL, branch TEXT NOT NULL, title TEXT NOT NULL,
             owner_id TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -32,7 +33,23 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             id TEXT PRIMARY KEY, seq INTEGER NOT NULL, type TEXT NOT NULL, message_id TEXT,
             author_id TEXT, data TEXT NOT NULL, created_at TEXT NOT NULL);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        description: "sandboxes, acknowledged bridge frames, room settings",
+        sql: "
+        CREATE TABLE IF NOT EXISTS sandboxes (
+            id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, status TEXT NOT NULL,
+            provider_id TEXT, agent TEXT, detail TEXT, restored_from TEXT,
+            created_at INTEGER NOT NULL, heartbeat_at INTEGER, idle_since INTEGER NOT NULL,
+            ended_at INTEGER);
+        CREATE TABLE IF NOT EXISTS acks (
+            sandbox_id TEXT NOT NULL, ack_id TEXT NOT NULL, at INTEGER NOT NULL,
+            PRIMARY KEY (sandbox_id, ack_id));
+        CREATE TABLE IF NOT EXISTS room_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ",
+    },
+];
 
 /// The bookkeeping table itself, created before any step.
 pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS _schema_migrations (

@@ -7,10 +7,10 @@ use super::schema::{pending, MIGRATIONS_TABLE};
 use crate::error::{Error, Result};
 use crate::time::rfc3339;
 use protocol::api::Session;
-use protocol::event::{Author, Event, EventBody, ParticipantInfo};
+use protocol::event::{Author, Event, EventBody, ParticipantInfo, SandboxState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use worker::{SqlStorage, SqlStorageValue as V};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +63,14 @@ impl MessageRow {
         MessageStatus::parse(&self.status).unwrap_or(MessageStatus::Failed)
     }
 
+    /// When it started running, in ms (0 if it has not).
+    pub fn started_ms(&self) -> u64 {
+        self.started_at
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339)
+            .unwrap_or(0)
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "id": self.id,
@@ -97,6 +105,40 @@ pub struct ArtifactRow {
 impl ArtifactRow {
     pub fn data(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// A sandbox the room asked for; the live one is the newest without `ended_at`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct SandboxRow {
+    pub id: String,
+    pub token_hash: String,
+    pub status: String,
+    pub provider_id: Option<String>,
+    pub agent: Option<String>,
+    pub detail: Option<String>,
+    pub restored_from: Option<String>,
+    pub created_at: u64,
+    pub heartbeat_at: Option<u64>,
+    pub idle_since: u64,
+    pub ended_at: Option<u64>,
+}
+
+impl SandboxRow {
+    pub fn state(&self) -> SandboxState {
+        SandboxState::parse(&self.status).unwrap_or(SandboxState::Failed)
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "status": self.status,
+            "agent": self.agent,
+            "detail": self.detail,
+            "restored_from": self.restored_from,
+            "created_at": rfc3339(self.created_at),
+            "last_heartbeat_at": self.heartbeat_at.map(rfc3339),
+        })
     }
 }
 
@@ -137,6 +179,10 @@ pub struct Store {
     sql: SqlStorage,
     /// The last appended `seq`, cached so an append costs one INSERT.
     last_seq: Cell<Option<u64>>,
+    /// The running prompt's id and the live sandbox's id, cached because every token frame
+    /// asks; `None` until read, and reset by every write that changes them.
+    running_id: RefCell<Option<Option<String>>>,
+    live_sandbox_id: RefCell<Option<Option<String>>>,
 }
 
 fn s(value: &str) -> V {
@@ -152,6 +198,8 @@ impl Store {
         Store {
             sql,
             last_seq: Cell::new(None),
+            running_id: RefCell::new(None),
+            live_sandbox_id: RefCell::new(None),
         }
     }
 
@@ -333,6 +381,13 @@ impl Store {
         )
     }
 
+    pub fn participant(&self, id: &str) -> Result<Option<Participant>> {
+        self.first(
+            "SELECT id, user_id, name, email FROM participants WHERE id = ?",
+            vec![s(id)],
+        )
+    }
+
     pub fn participants(&self) -> Result<Vec<Participant>> {
         self.rows(
             "SELECT id, user_id, name, email FROM participants ORDER BY joined_at, id",
@@ -412,6 +467,7 @@ impl Store {
         error: Option<&str>,
         now_ms: u64,
     ) -> Result<()> {
+        *self.running_id.borrow_mut() = None;
         self.run(
             "UPDATE messages SET status = ?, error = ?, finished_at = ? WHERE id = ?",
             vec![
@@ -420,6 +476,37 @@ impl Store {
                 s(&rfc3339(now_ms)),
                 s(id),
             ],
+        )
+    }
+
+    pub fn running(&self) -> Result<Option<MessageRow>> {
+        self.first(
+            "SELECT * FROM messages WHERE status = 'running' LIMIT 1",
+            vec![],
+        )
+    }
+
+    pub fn next_waiting(&self) -> Result<Option<MessageRow>> {
+        self.first(
+            "SELECT * FROM messages WHERE status = 'queued' ORDER BY seq LIMIT 1",
+            vec![],
+        )
+    }
+
+    pub fn running_id(&self) -> Result<Option<String>> {
+        if let Some(cached) = self.running_id.borrow().as_ref() {
+            return Ok(cached.clone());
+        }
+        let id = self.running()?.map(|m| m.id);
+        *self.running_id.borrow_mut() = Some(id.clone());
+        Ok(id)
+    }
+
+    pub fn start_message(&self, id: &str, now_ms: u64) -> Result<()> {
+        *self.running_id.borrow_mut() = None;
+        self.run(
+            "UPDATE messages SET status = 'running', started_at = ? WHERE id = ?",
+            vec![s(&rfc3339(now_ms)), s(id)],
         )
     }
 
@@ -459,6 +546,153 @@ impl Store {
 
     pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
         self.first("SELECT * FROM artifacts WHERE id = ?", vec![s(id)])
+    }
+}
+
+impl Store {
+    // --- sandboxes ---------------------------------------------------------------------------
+
+    pub fn live_sandbox(&self) -> Result<Option<SandboxRow>> {
+        self.first(
+            "SELECT * FROM sandboxes WHERE ended_at IS NULL ORDER BY created_at DESC LIMIT 1",
+            vec![],
+        )
+    }
+
+    pub fn live_sandbox_id(&self) -> Result<Option<String>> {
+        if let Some(cached) = self.live_sandbox_id.borrow().as_ref() {
+            return Ok(cached.clone());
+        }
+        let id = self.live_sandbox()?.map(|s| s.id);
+        *self.live_sandbox_id.borrow_mut() = Some(id.clone());
+        Ok(id)
+    }
+
+    /// The newest sandbox, live or ended.
+    pub fn latest_sandbox(&self) -> Result<Option<SandboxRow>> {
+        self.first(
+            "SELECT * FROM sandboxes ORDER BY created_at DESC LIMIT 1",
+            vec![],
+        )
+    }
+
+    pub fn sandbox_by_token_hash(&self, token_hash: &str) -> Result<Option<SandboxRow>> {
+        self.first(
+            "SELECT * FROM sandboxes WHERE token_hash = ?",
+            vec![s(token_hash)],
+        )
+    }
+
+    pub fn insert_sandbox(
+        &self,
+        id: &str,
+        token_hash: &str,
+        restored_from: Option<&str>,
+        now_ms: u64,
+    ) -> Result<()> {
+        *self.live_sandbox_id.borrow_mut() = None;
+        self.run(
+            "INSERT INTO sandboxes (id, token_hash, status, restored_from, created_at, idle_since)
+             VALUES (?, ?, 'spawning', ?, ?, ?)",
+            vec![
+                s(id),
+                s(token_hash),
+                restored_from.map(s).unwrap_or(V::Null),
+                int(now_ms),
+                int(now_ms),
+            ],
+        )
+    }
+
+    pub fn set_sandbox_status(
+        &self,
+        id: &str,
+        status: SandboxState,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.run(
+            "UPDATE sandboxes SET status = ?, detail = ? WHERE id = ?",
+            vec![s(status.as_str()), detail.map(s).unwrap_or(V::Null), s(id)],
+        )
+    }
+
+    pub fn set_sandbox_provider_id(&self, id: &str, provider_id: &str) -> Result<()> {
+        self.run(
+            "UPDATE sandboxes SET provider_id = ? WHERE id = ?",
+            vec![s(provider_id), s(id)],
+        )
+    }
+
+    /// The bridge said `ready`: it is alive now, and runs this agent.
+    pub fn sandbox_connected(&self, id: &str, agent: &str, now_ms: u64) -> Result<()> {
+        self.run(
+            "UPDATE sandboxes SET agent = ?, heartbeat_at = ? WHERE id = ?",
+            vec![s(agent), int(now_ms), s(id)],
+        )
+    }
+
+    pub fn sandbox_heartbeat(&self, id: &str, now_ms: u64) -> Result<()> {
+        self.run(
+            "UPDATE sandboxes SET heartbeat_at = ? WHERE id = ?",
+            vec![int(now_ms), s(id)],
+        )
+    }
+
+    pub fn sandbox_idle_since(&self, id: &str, now_ms: u64) -> Result<()> {
+        self.run(
+            "UPDATE sandboxes SET idle_since = ? WHERE id = ?",
+            vec![int(now_ms), s(id)],
+        )
+    }
+
+    pub fn end_sandbox(
+        &self,
+        id: &str,
+        status: SandboxState,
+        detail: Option<&str>,
+        now_ms: u64,
+    ) -> Result<()> {
+        *self.live_sandbox_id.borrow_mut() = None;
+        self.run(
+            "UPDATE sandboxes SET status = ?, detail = ?, ended_at = ? WHERE id = ? AND ended_at IS NULL",
+            vec![s(status.as_str()), detail.map(s).unwrap_or(V::Null), int(now_ms), s(id)],
+        )
+    }
+
+    pub fn ack_seen(&self, sandbox_id: &str, ack_id: &str) -> Result<bool> {
+        Ok(self.number(
+            "SELECT COUNT(*) AS n FROM acks WHERE sandbox_id = ? AND ack_id = ?",
+            vec![s(sandbox_id), s(ack_id)],
+        )? > 0)
+    }
+
+    pub fn record_ack(&self, sandbox_id: &str, ack_id: &str, now_ms: u64) -> Result<()> {
+        self.run(
+            "INSERT OR IGNORE INTO acks (sandbox_id, ack_id, at) VALUES (?, ?, ?)",
+            vec![s(sandbox_id), s(ack_id), int(now_ms)],
+        )
+    }
+
+    // --- room settings -----------------------------------------------------------------------
+
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            value: String,
+        }
+        Ok(self
+            .first::<Row>("SELECT value FROM room_meta WHERE key = ?", vec![s(key)])?
+            .map(|row| row.value))
+    }
+
+    pub fn set_meta(&self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(value) => self.run(
+                "INSERT INTO room_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                vec![s(key), s(value)],
+            ),
+            None => self.run("DELETE FROM room_meta WHERE key = ?", vec![s(key)]),
+        }
     }
 }
 

@@ -157,7 +157,7 @@ function randomSecret() {
  * repository.
  * @returns {Promise<{url, wsUrl, port, adminKey, tokenSecret, persistDir, stop, restart, log}>}
  */
-export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT } = {}) {
+export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT, vars = {} } = {}) {
   const ownsDir = !persistDir;
   const dir = persistDir ?? (await mkdtemp(path.join(os.tmpdir(), 'coordinator-test-')));
 
@@ -196,6 +196,7 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
       '--show-interactive-dev-session=false',
       '--var', `ADMIN_KEY:${server.adminKey}`,
       '--var', `TOKEN_SECRET:${server.tokenSecret}`,
+      ...Object.entries(vars).flatMap(([name, value]) => ['--var', `${name}:${value}`]),
     ];
     appendLog(`\n----- wrangler dev on port ${port} -----\n`);
     const proc = spawn(WRANGLER, args, {
@@ -797,8 +798,9 @@ export async function openSse(url, { key, lastEventId, timeoutMs = 10_000 } = {}
  * One server for a test file: starts it before the first test, closes every client after each
  * test (showing the server log's tail when the test failed) and stops the server at the end.
  * `setup(server, http)` runs once the server answers; `cleanup()` after each test and at the end.
+ * `vars` (an object, or a function returning one, called first) become the Worker's vars.
  */
-export function useServer({ setup, cleanup } = {}) {
+export function useServer({ setup, cleanup, vars } = {}) {
   const clients = new Clients();
   const context = {
     server: null,
@@ -812,7 +814,7 @@ export function useServer({ setup, cleanup } = {}) {
     },
   };
   before(async () => {
-    context.server = await startServer();
+    context.server = await startServer({ vars: typeof vars === 'function' ? await vars() : vars });
     context.http = api(context.server);
     await setup?.(context.server, context.http);
   });

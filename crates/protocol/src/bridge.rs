@@ -58,6 +58,10 @@ pub enum FromBridge {
         agent: String,
         #[serde(default)]
         agent_version: String,
+        /// The prompt this bridge is working on, or finished without an acknowledged `done`:
+        /// after a reconnect the room re-sends the running prompt only when this differs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
     },
     Heartbeat {},
     Token {

@@ -17,6 +17,7 @@ pub enum ErrorCode {
     Forbidden,
     Unauthorized,
     Conflict,
+    Gone,
     MethodNotAllowed,
     ProviderError,
     Unavailable,
@@ -55,6 +56,12 @@ impl ErrorCode {
             429,
             "rate_limited",
             "too many requests; slow down",
+        ),
+        (
+            ErrorCode::Gone,
+            410,
+            "gone",
+            "it has ended and will not come back",
         ),
         (
             ErrorCode::QueueFull,
@@ -191,7 +198,7 @@ mod tests {
             let wire = serde_json::to_string(&row.0).unwrap();
             assert_eq!(wire, format!("\"{}\"", row.2));
         }
-        assert_eq!(ErrorCode::TABLE.len(), 14);
+        assert_eq!(ErrorCode::TABLE.len(), 15);
     }
 
     #[test]

@@ -129,6 +129,20 @@ impl SandboxState {
             SandboxState::Failed => "failed",
         }
     }
+
+    pub fn parse(name: &str) -> Option<SandboxState> {
+        [
+            SandboxState::Spawning,
+            SandboxState::Ready,
+            SandboxState::Busy,
+            SandboxState::Idle,
+            SandboxState::Snapshotting,
+            SandboxState::Stopped,
+            SandboxState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
 }
 
 /// What happened; the `type` tag is the event type on the wire.
