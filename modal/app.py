@@ -1,0 +1,135 @@
+"""The Modal app behind the coordinator's sandbox provider API (PROTOCOL.md section 5).
+
+    modal deploy modal/app.py
+
+Deploys the app ``session-coordinator-sandboxes`` (``MODAL_APP_NAME`` overrides) with
+
+- ``api``: the ASGI web endpoint (``https://<workspace>--session-coordinator-sandboxes-api.modal.run``);
+- ``build_repo_image``: builds one repo image (spawned by ``POST /images`` and by the schedule);
+- ``refresh_repo_images``: every 30 minutes, rebuilds the images of the repos in ``REPOS``.
+
+Configuration comes from the Modal secret ``session-coordinator-provider`` (``PROVIDER_SECRET``,
+``COORDINATOR_ALLOWLIST``, optional ``SANDBOX_ENV_ALLOWLIST``, ``REPOS``, …; see README.md). Settings read
+while deploying (from the local environment): ``MODAL_APP_NAME``, ``PROVIDER_SECRET_NAME``,
+``PROXY_AUTH=1`` (Modal proxy auth on the endpoint), and ``REPOS``/``SANDBOX_*``/``BASE_IMAGE_NAME``/
+``MODEL_KEYS_SECRET``/``IMAGE_BUILD_SECRET``/``BRIDGE_COMMAND`` which, when set, are baked into the
+functions' environment (set each setting in one place only: the secret or the deploy environment).
+
+The sandbox base image is published separately by ``python modal/sandbox_image.py`` (see that file).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import modal
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+APP_NAME = os.environ.get("MODAL_APP_NAME") or "session-coordinator-sandboxes"
+PROVIDER_SECRET_NAME = os.environ.get("PROVIDER_SECRET_NAME") or "session-coordinator-provider"
+STATE_DICT_NAME = os.environ.get("STATE_DICT_NAME") or f"{APP_NAME}-state"
+PROXY_AUTH = (os.environ.get("PROXY_AUTH") or "").strip().lower() in ("1", "true", "yes", "on")
+SCHEDULE = "*/30 * * * *"
+
+# Non-secret settings that may be given at deploy time instead of in the secret.
+_DEPLOY_SETTINGS = (
+    "REPOS",
+    "COORDINATOR_ALLOWLIST",
+    "SANDBOX_ENV_ALLOWLIST",
+    "SANDBOX_EXTRA_ALLOWED_HOSTS",
+    "BASE_IMAGE_NAME",
+    "MODEL_KEYS_SECRET",
+    "IMAGE_BUILD_SECRET",
+    "IMAGE_BUILD_TIMEOUT_S",
+    "BRIDGE_COMMAND",
+    "MAX_CPU",
+    "MAX_MEMORY_MB",
+    "MAX_TIMEOUT_S",
+)
+DEPLOY_ENV = {"MODAL_APP_NAME": APP_NAME, "STATE_DICT_NAME": STATE_DICT_NAME}
+DEPLOY_ENV.update({name: os.environ[name] for name in _DEPLOY_SETTINGS if name in os.environ})
+
+# The control image runs the web endpoint and the build functions: plain Python, no extra packages.
+_MODULES = ("provider_api", "errors", "signature", "sandboxes", "builds")
+control_image = modal.Image.debian_slim(python_version="3.12")
+for _module in _MODULES:
+    control_image = control_image.add_local_file(HERE / f"{_module}.py", f"/root/{_module}.py")
+
+app = modal.App(APP_NAME)
+provider_secret = modal.Secret.from_name(PROVIDER_SECRET_NAME)
+state = modal.Dict.from_name(STATE_DICT_NAME, create_if_missing=True)
+
+_FUNCTION_OPTIONS = dict(image=control_image, secrets=[provider_secret], env=DEPLOY_ENV)
+
+
+def _config():
+    from provider_api import Config
+
+    return Config.from_env()
+
+
+def _backend():
+    from sandboxes import ModalBackend
+
+    return ModalBackend(modal, app=app)
+
+
+def _now_ms() -> float:
+    import time
+
+    return time.time() * 1000
+
+
+def _spawn_build(build_id: str, repo: dict, set_default: bool):
+    return build_repo_image.spawn(build_id, repo, set_default)
+
+
+@app.function(timeout=3600, **_FUNCTION_OPTIONS)
+def build_repo_image(build_id: str, repo: dict, set_default: bool = False) -> dict:
+    """Clone + install + snapshot one repo; records the result under ``build:<build_id>``."""
+    import builds
+    from provider_api import StateStore
+
+    config = _config()
+    return builds.run_build(
+        StateStore(state),
+        _backend(),
+        build_id,
+        repo,
+        _now_ms,
+        base_image_name=config.base_image_name,
+        build_secret=config.build_secret,
+        timeout_s=config.build_timeout_s,
+        set_default=set_default,
+    )
+
+
+@app.function(schedule=modal.Cron(SCHEDULE), timeout=300, **_FUNCTION_OPTIONS)
+def refresh_repo_images() -> list:
+    """Every 30 minutes: a fresh default-branch image for every repo in ``REPOS``."""
+    import builds
+    from provider_api import StateStore
+
+    config = _config()
+    return builds.refresh_repos(
+        StateStore(state), _spawn_build, os.environ.get("REPOS"), _now_ms, timeout_s=config.build_timeout_s
+    )
+
+
+@app.function(timeout=600, **_FUNCTION_OPTIONS)
+@modal.concurrent(max_inputs=32)
+@modal.asgi_app(requires_proxy_auth=PROXY_AUTH)
+def api():
+    """The provider API (``GET /health`` unsigned; everything else needs ``X-Coordinator-Signature``)."""
+    import logging
+
+    from provider_api import ProviderAPI, make_asgi
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    provider = ProviderAPI.from_env(_backend(), state, spawn_build=_spawn_build, clock=_now_ms)
+    return make_asgi(lambda: provider)

@@ -1,0 +1,107 @@
+#!/bin/sh
+# sandbox-entry: prepares /workspace in a sandbox, then runs the given command (the bridge).
+#
+#   sandbox-entry <command…>   get the workspace ready for WORKSPACE_MODE, then exec the command
+#   sandbox-entry prepare      clone and install dependencies (repo image builds), then exit
+#
+# WORKSPACE_MODE (set by the Modal app):
+#   clone    fresh sandbox on the base image: clone REPO_CLONE_URL at REPO_BRANCH
+#   image    prebuilt repo image: the clone is there; fetch REPO_BRANCH and check it out
+#   restore  snapshot of an earlier sandbox: leave the workspace exactly as it was
+#
+# A GITHUB_TOKEN in the environment is used through a credential helper that reads the variable when
+# git asks; the token is never written to disk, put on a command line or printed.
+set -eu
+
+WORKSPACE="${WORKSPACE:-/workspace}"
+MEMORY_DIR="${MEMORY_DIR:-/memory}"
+MODE="${WORKSPACE_MODE:-clone}"
+export COREPACK_ENABLE_DOWNLOAD_PROMPT=0 GIT_TERMINAL_PROMPT=0
+
+log() { printf 'sandbox-entry: %s\n' "$*" >&2; }
+
+# The helper text is stored literally; `$GITHUB_TOKEN` is expanded by git's shell at use time.
+HELPER='!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=${GITHUB_TOKEN}"; }; f'
+
+git_auth() {
+    if [ -n "${GITHUB_TOKEN:-}" ]; then
+        git -c credential.helper= -c "credential.helper=$HELPER" "$@"
+    else
+        git "$@"
+    fi
+}
+
+clone_workspace() {
+    : "${REPO_CLONE_URL:?REPO_CLONE_URL is not set}" "${REPO_BRANCH:?REPO_BRANCH is not set}"
+    log "cloning ${REPO_OWNER:-?}/${REPO_NAME:-?} at $REPO_BRANCH"
+    mkdir -p "$(dirname "$WORKSPACE")"
+    git_auth clone --quiet --filter=blob:none --branch "$REPO_BRANCH" "$REPO_CLONE_URL" "$WORKSPACE"
+    if [ -n "${GITHUB_TOKEN:-}" ]; then
+        # Later fetches (and lazy blob fetches) by the agent use the same env-reading helper.
+        git -C "$WORKSPACE" config credential.helper "$HELPER"
+    fi
+}
+
+update_workspace() {
+    log "updating the prebuilt workspace to $REPO_BRANCH"
+    before=$(git -C "$WORKSPACE" rev-parse HEAD 2>/dev/null || echo none)
+    if git_auth -C "$WORKSPACE" fetch --quiet origin "+refs/heads/$REPO_BRANCH:refs/remotes/origin/$REPO_BRANCH" \
+        && git -C "$WORKSPACE" checkout --quiet -B "$REPO_BRANCH" "refs/remotes/origin/$REPO_BRANCH"; then
+        after=$(git -C "$WORKSPACE" rev-parse HEAD)
+        if [ "$before" != "$after" ] && ! git -C "$WORKSPACE" diff --quiet "$before" "$after" -- \
+            package.json package-lock.json pnpm-lock.yaml yarn.lock requirements.txt 2>/dev/null; then
+            install_dependencies || log "dependency install failed; continuing"
+        fi
+    else
+        log "could not fetch $REPO_BRANCH; keeping the image's checkout"
+    fi
+}
+
+install_dependencies() {
+    cd "$WORKSPACE"
+    if [ -f pnpm-lock.yaml ]; then
+        corepack enable >/dev/null 2>&1 || npm install -g pnpm
+        pnpm install --frozen-lockfile
+    elif [ -f yarn.lock ]; then
+        corepack enable >/dev/null 2>&1 || true
+        yarn install --immutable || yarn install --frozen-lockfile
+    elif [ -f package-lock.json ] || [ -f npm-shrinkwrap.json ]; then
+        npm ci --no-audit --no-fund
+    elif [ -f bun.lock ] || [ -f bun.lockb ]; then
+        log "bun lockfile found but bun is not installed; skipping"
+    elif [ -f package.json ]; then
+        npm install --no-audit --no-fund
+    fi
+    if [ -f requirements.txt ] && command -v python3 >/dev/null 2>&1; then
+        python3 -m venv /opt/workspace-venv && /opt/workspace-venv/bin/pip install --quiet -r requirements.txt
+    fi
+    cd - >/dev/null
+}
+
+case "$MODE" in
+    prepare) ;;
+    restore)
+        [ -d "$WORKSPACE/.git" ] || { log "no workspace in the snapshot; cloning"; clone_workspace; }
+        ;;
+    image)
+        if [ -d "$WORKSPACE/.git" ]; then update_workspace; else clone_workspace; fi
+        ;;
+    clone)
+        [ -d "$WORKSPACE/.git" ] || clone_workspace
+        ;;
+    *)
+        log "unknown WORKSPACE_MODE $MODE"
+        exit 2
+        ;;
+esac
+
+if [ "${1:-}" = prepare ]; then
+    [ -d "$WORKSPACE/.git" ] || clone_workspace
+    install_dependencies
+    exit 0
+fi
+
+mkdir -p "$MEMORY_DIR" 2>/dev/null || true
+[ "$#" -gt 0 ] || { log "no command given"; exit 2; }
+cd "$WORKSPACE"
+exec "$@"

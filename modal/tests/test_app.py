@@ -1,0 +1,148 @@
+"""app.py wiring against the fake `modal`: functions, schedule, secrets, the cron flow and the ASGI app."""
+
+import asyncio
+import importlib
+import json
+import sys
+
+import pytest
+
+import signature
+from conftest import FakeProcess
+from provider_helpers import BODY, COORDINATOR, SECRET
+
+REPOS = json.dumps(
+    [
+        {"name": "acme/web", "description": "The web app", "hints": [], "default_branch": "main"},
+        {"name": "acme/api", "default_branch": "trunk"},
+    ]
+)
+
+
+@pytest.fixture
+def app_module(fake_modal, monkeypatch):
+    monkeypatch.setenv("PROVIDER_SECRET", SECRET)
+    monkeypatch.setenv("COORDINATOR_ALLOWLIST", COORDINATOR)
+    monkeypatch.setenv("REPOS", REPOS)
+    for name in ("PROXY_AUTH", "MODAL_APP_NAME", "MODEL_KEYS_SECRET", "SANDBOX_ENV_ALLOWLIST"):
+        monkeypatch.delenv(name, raising=False)
+
+    def load(**env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        sys.modules.pop("app", None)
+        return importlib.import_module("app")
+
+    yield load
+    sys.modules.pop("app", None)
+
+
+def asgi_request(asgi, method, path, body=b"", headers=None):
+    """Drive an ASGI app once; returns (status, parsed JSON)."""
+    sent = []
+    chunks = [body[:10], body[10:]] if len(body) > 10 else [body]
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(asgi(scope, receive, send))
+    start, payload = sent[0], sent[1]
+    assert dict(start["headers"])[b"content-type"] == b"application/json"
+    return start["status"], json.loads(payload["body"])
+
+
+def signed_headers(raw: bytes, now_ms: int) -> dict:
+    return {"X-Coordinator-Signature": signature.sign(SECRET, now_ms, raw), "content-type": "application/json"}
+
+
+def test_functions_schedule_secrets_and_endpoint(app_module, fake_modal):
+    app = app_module()
+    assert app.app.name == "session-coordinator-sandboxes"
+    functions = app.app.functions
+    assert set(functions) == {"api", "build_repo_image", "refresh_repo_images"}
+    assert functions["refresh_repo_images"].options["schedule"].cron_string == "*/30 * * * *"
+    for fn in functions.values():
+        assert fn.options["secrets"] == [("secret", "session-coordinator-provider")]
+        assert fn.options["env"]["REPOS"] == REPOS
+    assert functions["api"].fn.asgi_options == {"requires_proxy_auth": False}
+    assert functions["api"].fn.concurrent_options["max_inputs"] > 1
+    assert ("Dict.from_name", "session-coordinator-sandboxes-state", True) in fake_modal.calls
+    steps = [step[0] for step in functions["api"].options["image"].steps]
+    assert steps[0] == "debian_slim" and steps.count("add_local_file") == 5
+
+
+def test_proxy_auth_and_app_name_are_deploy_settings(app_module):
+    app = app_module(PROXY_AUTH="1", MODAL_APP_NAME="other-app")
+    assert app.app.name == "other-app"
+    assert app.app.functions["api"].fn.asgi_options == {"requires_proxy_auth": True}
+
+
+def test_cron_builds_every_repo_and_sandboxes_use_the_result(app_module, fake_modal):
+    app = app_module()
+    build_ids = app.refresh_repo_images()
+    assert len(build_ids) == 2
+    spawned = [(name, args) for name, args, _ in fake_modal.spawned]
+    assert spawned == [
+        ("build_repo_image", (build_ids[0], {"owner": "acme", "name": "web", "branch": "main"}, True)),
+        ("build_repo_image", (build_ids[1], {"owner": "acme", "name": "api", "branch": "trunk"}, True)),
+    ]
+    # A second tick while they run starts nothing new.
+    assert app.refresh_repo_images() == build_ids and len(fake_modal.spawned) == 2
+
+    # Run the spawned builds as Modal would.
+    fake_modal.exec_results = [(("git",), FakeProcess(0, stdout="cafe\n"))]
+    for _, args, _ in fake_modal.spawned:
+        record = app.build_repo_image(*args)
+        assert record["status"] == "ready" and record["commit"] == "cafe"
+    state = fake_modal.dicts["session-coordinator-sandboxes-state"]
+    web_image = state["image:acme/web"]["image_id"]
+    assert web_image.startswith("im-snap") and state["image:acme/web@main"]["image_id"] == web_image
+
+    # The web endpoint: health, then a signed create that starts from the web repo's image.
+    asgi = app.api()
+    now = int(__import__("time").time() * 1000)
+    assert asgi_request(asgi, "GET", "/health") == (200, {"ok": True, "provider": "modal", "app": "session-coordinator-sandboxes"})
+    raw = json.dumps(BODY).encode()
+    status, payload = asgi_request(asgi, "POST", "/sandboxes", raw, signed_headers(raw, now))
+    assert status == 201 and payload["image_id"] == web_image
+    args, kwargs = fake_modal.created()[-1]
+    assert kwargs["image"].object_id == web_image and kwargs["app"] is app.app
+    assert kwargs["secrets"] == [("secret", "session-coordinator-model-keys")]
+
+    status, payload = asgi_request(asgi, "GET", f"/images/{build_ids[1]}", b"", signed_headers(b"", now))
+    assert status == 200 and payload["status"] == "ready" and payload["commit"] == "cafe"
+
+
+def test_asgi_refuses_oversized_bodies_before_reading_them(app_module):
+    app = app_module(MAX_BODY_BYTES="100")
+    asgi = app.api()
+    raw = json.dumps(BODY).encode()
+    status, payload = asgi_request(asgi, "POST", "/sandboxes", raw, {"content-length": str(len(raw))})
+    assert status == 413 and payload["error"]["code"] == "too_large"
+    status, payload = asgi_request(asgi, "POST", "/sandboxes", raw)  # no content-length: counted while reading
+    assert status == 413
+
+
+def test_asgi_lifespan(app_module):
+    asgi = app_module().api()
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = []
+
+    async def receive():
+        return inbox.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(asgi({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -1,0 +1,82 @@
+"""sandbox_entry.sh against local git repositories (needs `git` and `sh`; skipped without them)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "sandbox_entry.sh"
+
+pytestmark = pytest.mark.skipif(not shutil.which("git") or not shutil.which("sh"), reason="needs git and sh")
+
+
+def git(*args, cwd=None):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def origin(tmp_path):
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    git("init", "-q", "-b", "main", cwd=repo)
+    (repo / "README.md").write_text("hello\n")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "add", ".", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "one", cwd=repo)
+    git("branch", "feature", cwd=repo)
+    return repo
+
+
+def run(tmp_path, origin, mode, *command, branch="main", extra=None):
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "WORKSPACE": str(tmp_path / "workspace"),
+        "MEMORY_DIR": str(tmp_path / "memory"),
+        "WORKSPACE_MODE": mode,
+        "REPO_OWNER": "acme",
+        "REPO_NAME": "web",
+        "REPO_BRANCH": branch,
+        "REPO_CLONE_URL": origin.as_uri(),
+        **(extra or {}),
+    }
+    return subprocess.run(["sh", str(SCRIPT), *command], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_clone_mode_clones_the_branch_then_runs_the_command(tmp_path, origin):
+    done = run(tmp_path, origin, "clone", "sh", "-c", "pwd; git rev-parse --abbrev-ref HEAD", branch="feature")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(tmp_path / "workspace"), "feature"]
+    assert (tmp_path / "memory").is_dir()
+
+
+def test_restore_mode_leaves_the_workspace_alone(tmp_path, origin):
+    assert run(tmp_path, origin, "clone", "true").returncode == 0
+    (tmp_path / "workspace" / "work.txt").write_text("agent edits\n")
+    done = run(tmp_path, origin, "restore", "cat", "work.txt")
+    assert done.returncode == 0 and done.stdout == "agent edits\n"
+
+
+def test_image_mode_fetches_the_requested_branch(tmp_path, origin):
+    assert run(tmp_path, origin, "prepare", "prepare").returncode == 0  # what a repo image build does
+    (origin / "NEW.md").write_text("new\n")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "add", ".", cwd=origin)
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "two", cwd=origin)
+    done = run(tmp_path, origin, "image", "ls")
+    assert done.returncode == 0, done.stderr
+    assert "NEW.md" in done.stdout.split()
+
+
+def test_a_token_is_used_without_landing_on_disk_or_in_output(tmp_path, origin):
+    token = "ghs_secret_token_value_123456"
+    done = run(tmp_path, origin, "clone", "true", extra={"GITHUB_TOKEN": token})
+    assert done.returncode == 0, done.stderr
+    assert token not in done.stdout + done.stderr
+    config = (tmp_path / "workspace" / ".git" / "config").read_text()
+    assert "credential" in config and token not in config
+
+
+def test_an_unknown_mode_fails(tmp_path, origin):
+    assert run(tmp_path, origin, "bogus", "true").returncode == 2

@@ -1,0 +1,35 @@
+"""The base image definition (recorded by the fake `modal`; nothing is built)."""
+
+import sandbox_image
+
+
+def flat(steps):
+    return " | ".join(repr(step) for step in steps)
+
+
+def test_base_image_compiles_the_bridge_from_the_workspace(fake_modal):
+    steps = sandbox_image.base_image(fake_modal).steps
+    assert steps[0] == ("from_registry", "node:22-bookworm")
+    text = flat(steps)
+    assert "npm install -g --no-audit --no-fund opencode-ai@1.18.33" in text
+    assert "cargo build --release --locked -p bridge" in text
+    assert "rm -rf /tmp/rustup /tmp/cargo target" in text
+    copied = {str(s[1][1]) for s in steps if s[0] in ("add_local_file", "add_local_dir")}
+    assert copied == {
+        "/opt/coordinator-src/Cargo.toml",
+        "/opt/coordinator-src/Cargo.lock",
+        "/opt/coordinator-src/src",
+        "/opt/coordinator-src/crates",
+        "/usr/local/bin/sandbox-entry",
+    }
+    assert all(s[2].get("copy") is True for s in steps if s[0] in ("add_local_file", "add_local_dir"))
+    assert ("entrypoint", ([],), {}) in steps
+
+
+def test_base_image_can_copy_a_prebuilt_bridge(fake_modal, tmp_path):
+    binary = tmp_path / "bridge"
+    binary.write_bytes(b"\x7fELF")
+    steps = sandbox_image.base_image(fake_modal, bridge_binary=binary).steps
+    text = flat(steps)
+    assert "cargo" not in text
+    assert ("add_local_file", (binary, "/usr/local/bin/bridge"), {"copy": True}) in steps
