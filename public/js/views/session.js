@@ -1,0 +1,569 @@
+// One session: the live timeline, who is here and typing, the prompt queue, the composer,
+// sharing, and the connection with its state.
+//
+// Lines are never duplicated or dropped: every event is shown once by `seq` (Timeline), the
+// socket reconnects with `since=<highest seq received live>`, that seq is kept in
+// sessionStorage so a reload resumes from it, and the part before it comes from `history`
+// frames (or GET /events when there is no socket), a page at a time, as one scrolls up.
+
+import { ApiError, api } from '../api.js';
+import { SessionSocket } from '../connection.js';
+import { clear, h, preview } from '../dom.js';
+import { SANDBOX_STATUS_TEXT, describeError } from '../messages.js';
+import { Timeline } from '../timeline.js';
+import { copyButton, topBar } from './chrome.js';
+
+const PAGE = 100; // events per history page (the coordinator allows up to 500)
+const TYPING_EVERY_MS = 3_000; // the coordinator shows "typing" for 6 s
+const FRAME_LIMIT = 256 * 1024; // a client frame; larger ones are refused before sending
+const NEAR_BOTTOM_PX = 80;
+const NEAR_TOP_PX = 120;
+
+const lastSeqKey = (sid) => `coordinator.lastSeq.${sid}`;
+
+function storedSeq(sid) {
+  try {
+    const n = Number(sessionStorage.getItem(lastSeqKey(sid)));
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+function storeSeq(sid, seq) {
+  try {
+    sessionStorage.setItem(lastSeqKey(sid), String(seq));
+  } catch {
+    // storage full or disabled: a reload then starts from the last page
+  }
+}
+
+function requestId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return `web-${[...bytes].map((b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** Renders the session view into `main`; returns a function that tears it down. */
+export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthorized }) {
+  const state = {
+    info: null,
+    me: null, // this page's participant, from welcome
+    role: null,
+    readOnly: false,
+    highest: 0, // highest seq received in order from the socket (or the HTTP tail)
+    floor: 1, // every event from `floor` to `highest` is loaded
+    historyPending: false,
+    online: [],
+    typing: [],
+    queue: new Map(), // message_id → {message_id, status, author, content}
+    outbox: new Map(), // client_request_id → {frame, ghost}
+    attached: new Map(), // artifact id → artifact
+    lastTypingSent: 0,
+    socket: null,
+    countdown: null,
+    disposed: false,
+  };
+
+  // ----- layout
+
+  const connBadge = h('span', { class: 'conn conn-connecting', role: 'status', 'aria-live': 'polite' }, 'Connecting…');
+  const retryButton = h('button', { type: 'button', class: 'small', hidden: true, onclick: () => state.socket?.reconnectNow() }, 'Retry now');
+  const sandboxChip = h('span', { class: 'chip sandbox', hidden: true });
+  const titleEl = h('h1', { class: 'session-name' }, 'Session');
+  const repoEl = h('span', { class: 'muted repo' });
+
+  const list = h('ol', { class: 'timeline', 'aria-label': 'Session timeline' });
+  const pendingList = h('ol', { class: 'timeline pending', 'aria-label': 'Prompts being sent' });
+  const earlier = h('button', { type: 'button', class: 'earlier', hidden: true, onclick: () => loadEarlier() }, 'Load earlier events');
+  const scroller = h('div', { class: 'timeline-scroll', tabindex: '0', 'aria-label': 'Timeline, scroll up for earlier events' },
+    earlier, list, pendingList);
+  const announcer = h('div', { class: 'sr-only', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  const typingLine = h('p', { class: 'typing-line muted', 'aria-live': 'polite' });
+  const banner = h('div', { class: 'banner', role: 'alert', hidden: true });
+
+  const textarea = h('textarea', {
+    id: 'prompt-input', rows: 2, placeholder: 'Ask the agent… (Enter to send, Shift+Enter for a new line)',
+    'aria-describedby': 'composer-help',
+  });
+  const attachedList = h('ul', { class: 'attached', 'aria-label': 'Attached selections' });
+  const sendButton = h('button', { type: 'submit', class: 'primary' }, 'Send');
+  const stopButton = h('button', { type: 'button', class: 'danger', disabled: true, title: 'Stop the running prompt', onclick: stopPrompt }, 'Stop');
+  const composer = h('form', { class: 'composer', 'aria-label': 'Send a prompt' },
+    h('label', { for: 'prompt-input', class: 'sr-only' }, 'Prompt'),
+    attachedList, textarea,
+    h('div', { class: 'composer-actions' },
+      h('span', { id: 'composer-help', class: 'muted hint' }, 'Enter sends · Shift+Enter adds a line'),
+      stopButton, sendButton));
+  const readOnlyNote = h('p', { class: 'readonly-note', hidden: true });
+
+  const peopleList = h('ul', { class: 'people' });
+  const queueList = h('ol', { class: 'queue' });
+  const queueEmpty = h('p', { class: 'muted' }, 'Nothing waiting.');
+  const queueCount = h('span', { class: 'count' });
+  const peopleCount = h('span', { class: 'count' });
+  const sharePanel = h('details', { class: 'panel share', hidden: true });
+  const mobile = window.matchMedia('(max-width: 760px)').matches;
+
+  const side = h('aside', { class: 'side', 'aria-label': 'Session details' },
+    h('details', { class: 'panel', open: !mobile }, h('summary', {}, 'People ', peopleCount), peopleList),
+    h('details', { class: 'panel', open: !mobile }, h('summary', {}, 'Queue ', queueCount), queueEmpty, queueList),
+    sharePanel);
+
+  main.replaceChildren(h('div', { class: 'page session' },
+    topBar({ me: user, onSignOut, children: [h('div', { class: 'session-head' }, titleEl, repoEl), connBadge, retryButton, sandboxChip] }),
+    h('div', { class: 'session-layout' },
+      h('section', { class: 'timeline-pane', 'aria-label': 'Timeline and prompt' },
+        scroller, typingLine, banner, readOnlyNote, composer),
+      side),
+    announcer));
+
+  const timeline = new Timeline(list, {
+    me: () => state.me,
+    isAttached: (id) => state.attached.has(id),
+    toggleAttach,
+    announce,
+  });
+
+  // ----- small helpers
+
+  function announce(text) {
+    announcer.textContent = '';
+    // A separate task so the same text twice is still read.
+    setTimeout(() => (announcer.textContent = text), 50);
+  }
+
+  function showError(text) {
+    clear(banner).append(h('span', {}, text), ' ',
+      h('button', { type: 'button', class: 'link', onclick: () => (banner.hidden = true) }, 'Dismiss'));
+    banner.hidden = false;
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < NEAR_BOTTOM_PX;
+  }
+
+  /** Runs `change` and keeps the view pinned to the bottom if it was there. */
+  function keepingBottom(change) {
+    const pinned = nearBottom();
+    change();
+    if (pinned) scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  /** Runs `change` (which adds above) without moving what the reader is looking at. */
+  function keepingPlace(change) {
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    change();
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+  }
+
+  // ----- connection state
+
+  function showConnection(s) {
+    clearInterval(state.countdown);
+    retryButton.hidden = true;
+    connBadge.className = `conn conn-${s.kind}`;
+    if (s.kind === 'connecting') connBadge.textContent = 'Connecting…';
+    else if (s.kind === 'live') connBadge.textContent = 'Live';
+    else if (s.kind === 'reconnecting') {
+      retryButton.hidden = false;
+      const tick = () => {
+        const secs = Math.max(0, Math.ceil((s.at - Date.now()) / 1000));
+        connBadge.textContent = `Reconnecting in ${secs} s`;
+        connBadge.title = s.reason ?? '';
+      };
+      tick();
+      state.countdown = setInterval(tick, 1000);
+    } else if (s.kind === 'closed') {
+      connBadge.textContent = `Closed: ${s.reason ?? 'disconnected'}`;
+      if (s.fatal === 'unauthorized') onUnauthorized();
+      else if (s.archived) setReadOnly('This session is archived: you can read it, but not send prompts.');
+      else setReadOnly(s.reason ?? 'Disconnected.');
+    }
+    updateComposer();
+  }
+
+  function setReadOnly(why) {
+    state.readOnly = true;
+    readOnlyNote.textContent = why;
+    readOnlyNote.hidden = false;
+    composer.hidden = true;
+    typingLine.textContent = '';
+    for (const [crid, entry] of state.outbox) {
+      entry.ghost.remove();
+      state.outbox.delete(crid);
+    }
+    renderQueue();
+  }
+
+  function updateComposer() {
+    const running = [...state.queue.values()].some((q) => q.status === 'running');
+    stopButton.disabled = state.readOnly || !running;
+  }
+
+  // ----- frames from the socket
+
+  function onFrame(frame) {
+    if (state.disposed) return;
+    if (typeof frame.seq === 'number') return onLiveEvent(frame);
+    switch (frame.type) {
+      case 'welcome':
+        return onWelcome(frame);
+      case 'presence':
+        state.online = Array.isArray(frame.online) ? frame.online : [];
+        state.typing = Array.isArray(frame.typing) ? frame.typing : [];
+        return renderPeople();
+      case 'prompt_ack': {
+        const entry = state.outbox.get(frame.client_request_id);
+        if (entry) {
+          state.outbox.delete(frame.client_request_id);
+          entry.ghost.remove();
+        }
+        return;
+      }
+      case 'history':
+        return onHistory(Array.isArray(frame.events) ? frame.events : []);
+      case 'error':
+        return onErrorFrame(frame);
+      default:
+        return; // ephemeral frames this page does not know are ignored
+    }
+  }
+
+  function onWelcome(frame) {
+    state.me = frame.participant ?? null;
+    state.online = Array.isArray(frame.online) ? frame.online : [];
+    renderPeople();
+    if (typeof frame.last_seq === 'number' && frame.last_seq < state.highest) {
+      // The session has fewer events than this page remembers (its storage was reset): start over.
+      timeline.clear();
+      state.highest = Math.max(0, frame.last_seq - PAGE);
+      state.floor = state.highest + 1;
+      storeSeq(sessionId, state.highest);
+      state.socket.restart('starting over');
+      return;
+    }
+    state.historyPending = false;
+    // Prompts sent while the socket was down go now; the coordinator ignores a
+    // client_request_id it has seen, so nothing is queued twice.
+    for (const { frame: prompt } of state.outbox.values()) state.socket.send(prompt);
+    // When only a few events are coming (a reload resuming from its stored seq), fetch a page
+    // of what came before so the screen is not empty; a full replay needs nothing more.
+    const coming = typeof frame.last_seq === 'number' ? frame.last_seq - state.highest : 0;
+    if (state.floor > 1 && list.childElementCount + coming < PAGE / 2) loadEarlier();
+  }
+
+  function onLiveEvent(event) {
+    if (event.seq > state.highest + 1) {
+      // A gap cannot happen with `since`, but if it ever did, asking again fills it.
+      state.socket.restart('filling a gap');
+      return;
+    }
+    if (event.seq === state.highest + 1) {
+      state.highest = event.seq;
+      storeSeq(sessionId, event.seq);
+    }
+    keepingBottom(() => {
+      timeline.add(event, { live: true });
+      applyToQueue(event);
+      if (event.type === 'message' && state.outbox.has(event.client_request_id)) {
+        state.outbox.get(event.client_request_id).ghost.remove();
+        state.outbox.delete(event.client_request_id);
+      }
+    });
+    if (event.type === 'sandbox_status') showSandbox(event.status);
+  }
+
+  function onHistory(events) {
+    state.historyPending = false;
+    const sorted = events.filter((e) => typeof e?.seq === 'number').sort((a, b) => a.seq - b.seq);
+    keepingPlace(() => {
+      for (const event of sorted) timeline.add(event);
+    });
+    state.floor = sorted.length ? Math.min(state.floor, sorted[0].seq) : 1;
+    earlier.hidden = state.floor <= 1;
+    // Fill the screen before waiting for the reader to scroll.
+    if (state.floor > 1 && scroller.scrollHeight <= scroller.clientHeight + NEAR_TOP_PX) loadEarlier();
+  }
+
+  function onErrorFrame(frame) {
+    const entry = frame.client_request_id ? state.outbox.get(frame.client_request_id) : null;
+    if (entry) {
+      state.outbox.delete(frame.client_request_id);
+      entry.ghost.remove();
+      // Give the text back so it can be fixed and sent again.
+      if (!textarea.value) textarea.value = entry.frame.content;
+      for (const id of entry.frame.selection_ids ?? []) {
+        const artifact = timeline.artifacts.get(id);
+        if (artifact) state.attached.set(id, artifact);
+      }
+      renderAttached();
+    }
+    if (state.historyPending && !entry) state.historyPending = false;
+    showError(describeError(frame));
+  }
+
+  // ----- history
+
+  async function loadEarlier() {
+    if (state.historyPending || state.floor <= 1) return;
+    const before = state.floor;
+    const limit = Math.min(PAGE, before - 1);
+    state.historyPending = true;
+    if (state.socket?.send({ type: 'history', before_seq: before, limit })) return;
+    try {
+      const since = Math.max(0, before - 1 - limit);
+      const page = await api.events(sessionId, since, limit);
+      if (!state.disposed) onHistory((page.events ?? []).filter((e) => e.seq < before));
+    } catch (err) {
+      state.historyPending = false;
+      showError(describeError(err));
+    }
+  }
+
+  scroller.addEventListener('scroll', () => {
+    if (scroller.scrollTop < NEAR_TOP_PX) loadEarlier();
+  }, { passive: true });
+
+  // ----- queue and people
+
+  function applyToQueue(event) {
+    const id = event.message_id;
+    if (event.type === 'message' && typeof id === 'string') {
+      if (!state.queue.has(id) && timeline.messages.get(id)?.status === 'queued') {
+        state.queue.set(id, { message_id: id, status: 'queued', author: event.author, content: event.content });
+      }
+    } else if (event.type === 'prompt_started' && state.queue.has(id)) {
+      state.queue.get(id).status = 'running';
+    } else if (event.type === 'prompt_finished') {
+      state.queue.delete(id);
+    } else return;
+    renderQueue();
+  }
+
+  function renderQueue() {
+    clear(queueList);
+    let position = 0;
+    for (const item of state.queue.values()) {
+      const queued = item.status === 'queued';
+      if (queued) position += 1;
+      queueList.append(h('li', { dataset: { messageId: item.message_id } },
+        h('span', { class: 'chip' }, queued ? `#${position}` : 'running'), ' ',
+        h('strong', {}, String(item.author?.name ?? 'Someone')), ': ',
+        h('span', { class: 'queue-text' }, preview(item.content, 70)),
+        queued && !state.readOnly
+          ? h('button', { type: 'button', class: 'small', 'aria-label': `Cancel “${preview(item.content, 30)}”`, onclick: () => cancelPrompt(item.message_id) }, 'Cancel')
+          : null));
+    }
+    queueEmpty.hidden = state.queue.size > 0;
+    queueCount.textContent = state.queue.size ? `(${state.queue.size})` : '';
+    updateComposer();
+  }
+
+  function renderPeople() {
+    const seen = new Set();
+    const online = state.online.filter((p) => p?.id && !seen.has(p.id) && seen.add(p.id));
+    clear(peopleList);
+    const typingIds = new Set(state.typing.map((p) => p?.id));
+    for (const p of online) {
+      const mine = state.me && p.id === state.me.id;
+      peopleList.append(h('li', { class: 'online' },
+        h('span', { class: 'dot', 'aria-hidden': 'true' }), ' ', String(p.name ?? 'Someone'),
+        mine ? h('span', { class: 'muted' }, ' (you)') : null,
+        typingIds.has(p.id) && !mine ? h('span', { class: 'muted typing' }, ' typing…') : null));
+    }
+    peopleCount.textContent = `(${online.length} online)`;
+    const others = state.typing.filter((p) => p?.id && !(state.me && p.id === state.me.id));
+    const names = [...new Set(others.map((p) => String(p.name ?? 'Someone')))];
+    typingLine.textContent = state.readOnly || !names.length ? ''
+      : names.length === 1 ? `${names[0]} is typing…`
+      : `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
+  }
+
+  function showSandbox(status) {
+    if (!status) return;
+    sandboxChip.hidden = false;
+    sandboxChip.textContent = `Sandbox: ${SANDBOX_STATUS_TEXT[status] ?? String(status)}`;
+    sandboxChip.className = `chip sandbox sandbox-${String(status).replace(/[^a-z_]/g, '')}`;
+  }
+
+  // ----- composer
+
+  function toggleAttach(artifact) {
+    if (state.attached.has(artifact.id)) state.attached.delete(artifact.id);
+    else state.attached.set(artifact.id, artifact);
+    renderAttached();
+    if (!state.readOnly) textarea.focus();
+  }
+
+  function renderAttached() {
+    clear(attachedList);
+    for (const [id, artifact] of state.attached) {
+      attachedList.append(h('li', { class: 'chip' },
+        `Selection: ${preview(artifact.data?.title || artifact.data?.url || id, 40)} `,
+        h('button', { type: 'button', class: 'link', 'aria-label': 'Remove this selection from the prompt', onclick: () => toggleAttach(artifact) }, '×')));
+    }
+    for (const id of timeline.attachButtons.keys()) timeline.refreshAttach(id);
+  }
+
+  function sendPrompt() {
+    const content = textarea.value;
+    if (!content.trim() || state.readOnly) return;
+    const frame = { type: 'prompt', content, client_request_id: requestId() };
+    if (state.attached.size) frame.selection_ids = [...state.attached.keys()];
+    if (new TextEncoder().encode(JSON.stringify(frame)).length > FRAME_LIMIT) {
+      showError(describeError({ code: 'too_large', message: `a prompt must fit in ${FRAME_LIMIT / 1024} KiB` }));
+      return;
+    }
+    const ghost = h('li', { class: 'entry message ghost' },
+      h('div', { class: 'meta' }, h('strong', { class: 'author me' }, state.me?.name ?? user.name), ' ', h('span', { class: 'chip' }, 'sending…')),
+      h('div', { class: 'content' }, content));
+    keepingBottom(() => pendingList.append(ghost));
+    scroller.scrollTop = scroller.scrollHeight;
+    state.outbox.set(frame.client_request_id, { frame, ghost });
+    textarea.value = '';
+    state.attached.clear();
+    renderAttached();
+    banner.hidden = true;
+    state.socket?.send(frame); // when not live, it goes after the next welcome
+  }
+
+  function cancelPrompt(messageId) {
+    if (state.socket?.send({ type: 'cancel', message_id: messageId })) return;
+    api.cancel(sessionId, messageId).catch((err) => showError(describeError(err)));
+  }
+
+  function stopPrompt() {
+    if (state.socket?.send({ type: 'stop' })) return;
+    api.stop(sessionId).catch((err) => showError(describeError(err)));
+  }
+
+  composer.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    sendPrompt();
+  });
+  textarea.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      sendPrompt();
+    }
+  });
+  textarea.addEventListener('input', () => {
+    const now = Date.now();
+    if (textarea.value && now - state.lastTypingSent > TYPING_EVERY_MS && state.socket?.send({ type: 'typing' })) {
+      state.lastTypingSent = now;
+    }
+  });
+
+  // ----- sharing (owners)
+
+  function renderShare() {
+    if (state.role !== 'owner' || state.readOnly) return;
+    const input = h('input', { id: 'share-user', type: 'text', autocomplete: 'off', spellcheck: 'false', placeholder: 'usr_…', required: true });
+    const status = h('p', { class: 'form-status', role: 'status' });
+    const form = h('form', { class: 'share-form' },
+      h('label', { for: 'share-user' }, 'Add a member by user id'),
+      h('div', { class: 'inline' }, input, h('button', { type: 'submit' }, 'Add')),
+      status);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const id = input.value.trim();
+      if (!id) return;
+      status.textContent = 'Adding…';
+      try {
+        await api.addMember(sessionId, id);
+        status.textContent = 'Added: they can open this session now.';
+        input.value = '';
+      } catch (err) {
+        status.textContent = describeError(err);
+      }
+    });
+    sharePanel.replaceChildren(h('summary', {}, 'Share'), form,
+      h('p', { class: 'muted' }, 'Link to this session: ', h('code', {}, `${location.origin}/#/s/${sessionId}`), ' ',
+        copyButton(`${location.origin}/#/s/${sessionId}`, 'Copy link')),
+      h('p', { class: 'muted' }, 'Your user id: ', h('code', {}, user.id)));
+    sharePanel.hidden = false;
+  }
+
+  // ----- start
+
+  async function start() {
+    let info;
+    try {
+      info = await api.session(sessionId);
+    } catch (err) {
+      if (state.disposed) return;
+      if (err instanceof ApiError && err.status === 401) return onUnauthorized();
+      connBadge.textContent = 'Closed';
+      connBadge.className = 'conn conn-closed';
+      setReadOnly(err instanceof ApiError && err.status === 404
+        ? 'This session does not exist, or you are not one of its members.'
+        : describeError(err));
+      return;
+    }
+    if (state.disposed) return;
+    state.info = info;
+    state.role = info.role;
+    titleEl.textContent = info.session?.title || info.session?.repo || sessionId;
+    repoEl.textContent = `${info.session?.repo ?? ''}${info.session?.branch ? ` · ${info.session.branch}` : ''}`;
+    document.title = `${titleEl.textContent} · Sessions`;
+    for (const item of info.queue ?? []) state.queue.set(item.message_id, { ...item });
+    renderQueue();
+    if (info.sandbox?.status) showSandbox(info.sandbox.status);
+    renderShare();
+
+    const lastSeq = typeof info.last_seq === 'number' ? info.last_seq : 0;
+    const stored = storedSeq(sessionId);
+    state.highest = stored !== null && stored <= lastSeq ? stored : Math.max(0, lastSeq - PAGE);
+    state.floor = state.highest + 1;
+    earlier.hidden = state.floor <= 1;
+
+    if (info.session?.status === 'archived') {
+      showConnection({ kind: 'closed', archived: true, reason: 'archived' });
+      await loadTail();
+      return;
+    }
+    state.socket = new SessionSocket({
+      sessionId,
+      mintToken: () => api.mintToken(sessionId),
+      since: () => state.highest,
+      onFrame,
+      onState: (s) => {
+        if (state.disposed) return;
+        showConnection(s);
+        // An archived session stays readable: what happened up to the archive comes over HTTP.
+        if (s.kind === 'closed' && s.archived) loadTail();
+      },
+    });
+    state.socket.start();
+  }
+
+  /** Without a socket: the events after `highest` over HTTP, then a page before them. */
+  async function loadTail() {
+    try {
+      for (let pages = 0; pages < 50 && !state.disposed; pages++) {
+        const page = await api.events(sessionId, state.highest, 500);
+        const events = page.events ?? [];
+        keepingBottom(() => {
+          for (const event of events) {
+            timeline.add(event);
+            if (event.seq > state.highest) state.highest = event.seq;
+          }
+        });
+        if (!page.has_more || !events.length) break;
+      }
+      storeSeq(sessionId, state.highest);
+      state.queue.clear();
+      renderQueue();
+      if (state.floor > 1) loadEarlier();
+    } catch (err) {
+      showError(describeError(err));
+    }
+  }
+
+  start();
+  return () => {
+    state.disposed = true;
+    clearInterval(state.countdown);
+    state.socket?.stop();
+  };
+}
