@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# `npm run dev`: installs what is missing, builds the Worker, migrates the local D1,
-# starts `wrangler dev`, makes sure a dev user exists and prints how to use it.
-# PORT (default 8787) chooses the port.
+# `npm run dev`: installs what is missing, builds the Worker and the bridge, migrates the
+# local D1, starts the local sandbox provider and `wrangler dev`, makes sure a dev user
+# exists and prints how to use it.
+#   PORT           the coordinator's port (default 8787)
+#   PROVIDER_PORT  the local provider's port (default PORT + 3)
+#   AGENT          the agent in sandboxes: dev (default, needs no model key) or opencode
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 port=${PORT:-8787}
+provider_port=${PROVIDER_PORT:-$((port + 3))}
+agent=${AGENT:-dev}
 
 # Local secrets, generated once. wrangler reads .dev.vars as the Worker's secrets.
 if [ ! -f .dev.vars ]; then
@@ -18,25 +23,54 @@ if [ ! -f .dev.vars ]; then
   } > .dev.vars
   echo "dev: wrote .dev.vars with a new ADMIN_KEY and TOKEN_SECRET" >&2
 fi
-admin_key=$(sed -n 's/^ADMIN_KEY="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' .dev.vars)
-
-if curl -s -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; then
-  echo "dev: port $port is already in use (another npm run dev?). Stop it, or choose another: PORT=8788 npm run dev" >&2
-  exit 1
+if ! grep -q '^PROVIDER_SECRET=' .dev.vars; then
+  echo "PROVIDER_SECRET=\"$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 48)\"" >> .dev.vars
+  echo "dev: added a PROVIDER_SECRET to .dev.vars (signs requests to the local sandbox provider)" >&2
 fi
+dev_var() { sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" .dev.vars; }
+admin_key=$(dev_var ADMIN_KEY)
+
+for p in "$port" "$provider_port"; do
+  if curl -s -o /dev/null "http://127.0.0.1:$p/" 2>/dev/null; then
+    echo "dev: port $p is already in use (another npm run dev?). Stop it, or choose others: PORT=8797 npm run dev" >&2
+    exit 1
+  fi
+done
+
+case "$agent" in
+  dev) ;;
+  opencode)
+    if [ -z "${OPENCODE_BIN:-}" ]; then
+      if [ ! -x node_modules/.bin/opencode ]; then
+        echo "dev: installing opencode-ai 1.18.33 for AGENT=opencode" >&2
+        npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 >&2
+      fi
+      export OPENCODE_BIN="$PWD/node_modules/.bin/opencode"
+    fi ;;
+  *) echo "dev: AGENT must be dev or opencode, not $agent" >&2; exit 1 ;;
+esac
 
 bash scripts/build.sh
+echo "dev: building the bridge (the local sandbox provider and the process inside each sandbox)" >&2
+cargo build --quiet -p bridge
 wrangler d1 migrations apply DB --local >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log
 
-wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false &
+wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false \
+  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" &
 wrangler_pid=$!
-trap 'kill $wrangler_pid 2>/dev/null; wait $wrangler_pid 2>/dev/null' EXIT INT TERM
+# The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes.
+# It prints no URL of its own, so the coordinator's is the first one in this log.
+PROVIDER_SECRET=$(dev_var PROVIDER_SECRET) AGENT=$agent \
+  target/debug/bridge provider --listen "127.0.0.1:$provider_port" --workspaces .wrangler/sandboxes &
+provider_pid=$!
+trap 'kill $wrangler_pid $provider_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 120); do
   curl -fsS "$base/health" >/dev/null 2>&1 && break
   kill -0 $wrangler_pid 2>/dev/null || { echo "dev: wrangler dev exited" >&2; exit 1; }
+  kill -0 $provider_pid 2>/dev/null || { echo "dev: the local sandbox provider exited" >&2; exit 1; }
   sleep 0.5
 done
 
@@ -56,11 +90,20 @@ cat <<BANNER
     admin key (only for /v1/users): in .dev.vars (ADMIN_KEY)
     dev user API key:               $user_key   (also in $user_file)
 
-  Try it:
+  Sandboxes: the local provider on 127.0.0.1:$provider_port runs agent "$agent" in .wrangler/sandboxes/
+    (AGENT=opencode npm run dev for OpenCode; it needs a model key in the environment)
+
+  Web page:   open $base/ and sign in with the dev user API key above
+              (others: create a user with the admin key and add them to a session by user id)
+  Extension:  chrome://extensions → Developer mode → Load unpacked → $PWD/extension
+              then its toolbar button: coordinator URL $base, the dev user API key, Save,
+              pick a session, "Select area" (or Alt+Shift+S) and drag over any page
+
+  Or from a terminal:
     curl -s -X POST $base/v1/sessions -H "authorization: Bearer $user_key" \\
       -H 'content-type: application/json' -d '{"repo":"acme/demo","title":"first session"}'
-    # then open the returned ws_url:  node scripts/ws.mjs '<ws_url>'   (or websocat, wscat …)
+    # then open the returned ws_url:  node scripts/ws.mjs '<ws_url>'   and type:  \$ ls
   See README.md for more. Ctrl-C stops it.
 
 BANNER
-wait $wrangler_pid
+wait -n $wrangler_pid $provider_pid

@@ -2,7 +2,9 @@
 # Installs what building, running and testing the coordinator need, and skips what is there:
 # the wasm target, worker-build and the wasm-bindgen CLI (pinned), and the npm packages
 # (wrangler, a project-local Node 22, binaryen's wasm-opt).
-# Usage: scripts/setup.sh [--browser]   (--browser also installs Chromium for the browser tests)
+# Usage: scripts/setup.sh [--browser] [--pytest]
+#   --browser  also installs Chromium for the browser tests (Debian's package)
+#   --pytest   also installs pytest for the Modal app's tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
@@ -53,8 +55,24 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   touch node_modules/.package-lock.json
 fi
 
-if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+want_browser=false want_pytest=false
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=true ;;
+    --pytest) want_pytest=true ;;
+    *) say "unknown option $arg"; exit 2 ;;
+  esac
+done
+
+if $want_browser && [ ! -x /usr/bin/chromium ]; then
   say "installing Chromium for the browser tests"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+if $want_pytest && ! python3 -m pytest --version >/dev/null 2>&1; then
+  say "installing pytest for the Modal app's tests"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r modal/requirements-test.txt
 fi

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native Rust tests (wire types, validation, tokens, queue rules,
-# routing), then the integration tests against the built wasm Worker in local workerd.
+# routing, the bridge and its agents), the Modal app's tests, then the integration tests
+# against the built wasm Worker in local workerd, with the real bridge and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-bash scripts/setup.sh
+bash scripts/setup.sh --browser --pytest
 source scripts/env.sh
 
 echo "== cargo test (native)"
 cargo test --workspace --quiet 2>&1
+
+echo "== the bridge binary the integration tests run"
+cargo build --quiet -p bridge
+
+echo "== pytest (the Modal app, against fakes of the modal SDK)"
+python3 -m pytest modal/tests -q
 
 echo "== build the release Worker once"
 bash scripts/build.sh

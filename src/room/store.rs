@@ -134,6 +134,7 @@ impl SandboxRow {
             "id": self.id,
             "status": self.status,
             "agent": self.agent,
+            "provider_id": self.provider_id,
             "detail": self.detail,
             "restored_from": self.restored_from,
             "created_at": rfc3339(self.created_at),
