@@ -9,6 +9,7 @@
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
+//! - [`http`] and [`sse`]: the minimal HTTP/1.1 and event-stream code the OpenCode agent needs.
 //! - [`git`], [`workspace`], [`process`]: git commands, paths inside the workspace, child process groups.
 //! - [`ids`] and [`log`]: random ids and log lines.
 //!
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod git;
+pub mod http;
 pub mod ids;
 #[macro_use]
 pub mod log;
@@ -26,5 +28,6 @@ pub mod outbox;
 pub mod process;
 pub mod prompts;
 pub mod run;
+pub mod sse;
 pub mod worker;
 pub mod workspace;

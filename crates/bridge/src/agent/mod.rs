@@ -2,8 +2,11 @@
 //! what it does as a stream of events, and that stops when told to.
 //!
 //! - [`dev`]: a deterministic agent for development and tests, no model needed.
+//! - [`opencode`]: drives an OpenCode server; [`opencode_events`] maps its event stream.
 
 pub mod dev;
+pub mod opencode;
+pub mod opencode_events;
 
 use protocol::bridge::{ArtifactDraft, FromBridge, PromptJob};
 use protocol::event::{FileEdit, ToolCall, ToolStatus};
