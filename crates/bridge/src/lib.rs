@@ -1,5 +1,6 @@
 //! The sandbox bridge: runs inside a sandbox, dials the session room, drives a coding agent
-//! and streams its work back (PROTOCOL.md section 3).
+//! and streams its work back (PROTOCOL.md section 3); also the local sandbox provider used in
+//! development (PROTOCOL.md section 5).
 //!
 //! Layout:
 //! - [`config`]: command line and environment → the two configurations.
@@ -9,7 +10,8 @@
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
-//! - [`http`] and [`sse`]: the minimal HTTP/1.1 and event-stream code the OpenCode agent needs.
+//! - [`provider`]: the local provider's HTTP server and its sandboxes.
+//! - [`http`] and [`sse`]: the minimal HTTP/1.1 and event-stream code both of those need.
 //! - [`git`], [`workspace`], [`process`]: git commands, paths inside the workspace, child process groups.
 //! - [`ids`] and [`log`]: random ids and log lines.
 //!
@@ -27,6 +29,7 @@ pub mod log;
 pub mod outbox;
 pub mod process;
 pub mod prompts;
+pub mod provider;
 pub mod run;
 pub mod sse;
 pub mod worker;
