@@ -26,9 +26,32 @@ async fn run(mut cmd: Command, what: &str) -> Result<(), String> {
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let (stderr, _) = crate::process::cut_text(stderr.trim(), 500);
+    let stderr = redact_userinfo(String::from_utf8_lossy(&output.stderr).trim());
+    let (stderr, _) = crate::process::cut_text(&stderr, 500);
     Err(format!("{what} failed ({}): {stderr}", output.status))
+}
+
+/// `https://user:token@host/…` → `https://***@host/…`: git repeats URLs in its messages, and
+/// a clone URL may carry a token.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c == '\'' || c == '"' || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Commits made in the workspace carry the prompt author's name with the attribution suffix.
@@ -97,6 +120,21 @@ pub fn is_safe_branch(branch: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(
+            redact_userinfo(
+                "fatal: repository 'https://x-access-token:ghs_abc@github.com/a/b.git/' not found"
+            ),
+            "fatal: repository 'https://***@github.com/a/b.git/' not found"
+        );
+        assert_eq!(
+            redact_userinfo("see http://h:1/x and ftp://u@h"),
+            "see http://h:1/x and ftp://***@h"
+        );
+        assert_eq!(redact_userinfo("no url"), "no url");
+    }
 
     #[test]
     fn branch_names() {

@@ -660,16 +660,22 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         404
     );
 
-    // A room that answers 410 makes the bridge exit instead of retrying.
+    // A sandbox cloned from a repository; its room answers 410, which makes the bridge exit
+    // instead of retrying.
+    let source = provider.workspaces.with_extension("source");
+    bridge::git::init_with_readme(&source, "main", "the source repository")
+        .await
+        .expect("a repository to clone");
     let gone = Room::start().await;
-    let (status, _) = provider
-        .call(
-            "POST",
-            "/sandboxes",
-            Some(&create_body("sbx_c", &gone.url, None)),
-        )
-        .await;
+    let mut cloned = create_body("sbx_c", &gone.url, None);
+    cloned["repo"]["clone_url"] = json!(source.display().to_string());
+    let (status, _) = provider.call("POST", "/sandboxes", Some(&cloned)).await;
     assert_eq!(status, 201);
+    assert_eq!(
+        std::fs::read_to_string(provider.workspaces.join("sbx_c/README.md")).unwrap(),
+        "# the source repository\n"
+    );
+    let _ = std::fs::remove_dir_all(&source);
     assert!(gone.accept(Some(410)).await.is_none());
     let exit = provider.wait_for_log("sandbox sbx_c: bridge exited");
     assert!(!exit.contains("exit status: 0"), "{exit}");
