@@ -1,0 +1,457 @@
+//! A deterministic agent for development and tests: it needs no model. It streams a short
+//! acknowledgement, then acts on the prompt's lines:
+//!
+//! - `$ <command>`: runs it with `sh -c` in the workspace (a `bash` tool call);
+//! - `write <path>: <text>`: writes `text` and a newline to the file (a file edit);
+//! - `sleep <ms>`: waits, at most a minute (for trying stop and kill mid-prompt);
+//! - `fail <reason>`: ends the prompt as failed.
+//!
+//! Other lines are prose and ignored.
+
+use super::{
+    context_summary, tool_output, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal,
+    ToolUpdate, TOOL_OUTPUT_LIMIT,
+};
+use crate::process::{run_shell, ShellOutcome};
+use crate::workspace::{resolve_for_write, whole_file_diff};
+use protocol::bridge::PromptJob;
+use protocol::event::ToolStatus;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    Command(&'a str),
+    Write { path: &'a str, text: &'a str },
+    Sleep(Duration),
+    Fail(&'a str),
+    Prose,
+}
+
+pub fn parse_line(line: &str) -> Step<'_> {
+    if let Some(command) = line.strip_prefix("$ ") {
+        let command = command.trim();
+        return if command.is_empty() {
+            Step::Prose
+        } else {
+            Step::Command(command)
+        };
+    }
+    if let Some(rest) = line.strip_prefix("write ") {
+        if let Some((path, text)) = rest.split_once(':') {
+            if !path.trim().is_empty() {
+                return Step::Write {
+                    path: path.trim(),
+                    text: text.strip_prefix(' ').unwrap_or(text),
+                };
+            }
+        }
+        return Step::Prose;
+    }
+    if let Some(ms) = line.strip_prefix("sleep ") {
+        return match ms.trim().parse::<u64>() {
+            Ok(ms) => Step::Sleep(Duration::from_millis(ms).min(MAX_SLEEP)),
+            Err(_) => Step::Prose,
+        };
+    }
+    if let Some(reason) = line.strip_prefix("fail") {
+        if reason.is_empty() || reason.starts_with(' ') {
+            let reason = reason.trim();
+            return Step::Fail(if reason.is_empty() { "failed" } else { reason });
+        }
+    }
+    Step::Prose
+}
+
+/// Word-sized pieces that add up to `text` exactly.
+pub fn word_chunks(text: &str) -> impl Iterator<Item = &str> {
+    text.split_inclusive(' ')
+}
+
+pub struct DevAgent {
+    /// Canonical, so writes can be checked against it.
+    workspace: PathBuf,
+    delay: Duration,
+}
+
+impl DevAgent {
+    pub fn new(workspace: PathBuf, delay: Duration) -> Self {
+        DevAgent { workspace, delay }
+    }
+
+    /// Streams `text` in word-sized deltas; false when stopped meanwhile.
+    async fn say(&self, sink: &EventSink, stop: &StopSignal, text: &str) -> bool {
+        for chunk in word_chunks(text) {
+            if stop.is_stopped() {
+                return false;
+            }
+            sink.token(chunk);
+            if !self.delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.delay) => {}
+                    _ = stop.stopped() => return false,
+                }
+            }
+        }
+        true
+    }
+
+    async fn run_prompt(&self, job: &PromptJob, sink: &EventSink, stop: StopSignal) -> Outcome {
+        let first_line = job.content.lines().next().unwrap_or("").trim();
+        if !self
+            .say(sink, &stop, &format!("Working on: {first_line}\n"))
+            .await
+        {
+            return Outcome::Stopped;
+        }
+        if let Some(summary) = context_summary(job) {
+            if !self.say(sink, &stop, &format!("{summary}\n")).await {
+                return Outcome::Stopped;
+            }
+        }
+        let mut n_calls = 0;
+        for line in job.content.lines() {
+            if stop.is_stopped() {
+                return Outcome::Stopped;
+            }
+            match parse_line(line) {
+                Step::Prose => {}
+                Step::Command(command) => {
+                    n_calls += 1;
+                    if let Some(outcome) = self.command(sink, &stop, command, n_calls).await {
+                        return outcome;
+                    }
+                }
+                Step::Write { path, text } => {
+                    n_calls += 1;
+                    self.write(sink, path, text, n_calls);
+                }
+                Step::Sleep(duration) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(duration) => {}
+                        _ = stop.stopped() => return Outcome::Stopped,
+                    }
+                }
+                Step::Fail(reason) => return Outcome::Failed(reason.to_string()),
+            }
+        }
+        if stop.is_stopped() {
+            return Outcome::Stopped;
+        }
+        Outcome::Completed
+    }
+
+    /// `Some` when the prompt ends here (stopped).
+    async fn command(
+        &self,
+        sink: &EventSink,
+        stop: &StopSignal,
+        command: &str,
+        n: usize,
+    ) -> Option<Outcome> {
+        let call_id = format!("call_{n}");
+        let input = json!({ "command": command });
+        sink.token(format!("$ {command}\n"));
+        sink.tool(ToolUpdate {
+            call_id: call_id.clone(),
+            tool: "bash".into(),
+            status: ToolStatus::Running,
+            input: Some(input.clone()),
+            output: None,
+        });
+        let (status, output, note) =
+            match run_shell(command, &self.workspace, TOOL_OUTPUT_LIMIT, stop.stopped()).await {
+                Ok(ShellOutcome::Stopped) => {
+                    // Close the call, so no one is left watching a command that is gone.
+                    sink.tool(ToolUpdate {
+                        call_id,
+                        tool: "bash".into(),
+                        status: ToolStatus::Error,
+                        input: Some(input),
+                        output: Some("stopped".into()),
+                    });
+                    return Some(Outcome::Stopped);
+                }
+                Ok(ShellOutcome::Exited { code, output, cut }) => {
+                    let status = if code == Some(0) {
+                        ToolStatus::Completed
+                    } else {
+                        ToolStatus::Error
+                    };
+                    let note = match code {
+                        Some(code) => format!("exit {code}\n"),
+                        None => "ended by a signal\n".to_string(),
+                    };
+                    (status, tool_output(&output, cut), note)
+                }
+                Err(e) => (
+                    ToolStatus::Error,
+                    format!("cannot run the command: {e}"),
+                    "could not run it\n".to_string(),
+                ),
+            };
+        sink.tool(ToolUpdate {
+            call_id,
+            tool: "bash".into(),
+            status,
+            input: Some(input),
+            output: Some(output),
+        });
+        sink.token(note);
+        None
+    }
+
+    fn write(&self, sink: &EventSink, path: &str, text: &str, n: usize) {
+        let content = format!("{text}\n");
+        let result = resolve_for_write(&self.workspace, path).and_then(|target| {
+            let old = std::fs::read_to_string(&target).ok();
+            std::fs::write(&target, &content).map_err(|e| format!("cannot write {path}: {e}"))?;
+            Ok(old)
+        });
+        match result {
+            Ok(old) => {
+                let shown = crate::workspace::normalize_relative(path)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| path.to_string());
+                sink.emit(AgentEvent::FileEdit {
+                    diff: Some(whole_file_diff(&shown, old.as_deref(), &content)),
+                    path: shown.clone(),
+                });
+                sink.token(format!("wrote {shown}\n"));
+            }
+            Err(error) => {
+                sink.tool(ToolUpdate {
+                    call_id: format!("call_{n}"),
+                    tool: "write".into(),
+                    status: ToolStatus::Error,
+                    input: Some(json!({ "path": path })),
+                    output: Some(error.clone()),
+                });
+                sink.token(format!("could not write {path}: {error}\n"));
+            }
+        }
+    }
+}
+
+impl Agent for DevAgent {
+    fn name(&self) -> &'static str {
+        "dev"
+    }
+
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    fn start(&mut self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        job: &'a PromptJob,
+        sink: &'a EventSink,
+        stop: StopSignal,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.run_prompt(job, sink, stop))
+    }
+
+    fn shutdown(&mut self) -> BoxFuture<'_, ()> {
+        // Commands die with their prompt's stop; nothing else runs.
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::stop_pair;
+    use protocol::bridge::{FromBridge, GitAuthor, PromptContext};
+    use tokio::sync::mpsc;
+
+    fn check(line: &str, expected: Step<'_>) {
+        assert_eq!(parse_line(line), expected, "{line:?}");
+    }
+
+    #[test]
+    fn line_parsing() {
+        check("$ ls -la", Step::Command("ls -la"));
+        check("$   ", Step::Prose);
+        check("$ls", Step::Prose);
+        check(
+            "write notes.txt: hello",
+            Step::Write {
+                path: "notes.txt",
+                text: "hello",
+            },
+        );
+        check(
+            "write a/b.txt:",
+            Step::Write {
+                path: "a/b.txt",
+                text: "",
+            },
+        );
+        check(
+            "write a.txt: x: y",
+            Step::Write {
+                path: "a.txt",
+                text: "x: y",
+            },
+        );
+        check("write nothing", Step::Prose);
+        check("sleep 250", Step::Sleep(Duration::from_millis(250)));
+        check("sleep 999999", Step::Sleep(MAX_SLEEP));
+        check("sleep soon", Step::Prose);
+        check("fail out of coffee", Step::Fail("out of coffee"));
+        check("fail", Step::Fail("failed"));
+        check("failing tests are fine", Step::Prose);
+        check("Please fix the bug", Step::Prose);
+        assert_eq!(
+            word_chunks("Working on: it\n").collect::<Vec<_>>(),
+            ["Working ", "on: ", "it\n"]
+        );
+    }
+
+    fn job(content: &str) -> PromptJob {
+        PromptJob {
+            message_id: "m1".into(),
+            content: content.into(),
+            author: GitAuthor {
+                name: "Ada".into(),
+                email: "ada@example.com".into(),
+            },
+            attachments: vec![],
+            context: PromptContext::default(),
+        }
+    }
+
+    /// Runs a prompt on a fresh workspace; returns the outcome, the frames and the workspace.
+    fn run(content: &str, stop_after: Option<Duration>) -> (Outcome, Vec<FromBridge>, PathBuf) {
+        let workspace = std::env::temp_dir().join(crate::ids::random_id("bridge-dev-"));
+        std::fs::create_dir_all(&workspace).unwrap();
+        let workspace = workspace.canonicalize().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let outcome = rt.block_on(async {
+            let mut agent = DevAgent::new(workspace.clone(), Duration::ZERO);
+            let sink = EventSink::new("m1".into(), tx);
+            let (stop_tx, stop) = stop_pair();
+            if let Some(after) = stop_after {
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = stop_tx.send(true);
+                });
+                agent.run(&job(content), &sink, stop).await
+            } else {
+                let outcome = agent.run(&job(content), &sink, stop).await;
+                drop(stop_tx);
+                outcome
+            }
+        });
+        let mut frames = Vec::new();
+        while let Ok(frame) = rx.try_recv() {
+            frames.push(frame);
+        }
+        (outcome, frames, workspace)
+    }
+
+    fn kinds(frames: &[FromBridge]) -> Vec<String> {
+        frames
+            .iter()
+            .map(|f| match f {
+                FromBridge::Token { .. } => "token".to_string(),
+                FromBridge::ToolCall { call, .. } => {
+                    format!("tool:{}:{:?}", call.tool, call.status).to_lowercase()
+                }
+                FromBridge::FileEdit { edit, .. } => format!("edit:{}", edit.path),
+                other => format!("{other:?}"),
+            })
+            .filter(|k| k != "token")
+            .collect()
+    }
+
+    #[test]
+    fn commands_writes_and_completion() {
+        let (outcome, frames, workspace) = run(
+            "Do things\n$ echo hi; echo oops >&2\nwrite sub/notes.txt: hello\n$ exit 4",
+            None,
+        );
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(
+            kinds(&frames),
+            [
+                "tool:bash:running",
+                "tool:bash:completed",
+                "edit:sub/notes.txt",
+                "tool:bash:running",
+                "tool:bash:error"
+            ]
+        );
+        let text: String = frames
+            .iter()
+            .filter_map(|f| match f {
+                FromBridge::Token { delta, .. } => Some(delta.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(text.starts_with("Working on: Do things\n"), "{text}");
+        let calls: Vec<&FromBridge> = frames
+            .iter()
+            .filter(|f| !matches!(f, FromBridge::Token { .. }))
+            .collect();
+        match calls[1] {
+            FromBridge::ToolCall { call, .. } => {
+                assert_eq!(call.output.as_deref(), Some("hi\noops\n"));
+                assert_eq!(
+                    call.input,
+                    Some(json!({"command": "echo hi; echo oops >&2"}))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_to_string(workspace.join("sub/notes.txt")).unwrap(),
+            "hello\n"
+        );
+        let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn escaping_writes_are_tool_errors() {
+        let (outcome, frames, workspace) = run("write ../evil.txt: x", None);
+        assert_eq!(outcome, Outcome::Completed);
+        assert_eq!(kinds(&frames), ["tool:write:error"]);
+        assert!(!workspace.parent().unwrap().join("evil.txt").exists());
+        let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn fail_ends_the_prompt() {
+        let (outcome, frames, workspace) = run("go\nfail no luck\n$ echo never", None);
+        assert_eq!(outcome, Outcome::Failed("no luck".into()));
+        assert!(kinds(&frames).is_empty());
+        let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn stop_interrupts_sleeps_and_commands() {
+        let (outcome, _, workspace) = run("sleep 60000", Some(Duration::from_millis(50)));
+        assert_eq!(outcome, Outcome::Stopped);
+        let _ = std::fs::remove_dir_all(&workspace);
+        let (outcome, frames, workspace) = run("$ sleep 60", Some(Duration::from_millis(200)));
+        assert_eq!(outcome, Outcome::Stopped);
+        // Unless the stop came before the command started, the call is opened and closed.
+        let kinds = kinds(&frames);
+        assert!(
+            kinds.is_empty() || kinds == ["tool:bash:running", "tool:bash:error"],
+            "{kinds:?}"
+        );
+        let _ = std::fs::remove_dir_all(&workspace);
+    }
+}

@@ -1,0 +1,36 @@
+//! The sandbox bridge: runs inside a sandbox, dials the session room, drives a coding agent
+//! and streams its work back (PROTOCOL.md section 3); also the local sandbox provider used in
+//! development (PROTOCOL.md section 5).
+//!
+//! Layout:
+//! - [`config`]: command line and environment → the two configurations.
+//! - [`run`]: the connection loop of `bridge run`: dial, reconnect, route frames.
+//! - [`worker`]: runs prompts one at a time on the agent.
+//! - [`outbox`]: frames waiting to be sent or acknowledged (pure).
+//! - [`prompts`]: which prompts are queued, running or done (pure).
+//! - [`backoff`]: reconnect delays (pure).
+//! - [`agent`]: the agent trait and its events; one file per agent.
+//! - [`provider`]: the local provider's HTTP server and its sandboxes.
+//! - [`http`] and [`sse`]: the minimal HTTP/1.1 and event-stream code both of those need.
+//! - [`git`], [`workspace`], [`process`]: git commands, paths inside the workspace, child process groups.
+//! - [`ids`] and [`log`]: random ids and log lines.
+//!
+//! Architecture invariant: the sandbox token is read from the environment once, kept out of
+//! every child process's environment, and never printed.
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod git;
+pub mod http;
+pub mod ids;
+#[macro_use]
+pub mod log;
+pub mod outbox;
+pub mod process;
+pub mod prompts;
+pub mod provider;
+pub mod run;
+pub mod sse;
+pub mod worker;
+pub mod workspace;

@@ -1,0 +1,325 @@
+//! `bridge provider`: the local sandbox provider for development (PROTOCOL.md section 5).
+//! Each sandbox is a folder under the workspaces root and a `bridge run` process on this
+//! machine; every request but `GET /health` must carry the coordinator's signature.
+//!
+//! The local provider builds no images: `POST /images` answers `202 {"build_id":
+//! "local-noop"}` and `GET /images/local-noop` answers `{"status": "ready"}` with no image id,
+//! so the coordinator's scheduled rebuilds succeed and sandboxes start from a clone.
+//!
+//! - [`sandboxes`]: workspaces and bridge processes.
+//! - [`allowlist`]: which coordinator URLs a bridge may be pointed at.
+
+pub mod allowlist;
+pub mod sandboxes;
+
+use crate::config::ProviderConfig;
+use crate::http::{self, ReadError, Request};
+use allowlist::Allowlist;
+use protocol::provider::{
+    CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, ProviderHealth, SnapshotTaken,
+    SIGNATURE_HEADER,
+};
+use protocol::{ApiError, ErrorCode};
+use sandboxes::{Sandboxes, SNAPSHOTS};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+/// Request bodies over this are refused with 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const NOOP_BUILD: &str = "local-noop";
+
+struct Provider {
+    secret: Vec<u8>,
+    allowlist: Allowlist,
+    sandboxes: Mutex<Sandboxes>,
+}
+
+/// A response: status and JSON body.
+type Reply = (u16, String);
+
+fn ok<T: Serialize>(status: u16, body: &T) -> Reply {
+    match serde_json::to_string(body) {
+        Ok(json) => (status, json),
+        Err(e) => error(ApiError::new(ErrorCode::Internal, e.to_string())),
+    }
+}
+
+fn error(error: ApiError) -> Reply {
+    (error.status(), error.to_body())
+}
+
+pub async fn serve(config: ProviderConfig) -> i32 {
+    match start(config).await {
+        Ok(code) => code,
+        Err(e) => {
+            crate::log!("provider", "{e}");
+            1
+        }
+    }
+}
+
+async fn start(config: ProviderConfig) -> Result<i32, String> {
+    let (allowlist, bad) = Allowlist::new(&config.allowed_coordinators);
+    if !bad.is_empty() {
+        return Err(format!("not URLs in the coordinator allowlist: {bad:?}"));
+    }
+    std::fs::create_dir_all(config.workspaces.join(SNAPSHOTS))
+        .map_err(|e| format!("cannot create {}: {e}", config.workspaces.display()))?;
+    let root = config
+        .workspaces
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", config.workspaces.display()))?;
+    let bridge_bin = match config.bridge_bin {
+        Some(bin) => bin,
+        None => std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?,
+    };
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Deliberately not a URL: a harness reading the dev log takes the first http:// URL it
+    // sees for the coordinator's.
+    eprintln!(
+        "local provider listening on {addr} (agent {})",
+        config.agent.as_str()
+    );
+    crate::log!("provider", "workspaces in {}", root.display());
+    let provider = Arc::new(Provider {
+        secret: config.secret.expose().as_bytes().to_vec(),
+        allowlist,
+        sandboxes: Mutex::new(Sandboxes::new(root, config.agent, bridge_bin)),
+    });
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    tokio::spawn(handle_connection(provider.clone(), socket));
+                }
+                Err(e) => {
+                    crate::log!("provider", "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let bridges = provider.sandboxes.lock().await.remove_all();
+    crate::log!("provider", "stopping {} bridges", bridges.len());
+    let mut ending = tokio::task::JoinSet::new();
+    for bridge in bridges {
+        ending.spawn(bridge.end());
+    }
+    while ending.join_next().await.is_some() {}
+    Ok(0)
+}
+
+async fn handle_connection(provider: Arc<Provider>, mut socket: TcpStream) {
+    let (status, body) =
+        match tokio::time::timeout(READ_TIMEOUT, http::read_request(&mut socket, MAX_BODY)).await {
+            Err(_) => return,
+            Ok(Err(ReadError::Closed)) | Ok(Err(ReadError::Io(_))) => return,
+            Ok(Err(ReadError::TooLarge)) => error(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("the request is over {MAX_BODY} bytes"),
+            )),
+            Ok(Err(ReadError::Malformed(e))) => error(ApiError::new(ErrorCode::InvalidJson, e)),
+            Ok(Ok(request)) => route(&provider, &request).await,
+        };
+    if let Err(e) = http::write_json(&mut socket, status, &body).await {
+        crate::log!("provider", "cannot answer: {e}");
+        return;
+    }
+    // A refused request may still be arriving; closing with it unread would reset the
+    // connection and could destroy the answer before the client reads it.
+    let _ = socket.shutdown().await;
+    let mut sink = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut n_drained = 0;
+        while n_drained < 4 * MAX_BODY {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n_drained += n,
+            }
+        }
+    })
+    .await;
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn route(provider: &Provider, request: &Request) -> Reply {
+    let segments: Vec<&str> = request
+        .path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let method = request.method.as_str();
+    if method == "GET" && segments == ["health"] {
+        return ok(
+            200,
+            &ProviderHealth {
+                ok: true,
+                provider: "local".into(),
+                app: format!("bridge {}", env!("CARGO_PKG_VERSION")),
+            },
+        );
+    }
+    if let Err(e) = protocol::provider::verify(
+        &provider.secret,
+        request.header(SIGNATURE_HEADER),
+        &request.body,
+        now_ms(),
+    ) {
+        return error(ApiError::new(
+            ErrorCode::Unauthorized,
+            format!("bad request signature ({e:?})").to_lowercase(),
+        ));
+    }
+    match (method, segments.as_slice()) {
+        ("POST", ["sandboxes"]) => create(provider, &request.body).await,
+        ("POST", ["sandboxes", id, "snapshot"]) => snapshot(provider, id).await,
+        ("DELETE", ["sandboxes", id]) => delete(provider, id).await,
+        ("POST", ["images"]) => ok(
+            202,
+            &ImageBuildStarted {
+                build_id: NOOP_BUILD.into(),
+            },
+        ),
+        ("GET", ["images", id]) if *id == NOOP_BUILD => ok(
+            200,
+            &ImageBuild {
+                status: "ready".into(),
+                image_id: None,
+                commit: None,
+                built_at: None,
+            },
+        ),
+        ("GET", ["images", _]) => error(ApiError::not_found("image build")),
+        (_, ["sandboxes"] | ["sandboxes", _] | ["sandboxes", _, "snapshot"] | ["images"]) => {
+            error(ApiError::of(ErrorCode::MethodNotAllowed))
+        }
+        _ => error(ApiError::not_found("route")),
+    }
+}
+
+/// A body as a `T`: broken JSON is 400 `invalid_json`, JSON of the wrong shape 422 `invalid_field`.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid_field(e.to_string()),
+        _ => ApiError::new(ErrorCode::InvalidJson, e.to_string()),
+    })
+}
+
+async fn create(provider: &Provider, body: &[u8]) -> Reply {
+    let request: CreateSandbox = match parse_body(body) {
+        Ok(request) => request,
+        Err(e) => return error(e),
+    };
+    if !crate::config::is_plain_id(&request.session_id) {
+        return error(ApiError::invalid_field("session_id is not a valid id"));
+    }
+    if request.sandbox_token.is_empty() {
+        return error(ApiError::invalid_field("sandbox_token must not be empty"));
+    }
+    if !provider.allowlist.allows(&request.coordinator_url) {
+        return error(ApiError::new(
+            ErrorCode::Forbidden,
+            "coordinator_url is not in this provider's allowlist",
+        ));
+    }
+    let (root, dest) = {
+        let mut sandboxes = provider.sandboxes.lock().await;
+        if let Err(e) = sandboxes.reserve(&request.sandbox_id) {
+            return error(e);
+        }
+        (
+            sandboxes.root().to_path_buf(),
+            sandboxes.workspace(&request.sandbox_id),
+        )
+    };
+    let prepared = async {
+        if dest.exists() {
+            // An ended sandbox of the same id left its folder; a new sandbox starts afresh.
+            tokio::fs::remove_dir_all(&dest).await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("cannot clear the old workspace: {e}"),
+                )
+            })?;
+        }
+        sandboxes::prepare_workspace(&root, &dest, &request).await
+    }
+    .await;
+    let mut sandboxes = provider.sandboxes.lock().await;
+    let started = prepared.and_then(|()| sandboxes.start_bridge(&request));
+    match started {
+        Ok(pid) => {
+            crate::log!(
+                "provider",
+                "sandbox {} for session {}: bridge pid {pid}",
+                request.sandbox_id,
+                request.session_id
+            );
+            ok(
+                201,
+                &CreatedSandbox {
+                    sandbox_id: request.sandbox_id.clone(),
+                    provider_id: format!("local-{pid}"),
+                },
+            )
+        }
+        Err(e) => {
+            sandboxes.release(&request.sandbox_id);
+            crate::log!("provider", "sandbox {}: {e}", request.sandbox_id);
+            error(e)
+        }
+    }
+}
+
+async fn snapshot(provider: &Provider, sandbox_id: &str) -> Reply {
+    let (root, workspace) = {
+        let sandboxes = provider.sandboxes.lock().await;
+        match sandboxes.existing_workspace(sandbox_id) {
+            Some(workspace) => (sandboxes.root().to_path_buf(), workspace),
+            None => return error(ApiError::not_found("sandbox")),
+        }
+    };
+    let snapshot_id = crate::ids::random_id("snap_");
+    let dest = root.join(SNAPSHOTS).join(&snapshot_id);
+    match sandboxes::copy_tree(&workspace, &dest).await {
+        Ok(()) => {
+            crate::log!("provider", "sandbox {sandbox_id}: snapshot {snapshot_id}");
+            ok(200, &SnapshotTaken { snapshot_id })
+        }
+        Err(e) => error(ApiError::new(ErrorCode::Internal, e)),
+    }
+}
+
+async fn delete(provider: &Provider, sandbox_id: &str) -> Reply {
+    let removed = provider.sandboxes.lock().await.remove(sandbox_id);
+    match removed {
+        Ok(Some(bridge)) => {
+            bridge.end().await;
+            crate::log!("provider", "sandbox {sandbox_id}: ended");
+            (200, "{}".into())
+        }
+        Ok(None) => error(ApiError::not_found("sandbox")),
+        Err(e) => error(e),
+    }
+}

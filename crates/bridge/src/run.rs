@@ -1,0 +1,401 @@
+//! `bridge run`: dials the session room, keeps dialing while the process lives, and routes
+//! frames between the room, the outbox and the worker that drives the agent.
+
+use crate::agent::{stop_pair, Agent};
+use crate::backoff::Backoff;
+use crate::config::RunConfig;
+use crate::outbox::Outbox;
+use crate::prompts::Prompts;
+use crate::worker::{Job, Worker};
+use futures_util::{SinkExt, StreamExt};
+use protocol::bridge::{FromBridge, ToBridge, SANDBOX_ID_HEADER};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A dial that has not finished by then is abandoned and tried again.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent gets to finish a stopped prompt before the process exits anyway.
+const WORKER_GRACE: Duration = Duration::from_secs(10);
+
+/// Exit codes of `bridge run`.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_REFUSED: i32 = 3;
+
+/// The room's address for this sandbox: `ws(s)://…/v1/sessions/{session}/sandbox`.
+pub fn sandbox_ws_url(base: &str, session_id: &str) -> Result<String, String> {
+    let base = base.trim_end_matches('/');
+    let (scheme, rest) = [
+        ("https://", "wss://"),
+        ("http://", "ws://"),
+        ("wss://", "wss://"),
+        ("ws://", "ws://"),
+    ]
+    .iter()
+    .find_map(|(from, to)| base.strip_prefix(from).map(|rest| (*to, rest)))
+    .ok_or_else(|| format!("not an http(s) URL: {base:?}"))?;
+    if rest.is_empty() {
+        return Err(format!("no host in {base:?}"));
+    }
+    Ok(format!("{scheme}{rest}/v1/sessions/{session_id}/sandbox"))
+}
+
+#[derive(Debug)]
+enum DialError {
+    /// The room said no for good (401, 403, 410).
+    Refused(u16),
+    Failed(String),
+}
+
+async fn dial(config: &RunConfig, url: &str) -> Result<Socket, DialError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| DialError::Failed(format!("bad URL: {e}")))?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
+        .map_err(|_| DialError::Failed("the sandbox token is not a valid header value".into()))?;
+    let sandbox_id = HeaderValue::from_str(&config.sandbox_id)
+        .map_err(|_| DialError::Failed("the sandbox id is not a valid header value".into()))?;
+    request.headers_mut().insert("Authorization", bearer);
+    request.headers_mut().insert(SANDBOX_ID_HEADER, sandbox_id);
+    match tokio::time::timeout(DIAL_TIMEOUT, tokio_tungstenite::connect_async(request)).await {
+        Err(_) => Err(DialError::Failed(format!(
+            "no answer within {DIAL_TIMEOUT:?}"
+        ))),
+        Ok(Ok((socket, _))) => Ok(socket),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status().as_u16();
+            if matches!(status, 401 | 403 | 410) {
+                Err(DialError::Refused(status))
+            } else {
+                Err(DialError::Failed(format!("HTTP {status}")))
+            }
+        }
+        Ok(Err(e)) => Err(DialError::Failed(e.to_string())),
+    }
+}
+
+/// Why a connection ended.
+enum Ended {
+    Dropped(String),
+    Shutdown,
+    Signal,
+}
+
+struct Signals {
+    terminate: Option<Signal>,
+    interrupt: Option<Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        let open = |kind| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                crate::log!("run", "cannot watch signals: {e}");
+                None
+            }
+        };
+        Signals {
+            terminate: open(SignalKind::terminate()),
+            interrupt: open(SignalKind::interrupt()),
+        }
+    }
+
+    async fn recv(&mut self) {
+        async fn one(signal: &mut Option<Signal>) {
+            match signal {
+                Some(signal) => {
+                    if signal.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.terminate) => {}
+            _ = one(&mut self.interrupt) => {}
+        }
+    }
+}
+
+/// What lives across connections.
+struct Bridge {
+    sandbox_id: String,
+    agent_name: String,
+    agent_version: String,
+    heartbeat: Duration,
+    outbox: Outbox,
+    prompts: Prompts,
+    stops: HashMap<String, watch::Sender<bool>>,
+    jobs: mpsc::UnboundedSender<Job>,
+    frames: mpsc::UnboundedReceiver<FromBridge>,
+    frames_open: bool,
+}
+
+pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
+    let url = match sandbox_ws_url(&config.coordinator_url, &config.session_id) {
+        Ok(url) => url,
+        Err(e) => {
+            crate::log!("run", "{e}");
+            return EXIT_REFUSED;
+        }
+    };
+    if let Err(e) = agent.start().await {
+        crate::log!("run", "the {} agent did not start: {e}", agent.name());
+    }
+    let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    let mut bridge = Bridge {
+        sandbox_id: config.sandbox_id.clone(),
+        agent_name: agent.name().to_string(),
+        agent_version: agent.version(),
+        heartbeat: config.heartbeat,
+        outbox: Outbox::new(crate::ids::random_id("b")),
+        prompts: Prompts::default(),
+        stops: HashMap::new(),
+        jobs: jobs_tx,
+        frames: frames_rx,
+        frames_open: true,
+    };
+    let worker = Worker {
+        agent,
+        workspace: config.workspace.clone(),
+        attribution: config.attribution.clone(),
+    };
+    let worker = tokio::spawn(worker.work(jobs_rx, frames_tx));
+    let mut signals = Signals::new();
+    let mut backoff = Backoff::default();
+    let code = loop {
+        crate::log!(
+            "run",
+            "connecting to {url} as sandbox {}",
+            config.sandbox_id
+        );
+        let attempt = tokio::select! {
+            attempt = dial(&config, &url) => attempt,
+            _ = signals.recv() => break EXIT_OK,
+        };
+        match attempt {
+            Ok(socket) => {
+                backoff.reset();
+                crate::log!("run", "connected");
+                match bridge.serve(socket, &mut signals).await {
+                    Ended::Dropped(reason) => crate::log!("run", "connection lost: {reason}"),
+                    Ended::Shutdown => {
+                        crate::log!("run", "shutdown requested by the coordinator");
+                        break EXIT_OK;
+                    }
+                    Ended::Signal => break EXIT_OK,
+                }
+            }
+            Err(DialError::Refused(status)) => {
+                let why = match status {
+                    401 => "the sandbox token was refused",
+                    403 => "the token belongs to another sandbox",
+                    _ => "the sandbox has already ended",
+                };
+                crate::log!("run", "coordinator answered HTTP {status}: {why}; exiting");
+                break EXIT_REFUSED;
+            }
+            Err(DialError::Failed(reason)) => crate::log!("run", "cannot connect: {reason}"),
+        }
+        let delay = backoff.next_delay(crate::ids::random_unit());
+        crate::log!("run", "reconnecting in {} ms", delay.as_millis());
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = signals.recv() => break EXIT_OK,
+        }
+    };
+    bridge.finish(worker).await;
+    code
+}
+
+impl Bridge {
+    async fn serve(&mut self, socket: Socket, signals: &mut Signals) -> Ended {
+        let (mut sink, mut stream) = socket.split();
+        let ready = FromBridge::Ready {
+            sandbox_id: self.sandbox_id.clone(),
+            agent: self.agent_name.clone(),
+            agent_version: self.agent_version.clone(),
+        };
+        if let Err(e) = send(&mut sink, &ready).await {
+            return Ended::Dropped(e);
+        }
+        self.outbox.rewind();
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Err(e) = self.flush(&mut sink).await {
+                return Ended::Dropped(e);
+            }
+            tokio::select! {
+                message = stream.next() => match message {
+                    None => return Ended::Dropped("closed".into()),
+                    Some(Err(e)) => return Ended::Dropped(e.to_string()),
+                    Some(Ok(Message::Text(text))) => {
+                        if self.handle(text.as_str()) {
+                            return Ended::Shutdown;
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        let reason = frame
+                            .map(|f| format!("closed by the coordinator ({} {})", u16::from(f.code), f.reason))
+                            .unwrap_or_else(|| "closed by the coordinator".into());
+                        return Ended::Dropped(reason);
+                    }
+                    Some(Ok(_)) => {}
+                },
+                frame = self.frames.recv(), if self.frames_open => match frame {
+                    Some(frame) => self.queue(frame),
+                    None => {
+                        crate::log!("run", "the worker stopped unexpectedly");
+                        self.frames_open = false;
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if let Err(e) = send(&mut sink, &FromBridge::Heartbeat {}).await {
+                        return Ended::Dropped(e);
+                    }
+                }
+                _ = signals.recv() => return Ended::Signal,
+            }
+        }
+    }
+
+    /// Writes everything the outbox has not sent on this connection yet.
+    async fn flush<S>(&mut self, sink: &mut S) -> Result<(), String>
+    where
+        S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
+    {
+        while let Some(frame) = self.outbox.next_unsent() {
+            send(sink, frame).await?;
+            self.outbox.mark_sent();
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, frame: FromBridge) {
+        if let FromBridge::Done { message_id, .. } = &frame {
+            self.prompts.finished(message_id);
+            self.stops.remove(message_id);
+        }
+        self.outbox.push(frame);
+    }
+
+    /// Acts on a frame from the room; true when it asks the bridge to shut down.
+    fn handle(&mut self, text: &str) -> bool {
+        let frame = match serde_json::from_str::<ToBridge>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let kind = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(String::from))
+                    .unwrap_or_else(|| "?".into());
+                crate::log!("run", "ignoring a frame of type {kind:?}: {e}");
+                return false;
+            }
+        };
+        match frame {
+            ToBridge::Prompt(prompt) => {
+                let message_id = prompt.message_id.clone();
+                if !self.prompts.admit(&message_id) {
+                    crate::log!(
+                        "run",
+                        "prompt {message_id} was already received; not running it again"
+                    );
+                    return false;
+                }
+                let (stop_tx, stop) = stop_pair();
+                self.stops.insert(message_id.clone(), stop_tx);
+                crate::log!("run", "prompt {message_id} received");
+                if self.jobs.send(Job { prompt, stop }).is_err() {
+                    crate::log!("run", "the worker is gone; prompt {message_id} cannot run");
+                }
+            }
+            ToBridge::Stop { message_id } => match self.stops.get(&message_id) {
+                Some(stop) => {
+                    crate::log!("run", "stopping prompt {message_id}");
+                    let _ = stop.send(true);
+                }
+                None => crate::log!("run", "stop for prompt {message_id}, which is not running"),
+            },
+            ToBridge::Snapshot { reason } => {
+                crate::log!("run", "the coordinator is taking a snapshot ({reason})");
+            }
+            ToBridge::Ack { ack_id } => {
+                self.outbox.ack(&ack_id);
+            }
+            ToBridge::Shutdown {} => return true,
+        }
+        false
+    }
+
+    /// Stops every prompt, lets the worker wind the agent down, and gives up after a while.
+    async fn finish(self, worker: tokio::task::JoinHandle<()>) {
+        for stop in self.stops.values() {
+            let _ = stop.send(true);
+        }
+        drop(self.jobs);
+        if tokio::time::timeout(WORKER_GRACE, worker).await.is_err() {
+            crate::log!("run", "the agent did not stop within {WORKER_GRACE:?}");
+        }
+        if self.outbox.n_unacked() > 0 {
+            crate::log!(
+                "run",
+                "exiting with {} unacknowledged frames",
+                self.outbox.n_unacked()
+            );
+        }
+    }
+}
+
+async fn send<S>(sink: &mut S, frame: &FromBridge) -> Result<(), String>
+where
+    S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    let text = serde_json::to_string(frame).map_err(|e| format!("cannot encode a frame: {e}"))?;
+    sink.send(Message::text(text))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_urls() {
+        let check = |base: &str, expected: &str| {
+            assert_eq!(
+                sandbox_ws_url(base, "ses_1").as_deref(),
+                Ok(expected),
+                "{base}"
+            );
+        };
+        check(
+            "http://127.0.0.1:8787",
+            "ws://127.0.0.1:8787/v1/sessions/ses_1/sandbox",
+        );
+        check(
+            "https://c.example.com/",
+            "wss://c.example.com/v1/sessions/ses_1/sandbox",
+        );
+        check(
+            "https://c.example.com/base",
+            "wss://c.example.com/base/v1/sessions/ses_1/sandbox",
+        );
+        check("ws://h:1", "ws://h:1/v1/sessions/ses_1/sandbox");
+        assert!(sandbox_ws_url("ftp://x", "s").is_err());
+        assert!(sandbox_ws_url("http://", "s").is_err());
+    }
+}
