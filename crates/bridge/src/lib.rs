@@ -7,6 +7,7 @@
 //! - [`run`]: the connection loop of `bridge run`: dial, reconnect, route frames.
 //! - [`worker`]: runs prompts one at a time on the agent.
 //! - [`outbox`]: frames waiting to be sent or acknowledged (pure).
+//! - [`journal`]: the outbox and prompt state on disk, for a bridge started again.
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod git;
 pub mod http;
 pub mod ids;
+pub mod journal;
 #[macro_use]
 pub mod log;
 pub mod outbox;

@@ -62,6 +62,28 @@ impl Outbox {
         ack_id
     }
 
+    /// The outbox a journal kept: its critical frames go out again, with ack ids continuing
+    /// from where the earlier process stopped.
+    pub fn restore(ack_prefix: String, n_acks: u64, unacked: Vec<FromBridge>) -> Self {
+        Outbox {
+            ack_prefix,
+            n_acks,
+            entries: unacked.into(),
+            n_sent: 0,
+        }
+    }
+
+    /// What a journal keeps: the ack id prefix and counter, and the critical frames.
+    pub fn to_journal(&self) -> (String, u64, Vec<FromBridge>) {
+        let unacked = self
+            .entries
+            .iter()
+            .filter(|frame| is_critical(frame))
+            .cloned()
+            .collect();
+        (self.ack_prefix.clone(), self.n_acks, unacked)
+    }
+
     /// The next frame to write on the current connection.
     pub fn next_unsent(&self) -> Option<&FromBridge> {
         self.entries.get(self.n_sent)

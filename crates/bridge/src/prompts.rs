@@ -45,6 +45,20 @@ impl Prompts {
         }
     }
 
+    /// The prompt queued or running, if any (the room sends one at a time).
+    pub fn active(&self) -> Option<String> {
+        self.states
+            .iter()
+            .find(|(_, state)| **state == PromptState::Active)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// The last `n` finished prompts, oldest first.
+    pub fn recently_finished(&self, n: usize) -> Vec<String> {
+        let skip = self.done_order.len().saturating_sub(n);
+        self.done_order.iter().skip(skip).cloned().collect()
+    }
+
     pub fn state(&self, message_id: &str) -> Option<PromptState> {
         self.states.get(message_id).copied()
     }

@@ -4,6 +4,7 @@
 use crate::agent::{stop_pair, Agent};
 use crate::backoff::Backoff;
 use crate::config::RunConfig;
+use crate::journal::{Journal, JournalFile};
 use crate::outbox::Outbox;
 use crate::prompts::Prompts;
 use crate::worker::{Job, Worker};
@@ -139,7 +140,11 @@ struct Bridge {
     jobs: mpsc::UnboundedSender<Job>,
     frames: mpsc::UnboundedReceiver<FromBridge>,
     frames_open: bool,
+    journal: JournalFile,
 }
+
+/// How many finished prompts the journal remembers.
+const N_FINISHED_JOURNALED: usize = 32;
 
 pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     let url = match sandbox_ws_url(&config.coordinator_url, &config.session_id) {
@@ -154,6 +159,8 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     }
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+    let journal = JournalFile::for_sandbox(&config.workspace, &config.sandbox_id);
+    let earlier = journal.load();
     let mut bridge = Bridge {
         sandbox_id: config.sandbox_id.clone(),
         agent_name: agent.name().to_string(),
@@ -165,7 +172,11 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         jobs: jobs_tx,
         frames: frames_rx,
         frames_open: true,
+        journal,
     };
+    if let Some(earlier) = earlier {
+        bridge.resume(earlier);
+    }
     let worker = Worker {
         agent,
         workspace: config.workspace.clone(),
@@ -220,12 +231,56 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
 }
 
 impl Bridge {
+    /// Takes over from an earlier process of this sandbox: its unacknowledged frames go out
+    /// again, and the prompt it was running ends as failed (its work so far stays in the
+    /// workspace; running it again could repeat what it already did).
+    fn resume(&mut self, earlier: Journal) {
+        crate::log!(
+            "run",
+            "resuming after an earlier bridge: {} unacknowledged frames",
+            earlier.unacked.len()
+        );
+        self.outbox = Outbox::restore(earlier.ack_prefix, earlier.n_acks, earlier.unacked);
+        for message_id in &earlier.finished {
+            self.prompts.admit(message_id);
+            self.prompts.finished(message_id);
+        }
+        if let Some(message_id) = earlier.active {
+            self.prompts.admit(&message_id);
+            self.queue(FromBridge::Done {
+                message_id,
+                ok: false,
+                error: Some(
+                    "the bridge restarted while this prompt ran; what it did before is in the workspace"
+                        .into(),
+                ),
+                ack_id: String::new(),
+            });
+        }
+        self.save_journal();
+    }
+
+    fn save_journal(&self) {
+        let (ack_prefix, n_acks, unacked) = self.outbox.to_journal();
+        self.journal.save(&Journal {
+            ack_prefix,
+            n_acks,
+            unacked,
+            active: self.prompts.active(),
+            finished: self.prompts.recently_finished(N_FINISHED_JOURNALED),
+        });
+    }
+
     async fn serve(&mut self, socket: Socket, signals: &mut Signals) -> Ended {
         let (mut sink, mut stream) = socket.split();
         let ready = FromBridge::Ready {
             sandbox_id: self.sandbox_id.clone(),
             agent: self.agent_name.clone(),
             agent_version: self.agent_version.clone(),
+            message_id: self
+                .prompts
+                .active()
+                .or_else(|| self.prompts.recently_finished(1).pop()),
         };
         if let Err(e) = send(&mut sink, &ready).await {
             return Ended::Dropped(e);
@@ -289,7 +344,10 @@ impl Bridge {
             self.prompts.finished(message_id);
             self.stops.remove(message_id);
         }
-        self.outbox.push(frame);
+        if self.outbox.push(frame).is_some() {
+            // Critical: on disk before it is sent, so a restarted bridge sends it again.
+            self.save_journal();
+        }
     }
 
     /// Acts on a frame from the room; true when it asks the bridge to shut down.
@@ -315,6 +373,7 @@ impl Bridge {
                     );
                     return false;
                 }
+                self.save_journal();
                 let (stop_tx, stop) = stop_pair();
                 self.stops.insert(message_id.clone(), stop_tx);
                 crate::log!("run", "prompt {message_id} received");
@@ -333,7 +392,9 @@ impl Bridge {
                 crate::log!("run", "the coordinator is taking a snapshot ({reason})");
             }
             ToBridge::Ack { ack_id } => {
-                self.outbox.ack(&ack_id);
+                if self.outbox.ack(&ack_id) {
+                    self.save_journal();
+                }
             }
             ToBridge::Shutdown {} => return true,
         }

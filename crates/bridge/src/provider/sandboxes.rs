@@ -8,7 +8,9 @@ use protocol::{ApiError, ErrorCode};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
@@ -55,8 +57,53 @@ enum Slot {
 }
 
 struct Bridge {
-    pgid: u32,
+    /// The process group of the bridge running now (a restarted one has a new one).
+    pgid: watch::Receiver<u32>,
     exited: watch::Receiver<bool>,
+    /// Set when the provider ends the sandbox, so the supervisor does not start it again.
+    ending: Arc<AtomicBool>,
+}
+
+/// How a sandbox's `bridge run` is started (the environment holds its token: never logged).
+struct BridgeCommand {
+    workspace: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A bridge that died is started again after this pause, at most this often.
+const RESTART_DELAY: Duration = Duration::from_millis(500);
+const MAX_RESTARTS: usize = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+fn spawn_bridge(
+    command: &BridgeCommand,
+    bridge_bin: &Path,
+) -> Result<tokio::process::Child, ApiError> {
+    let mut cmd = tokio::process::Command::new(bridge_bin);
+    cmd.arg("run")
+        .current_dir(&command.workspace)
+        .env_clear()
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    crate::process::die_with_parent(&mut cmd);
+    cmd.spawn().map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot start {}: {e}", bridge_bin.display()),
+        )
+    })
+}
+
+fn forward_output(child: &mut tokio::process::Child, label: &str) {
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(stdout, label.to_string()));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_lines(stderr, label.to_string()));
+    }
 }
 
 impl Bridge {
@@ -66,21 +113,23 @@ impl Bridge {
 
     /// SIGTERM to the group, SIGKILL after the grace period; returns once the bridge was reaped.
     async fn end(mut self) {
+        self.ending.store(true, Ordering::SeqCst);
         // A bridge that already exited is left alone: its pid may belong to someone else now.
         if !self.is_running() {
             return;
         }
-        signal_group(self.pgid, libc::SIGTERM);
+        let pgid = *self.pgid.borrow();
+        signal_group(pgid, libc::SIGTERM);
         let timed_out = tokio::time::timeout(GRACE, self.exited.wait_for(|e| *e))
             .await
             .is_err();
         if timed_out {
-            signal_group(self.pgid, libc::SIGKILL);
+            signal_group(pgid, libc::SIGKILL);
             let _ = self.exited.wait_for(|e| *e).await;
         }
         // Whatever the bridge left in its group goes with it; the group id cannot have been
         // reused while it still had members.
-        signal_group(self.pgid, libc::SIGKILL);
+        signal_group(pgid, libc::SIGKILL);
     }
 }
 
@@ -137,67 +186,100 @@ impl Sandboxes {
         }
     }
 
-    /// Starts `bridge run` for a prepared workspace; returns the bridge's pid.
+    /// Starts `bridge run` for a prepared workspace; returns the first bridge's pid.
+    ///
+    /// A bridge that dies (a crash, a kill) is started again in the same workspace, where its
+    /// journal lets it resend what the room had not acknowledged. One that exits by itself (a
+    /// shutdown, or the room refusing it for good) or was ended by the provider is not.
     pub fn start_bridge(&mut self, request: &CreateSandbox) -> Result<u32, ApiError> {
-        let workspace = self.workspace(&request.sandbox_id);
-        let mut cmd = tokio::process::Command::new(&self.bridge_bin);
-        cmd.arg("run")
-            .current_dir(&workspace)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        crate::process::die_with_parent(&mut cmd);
-        for name in INHERITED {
-            if let Ok(value) = std::env::var(name) {
-                cmd.env(name, value);
-            }
-        }
-        for (name, value) in &request.env {
-            if is_env_name(name) && !RESERVED.contains(&name.as_str()) {
-                cmd.env(name, value);
-            }
-        }
-        cmd.env("COORDINATOR_URL", &request.coordinator_url)
-            .env("SESSION_ID", &request.session_id)
-            .env("SANDBOX_ID", &request.sandbox_id)
-            .env("SANDBOX_TOKEN", &request.sandbox_token)
-            .env("WORKSPACE", &workspace)
-            .env("AGENT", self.agent.as_str());
-        let mut child = cmd.spawn().map_err(|e| {
-            ApiError::new(
-                ErrorCode::Internal,
-                format!("cannot start {}: {e}", self.bridge_bin.display()),
-            )
-        })?;
-        let pid = child
-            .id()
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the bridge exited at once"))?;
+        let command = self.bridge_command(request);
+        let mut child = spawn_bridge(&command, &self.bridge_bin)?;
+        let first_pid = child.id().unwrap_or(0);
         let label = request.sandbox_id.clone();
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(forward_lines(stdout, label.clone()));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(forward_lines(stderr, label.clone()));
-        }
         let (exited_tx, exited) = watch::channel(false);
-        // Reaps the bridge whenever it exits, so no zombie is left and `exited` is known.
+        let (pgid_tx, pgid) = watch::channel(first_pid);
+        let ending = Arc::new(AtomicBool::new(false));
+        let supervisor_ending = ending.clone();
+        let bridge_bin = self.bridge_bin.clone();
         tokio::spawn(async move {
-            match child.wait().await {
-                Ok(status) => crate::log!("provider", "sandbox {label}: bridge exited ({status})"),
-                Err(e) => crate::log!(
-                    "provider",
-                    "sandbox {label}: cannot wait for the bridge: {e}"
-                ),
+            let mut restarts: Vec<Instant> = Vec::new();
+            loop {
+                forward_output(&mut child, &label);
+                let status = child.wait().await;
+                match &status {
+                    Ok(status) => {
+                        crate::log!("provider", "sandbox {label}: bridge exited ({status})")
+                    }
+                    Err(e) => crate::log!(
+                        "provider",
+                        "sandbox {label}: cannot wait for the bridge: {e}"
+                    ),
+                }
+                let died = matches!(&status, Ok(status) if status.code().is_none() || !matches!(status.code(), Some(0) | Some(crate::run::EXIT_REFUSED) | Some(2)));
+                restarts.retain(|at| at.elapsed() < RESTART_WINDOW);
+                if !died
+                    || supervisor_ending.load(Ordering::SeqCst)
+                    || restarts.len() >= MAX_RESTARTS
+                {
+                    break;
+                }
+                restarts.push(Instant::now());
+                tokio::time::sleep(RESTART_DELAY).await;
+                if supervisor_ending.load(Ordering::SeqCst) {
+                    break;
+                }
+                crate::log!("provider", "sandbox {label}: starting the bridge again");
+                match spawn_bridge(&command, &bridge_bin) {
+                    Ok(next) => {
+                        let _ = pgid_tx.send(next.id().unwrap_or(0));
+                        child = next;
+                    }
+                    Err(e) => {
+                        crate::log!("provider", "sandbox {label}: {}", e.message);
+                        break;
+                    }
+                }
             }
             let _ = exited_tx.send(true);
         });
         self.slots.insert(
             request.sandbox_id.clone(),
-            Slot::Live(Bridge { pgid: pid, exited }),
+            Slot::Live(Bridge {
+                pgid,
+                exited,
+                ending,
+            }),
         );
-        Ok(pid)
+        Ok(first_pid)
+    }
+
+    /// Everything `bridge run` is started with, kept to start it again.
+    fn bridge_command(&self, request: &CreateSandbox) -> BridgeCommand {
+        let workspace = self.workspace(&request.sandbox_id);
+        let mut env: Vec<(String, String)> = INHERITED
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .map(|value| (name.to_string(), value))
+            })
+            .collect();
+        for (name, value) in &request.env {
+            if is_env_name(name) && !RESERVED.contains(&name.as_str()) {
+                env.push((name.clone(), value.clone()));
+            }
+        }
+        for (name, value) in [
+            ("COORDINATOR_URL", request.coordinator_url.as_str()),
+            ("SESSION_ID", &request.session_id),
+            ("SANDBOX_ID", &request.sandbox_id),
+            ("SANDBOX_TOKEN", &request.sandbox_token),
+            ("AGENT", self.agent.as_str()),
+        ] {
+            env.push((name.to_string(), value.to_string()));
+        }
+        env.push(("WORKSPACE".into(), workspace.display().to_string()));
+        BridgeCommand { workspace, env }
     }
 
     /// The workspace of a sandbox this provider knows, live or ended, if its folder exists.

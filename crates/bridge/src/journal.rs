@@ -1,0 +1,108 @@
+//! What a bridge must not forget when its process dies: the critical frames the room has not
+//! acknowledged, the ack id counter, the prompt in progress and the prompts it finished. A
+//! bridge started again for the same sandbox (by the provider, or by hand) reads it back, sends
+//! the unacknowledged frames again, and reports the interrupted prompt as failed, so nothing
+//! critical is lost or sent twice.
+//!
+//! One small JSON file per sandbox inside the workspace's `.git` folder (never committed, and a
+//! snapshot restored into a new sandbox carries another sandbox's file, which is ignored),
+//! replaced atomically by writing a temporary file and renaming it.
+
+use protocol::bridge::FromBridge;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Journal {
+    pub ack_prefix: String,
+    pub n_acks: u64,
+    /// Critical frames not yet acknowledged, oldest first.
+    pub unacked: Vec<FromBridge>,
+    /// The prompt received and not finished, if any.
+    pub active: Option<String>,
+    /// Prompts finished lately, oldest first, so a re-sent prompt does not run twice.
+    pub finished: Vec<String>,
+}
+
+impl Journal {
+    /// What the bridge was working on: the active prompt, else the last finished one.
+    pub fn current_prompt(&self) -> Option<&str> {
+        self.active
+            .as_deref()
+            .or(self.finished.last().map(String::as_str))
+    }
+}
+
+pub struct JournalFile {
+    path: PathBuf,
+}
+
+impl JournalFile {
+    pub fn for_sandbox(workspace: &Path, sandbox_id: &str) -> JournalFile {
+        let git = workspace.join(".git");
+        let dir = if git.is_dir() {
+            git
+        } else {
+            workspace.to_path_buf()
+        };
+        JournalFile {
+            path: dir.join(format!("bridge-journal-{sandbox_id}.json")),
+        }
+    }
+
+    /// The journal left by an earlier process, if any (an unreadable one counts as none).
+    pub fn load(&self) -> Option<Journal> {
+        let text = std::fs::read(&self.path).ok()?;
+        match serde_json::from_slice(&text) {
+            Ok(journal) => Some(journal),
+            Err(e) => {
+                crate::log!("journal", "ignoring an unreadable journal: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn save(&self, journal: &Journal) {
+        let temp = self.path.with_extension("json.tmp");
+        let written = serde_json::to_vec(journal)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| std::fs::write(&temp, bytes).map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::rename(&temp, &self.path).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            crate::log!("journal", "cannot save the journal: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_in_the_git_folder() {
+        let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        let file = JournalFile::for_sandbox(&dir, "sbx_1");
+        assert_eq!(file.load(), None);
+        let journal = Journal {
+            ack_prefix: "b1".into(),
+            n_acks: 2,
+            unacked: vec![FromBridge::Done {
+                message_id: "m1".into(),
+                ok: true,
+                error: None,
+                ack_id: "b1-2".into(),
+            }],
+            active: None,
+            finished: vec!["m0".into(), "m1".into()],
+        };
+        file.save(&journal);
+        assert!(dir.join(".git/bridge-journal-sbx_1.json").is_file());
+        assert_eq!(file.load(), Some(journal.clone()));
+        assert_eq!(journal.current_prompt(), Some("m1"));
+        std::fs::write(dir.join(".git/bridge-journal-sbx_1.json"), "{").unwrap();
+        assert_eq!(file.load(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
