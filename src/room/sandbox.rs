@@ -629,13 +629,15 @@ impl SessionRoom {
         self.store.start_message(&message.id, now)?;
         self.store
             .set_sandbox_status(&sandbox.id, SandboxState::Busy, None)?;
+        if sandbox.state() != SandboxState::Busy {
+            self.emit(sandbox_status(SandboxState::Busy, None), now)?;
+        }
         self.emit(
             EventBody::PromptStarted {
                 message_id: message.id.clone(),
             },
             now,
         )?;
-        self.emit(sandbox_status(SandboxState::Busy, None), now)?;
         hub::send(&socket, &to_bridge(&ToBridge::Prompt(job)));
         Ok(())
     }
