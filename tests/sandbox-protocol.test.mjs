@@ -110,6 +110,8 @@ describe('the bridge socket', () => {
     const replaced = await first.waitClose(5_000);
     assert.equal(replaced?.code, 4000);
     assert.ok(second.isOpen);
+    // The new connection did not say it had the running prompt, so the room sends it again.
+    assert.equal((await second.waitFor((f) => f.type === 'prompt')).content, 'one');
 
     // Archiving ends the sandbox: the bridge is told to shut down, and its token is now 410.
     const shutdown = second.waitFor((f) => f.type === 'shutdown', 10_000);

@@ -132,17 +132,30 @@ impl SessionRoom {
         self.refuse_if_archived()?;
         let message = self.store.message(message_id)?;
         queue::check_cancel(message.as_ref().map(|m| m.status()))?;
+        self.finish_prompt(message_id, PromptStatus::Cancelled, None, now)
+    }
+
+    /// Ends a prompt: its status in `messages` and a `prompt_finished` event, after any
+    /// token text still batched in memory.
+    pub(super) fn finish_prompt(
+        &self,
+        message_id: &str,
+        status: PromptStatus,
+        error: Option<&str>,
+        now: u64,
+    ) -> Result<()> {
+        self.flush_tokens(now)?;
         self.store
-            .finish_message(message_id, MessageStatus::Cancelled, None, now)?;
+            .finish_message(message_id, MessageStatus::from(status), error, now)?;
         self.emit(
             EventBody::PromptFinished {
                 message_id: message_id.to_owned(),
-                status: PromptStatus::Cancelled,
-                error: None,
+                status,
+                error: error.map(str::to_owned),
             },
             now,
-        )?;
-        Ok(())
+        )
+        .map(drop)
     }
 
     pub(super) fn add_selection(
@@ -247,16 +260,7 @@ impl SessionRoom {
         self.store.set_session_status("archived")?;
         let reason = "the session was archived";
         for message in self.store.queue()? {
-            self.store
-                .finish_message(&message.id, MessageStatus::Cancelled, Some(reason), now)?;
-            self.emit(
-                EventBody::PromptFinished {
-                    message_id: message.id,
-                    status: PromptStatus::Cancelled,
-                    error: Some(reason.into()),
-                },
-                now,
-            )?;
+            self.finish_prompt(&message.id, PromptStatus::Cancelled, Some(reason), now)?;
         }
         self.end_for_archive(now)?;
         self.hub

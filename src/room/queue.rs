@@ -41,6 +41,18 @@ impl MessageStatus {
     }
 }
 
+impl From<protocol::event::PromptStatus> for MessageStatus {
+    fn from(status: protocol::event::PromptStatus) -> Self {
+        use protocol::event::PromptStatus as P;
+        match status {
+            P::Completed => MessageStatus::Completed,
+            P::Failed => MessageStatus::Failed,
+            P::Cancelled => MessageStatus::Cancelled,
+            P::TimedOut => MessageStatus::TimedOut,
+        }
+    }
+}
+
 /// Whether one more prompt fits; `waiting` is how many are queued now. Returns its 1-based position.
 pub fn admit(waiting: usize, queue_len: usize) -> Result<u32, ApiError> {
     if waiting >= queue_len {

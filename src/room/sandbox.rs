@@ -11,7 +11,6 @@ use super::lifecycle::{
     TokenBatch,
 };
 use super::object::SessionRoom;
-use super::queue::MessageStatus;
 use super::store::{ArtifactRow, MessageRow, SandboxRow};
 use crate::config::ProviderKind;
 use crate::error::Result;
@@ -235,6 +234,10 @@ impl SessionRoom {
                     // A snapshot that cannot be restored would fail every retry the same way.
                     self.update_meta(|meta| meta.latest_snapshot = None)?;
                 }
+                self.emit(
+                    sandbox_status(SandboxState::Failed, Some(error.0.clone())),
+                    now,
+                )?;
                 self.provider_failed(&error.0, now)
             }
         }
@@ -258,10 +261,6 @@ impl SessionRoom {
                 meta.retry_at = Some(at);
             }
         })?;
-        self.emit(
-            sandbox_status(SandboxState::Failed, Some(reason.to_owned())),
-            now,
-        )?;
         match decision {
             AfterFailure::RetryAt(at) => {
                 let message = format!(
@@ -285,16 +284,7 @@ impl SessionRoom {
 
     fn fail_waiting(&self, reason: &str, now: u64) -> Result<()> {
         while let Some(message) = self.store.next_waiting()? {
-            self.store
-                .finish_message(&message.id, MessageStatus::Failed, Some(reason), now)?;
-            self.emit(
-                EventBody::PromptFinished {
-                    message_id: message.id,
-                    status: PromptStatus::Failed,
-                    error: Some(reason.to_owned()),
-                },
-                now,
-            )?;
+            self.finish_prompt(&message.id, PromptStatus::Failed, Some(reason), now)?;
         }
         Ok(())
     }
@@ -305,7 +295,8 @@ impl SessionRoom {
         self.state
             .get_websockets_with_tag(&hub::sandbox_tag(sandbox_id))
             .into_iter()
-            .next()
+            // The newest: a replaced connection may still be closing.
+            .next_back()
     }
 
     /// `GET /v1/sessions/:id/sandbox`: 401 for a token no sandbox of this room holds, 403 for
@@ -599,6 +590,12 @@ impl SessionRoom {
     /// (which asks the provider for a sandbox when none is up). What the caller did is
     /// already stored and answered, so a failure here is logged, not returned.
     pub(super) async fn kick(&self, now: u64) {
+        // Without a provider and a sandbox there is nothing to move: keep the prompt path lean.
+        if self.config.provider.kind == ProviderKind::None
+            && matches!(self.store.live_sandbox_id(), Ok(None))
+        {
+            return;
+        }
         let outcome = match self.dispatch_next(now) {
             Ok(()) => self.schedule().await,
             Err(error) => Err(error),
@@ -610,13 +607,17 @@ impl SessionRoom {
 
     /// Sends the next waiting prompt when a connected sandbox is free for it.
     pub(super) fn dispatch_next(&self, now: u64) -> Result<()> {
-        if self.store.running_id()?.is_some() {
+        if self.store.running_id()?.is_some() || self.store.live_sandbox_id()?.is_none() {
             return Ok(());
         }
         let Some(sandbox) = self.store.live_sandbox()? else {
             return Ok(());
         };
-        if !matches!(sandbox.state(), SandboxState::Ready | SandboxState::Idle) {
+        // Busy with nothing running means the last prompt just finished.
+        if !matches!(
+            sandbox.state(),
+            SandboxState::Ready | SandboxState::Idle | SandboxState::Busy
+        ) {
             return Ok(());
         }
         let Some(socket) = self.bridge_socket(&sandbox.id) else {
@@ -652,30 +653,13 @@ impl SessionRoom {
         let Some(message_id) = self.store.running_id()? else {
             return Ok(());
         };
-        self.flush_tokens(now)?;
-        let message_status = match status {
-            PromptStatus::Completed => MessageStatus::Completed,
-            PromptStatus::Failed => MessageStatus::Failed,
-            PromptStatus::Cancelled => MessageStatus::Cancelled,
-            PromptStatus::TimedOut => MessageStatus::TimedOut,
-        };
-        self.store
-            .finish_message(&message_id, message_status, error, now)?;
+        self.finish_prompt(&message_id, status, error, now)?;
         self.update_meta(|meta| meta.stop_requested = None)?;
-        self.emit(
-            EventBody::PromptFinished {
-                message_id,
-                status,
-                error: error.map(str::to_owned),
-            },
-            now,
-        )?;
         let Some(sandbox) = self.store.live_sandbox()? else {
             return Ok(());
         };
         if self.store.count_waiting()? > 0 {
-            self.store
-                .set_sandbox_status(&sandbox.id, SandboxState::Ready, None)?;
+            // Still busy: the next prompt goes straight on.
             return self.dispatch_next(now);
         }
         self.store.sandbox_idle_since(&sandbox.id, now)?;
@@ -745,7 +729,10 @@ impl SessionRoom {
         };
         self.store
             .end_sandbox(&sandbox.id, status, Some(reason), now)?;
-        if let Some(socket) = self.bridge_socket(&sandbox.id) {
+        for socket in self
+            .state
+            .get_websockets_with_tag(&hub::sandbox_tag(&sandbox.id))
+        {
             hub::send(&socket, &to_bridge(&ToBridge::Shutdown {}));
             hub::close(&socket, 4010, reason);
         }

@@ -495,12 +495,7 @@ impl Store {
     }
 
     pub fn running_id(&self) -> Result<Option<String>> {
-        if let Some(cached) = self.running_id.borrow().as_ref() {
-            return Ok(cached.clone());
-        }
-        let id = self.running()?.map(|m| m.id);
-        *self.running_id.borrow_mut() = Some(id.clone());
-        Ok(id)
+        cached(&self.running_id, || Ok(self.running()?.map(|m| m.id)))
     }
 
     pub fn start_message(&self, id: &str, now_ms: u64) -> Result<()> {
@@ -561,12 +556,9 @@ impl Store {
     }
 
     pub fn live_sandbox_id(&self) -> Result<Option<String>> {
-        if let Some(cached) = self.live_sandbox_id.borrow().as_ref() {
-            return Ok(cached.clone());
-        }
-        let id = self.live_sandbox()?.map(|s| s.id);
-        *self.live_sandbox_id.borrow_mut() = Some(id.clone());
-        Ok(id)
+        cached(&self.live_sandbox_id, || {
+            Ok(self.live_sandbox()?.map(|s| s.id))
+        })
     }
 
     /// The newest sandbox, live or ended.
@@ -695,6 +687,19 @@ impl Store {
             None => self.run("DELETE FROM room_meta WHERE key = ?", vec![s(key)]),
         }
     }
+}
+
+/// The cached value, or `load`'s, which is then cached until a write resets the cell.
+fn cached(
+    cell: &RefCell<Option<Option<String>>>,
+    load: impl FnOnce() -> Result<Option<String>>,
+) -> Result<Option<String>> {
+    if let Some(value) = cell.borrow().as_ref() {
+        return Ok(value.clone());
+    }
+    let value = load()?;
+    *cell.borrow_mut() = Some(value.clone());
+    Ok(value)
 }
 
 /// Turns a missing row into the protocol's `not_found`.
