@@ -294,6 +294,7 @@ pub async fn run(job: &Value) -> Result<Value, String> {
                         sandbox_id: created.sandbox_id.clone(),
                         agent: "bench".into(),
                         agent_version: "0".into(),
+                        message_id: None,
                     })
                     .await?;
                 bridge = Some(dialed);
