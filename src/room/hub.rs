@@ -12,6 +12,7 @@ use protocol::frames::ServerFrame;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use wasm_bindgen::JsCast;
 use worker::{State, WebSocket};
 
 pub const PARTICIPANT_TAG: &str = "participant";
@@ -33,10 +34,21 @@ pub struct BridgeLink {
     pub sandbox_id: String,
 }
 
-/// Who is on a socket, read from its attachment.
+/// Who is on a socket, read from its attachment in one pass (a failed attempt at the wrong
+/// type would cost a JavaScript error per frame).
+#[derive(Deserialize)]
+#[serde(untagged)]
 pub enum SocketOwner {
-    Participant(Participant),
     Bridge(BridgeLink),
+    Participant(Participant),
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The platform's WebSocket, for `send` with a string that is already a JavaScript value.
+    type RawSocket;
+    #[wasm_bindgen(method, catch)]
+    fn send(this: &RawSocket, data: &wasm_bindgen::JsValue) -> Result<(), wasm_bindgen::JsValue>;
 }
 
 /// Sends a frame, ignoring a socket that is already closing: its close handler cleans up.
@@ -80,14 +92,10 @@ impl Hub {
     }
 
     pub fn owner_of(socket: &WebSocket) -> Option<SocketOwner> {
-        if let Some(participant) = Self::participant_of(socket) {
-            return Some(SocketOwner::Participant(participant));
-        }
         socket
-            .deserialize_attachment::<BridgeLink>()
+            .deserialize_attachment::<SocketOwner>()
             .ok()
             .flatten()
-            .map(SocketOwner::Bridge)
     }
 
     pub fn participant_of(socket: &WebSocket) -> Option<Participant> {
@@ -99,8 +107,12 @@ impl Hub {
 
     /// Sends the same text to every participant socket and SSE stream.
     pub fn broadcast(&self, state: &State, text: &str) {
+        // One JavaScript string for every socket: passing `&str` would copy and decode the
+        // UTF-8 across the wasm boundary once per socket.
+        let text = wasm_bindgen::JsValue::from_str(text);
         for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
-            send(&socket, text);
+            let raw: &RawSocket = socket.as_ref().unchecked_ref();
+            let _ = raw.send(&text);
         }
     }
 

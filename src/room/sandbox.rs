@@ -84,9 +84,13 @@ impl SessionRoom {
 
     /// Sets the alarm to the nearest deadline, if it is not set there already.
     pub(super) async fn schedule(&self) -> Result<()> {
-        let Some(at) = self.situation()?.next_alarm(&self.config.lifecycle) else {
-            return Ok(());
-        };
+        match self.situation()?.next_alarm(&self.config.lifecycle) {
+            Some(at) => self.alarm_no_later_than(at).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn alarm_no_later_than(&self, at: u64) -> Result<()> {
         if self.alarm_at.get().is_some_and(|set| set <= at) {
             return Ok(());
         }
@@ -394,8 +398,9 @@ impl SessionRoom {
             if self.store.running_id()?.as_deref() == Some(message_id.as_str()) {
                 let batches = self.tokens.borrow_mut().push(message_id, delta, now);
                 self.store_tokens(batches, now)?;
-                if self.tokens.borrow().flush_at().is_some() {
-                    self.schedule().await?;
+                if let Some(flush_at) = self.tokens.borrow().flush_at() {
+                    // Only the flush deadline can have moved: no need to re-read the lifecycle.
+                    self.alarm_no_later_than(flush_at).await?;
                 }
             }
             return Ok(());

@@ -184,6 +184,9 @@ pub struct Store {
     /// asks; `None` until read, and reset by every write that changes them.
     running_id: RefCell<Option<Option<String>>>,
     live_sandbox_id: RefCell<Option<Option<String>>>,
+    /// The session row and the number of waiting prompts, cached the same way.
+    session: RefCell<Option<Session>>,
+    waiting: Cell<Option<usize>>,
 }
 
 fn s(value: &str) -> V {
@@ -201,6 +204,8 @@ impl Store {
             last_seq: Cell::new(None),
             running_id: RefCell::new(None),
             live_sandbox_id: RefCell::new(None),
+            session: RefCell::new(None),
+            waiting: Cell::new(None),
         }
     }
 
@@ -265,11 +270,18 @@ impl Store {
 
     // --- session -----------------------------------------------------------------------------
 
+    /// Read on every prompt (is it archived?), so kept in memory once read.
     pub fn session(&self) -> Result<Option<Session>> {
-        self.first("SELECT * FROM session LIMIT 1", vec![])
+        if let Some(session) = self.session.borrow().as_ref() {
+            return Ok(Some(session.clone()));
+        }
+        let session: Option<Session> = self.first("SELECT * FROM session LIMIT 1", vec![])?;
+        *self.session.borrow_mut() = session.clone();
+        Ok(session)
     }
 
     pub fn insert_session(&self, meta: &Session) -> Result<()> {
+        *self.session.borrow_mut() = None;
         self.run(
             "INSERT OR IGNORE INTO session (id, repo, branch, title, owner_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             vec![s(&meta.id), s(&meta.repo), s(&meta.branch), s(&meta.title), s(&meta.owner_id), s(&meta.status), s(&meta.created_at)],
@@ -277,6 +289,7 @@ impl Store {
     }
 
     pub fn set_session_status(&self, status: &str) -> Result<()> {
+        *self.session.borrow_mut() = None;
         self.run("UPDATE session SET status = ?", vec![s(status)])
     }
 
@@ -431,14 +444,25 @@ impl Store {
                 s(&serde_json::to_string(message.selection_ids)?),
                 s(&rfc3339(now_ms)),
             ],
-        )
+        )?;
+        if let Some(n) = self.waiting.get() {
+            self.waiting.set(Some(n + 1));
+        }
+        Ok(())
     }
 
+    /// Prompts waiting; counted once, then kept up to date by the writes that change it
+    /// (a COUNT over a long queue on every prompt would grow with the queue).
     pub fn count_waiting(&self) -> Result<usize> {
-        Ok(self.number(
+        if let Some(n) = self.waiting.get() {
+            return Ok(n);
+        }
+        let n = self.number(
             "SELECT COUNT(*) AS n FROM messages WHERE status = 'queued'",
             vec![],
-        )? as usize)
+        )? as usize;
+        self.waiting.set(Some(n));
+        Ok(n)
     }
 
     /// 1-based place among waiting prompts; 0 once it has started or finished.
@@ -469,6 +493,7 @@ impl Store {
         now_ms: u64,
     ) -> Result<()> {
         *self.running_id.borrow_mut() = None;
+        self.waiting.set(None);
         self.run(
             "UPDATE messages SET status = ?, error = ?, finished_at = ? WHERE id = ?",
             vec![
@@ -500,6 +525,7 @@ impl Store {
 
     pub fn start_message(&self, id: &str, now_ms: u64) -> Result<()> {
         *self.running_id.borrow_mut() = None;
+        self.waiting.set(None);
         self.run(
             "UPDATE messages SET status = 'running', started_at = ? WHERE id = ?",
             vec![s(&rfc3339(now_ms)), s(id)],
