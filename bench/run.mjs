@@ -10,6 +10,7 @@
 //   COORDINATOR_DIR=path    benchmark another checkout's built Worker (its wrangler.toml,
 //                           build/ and migrations/) instead of this one's
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -94,6 +95,13 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/** `path (commit)` of the Worker under test, when it is a git checkout. */
+function describeCoordinator() {
+  const where = COORDINATOR_DIR === ROOT ? 'this checkout' : COORDINATOR_DIR;
+  const commit = spawnSync('git', ['-C', COORDINATOR_DIR, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  return commit.status === 0 ? `${where} at ${commit.stdout.trim()}` : where;
+}
+
 function machine() {
   const cpus = os.cpus();
   const versions = {};
@@ -108,7 +116,7 @@ function machine() {
 }
 
 async function main() {
-  const results = { date: new Date().toISOString(), machine: machine(), config, coordinator_dir: COORDINATOR_DIR, load_before: os.loadavg() };
+  const results = { date: new Date().toISOString(), machine: machine(), config, coordinator: describeCoordinator(), load_before: os.loadavg() };
   await coordinator.start();
   await coordinator.migrateD1('DB', path.join(COORDINATOR_DIR, 'migrations'));
   await floor.start();
@@ -156,7 +164,7 @@ async function main() {
 
   const text = renderText(results);
   const header = [
-    `coordinator benchmark, ${results.date}`,
+    `coordinator benchmark, ${results.date}; the Worker of ${results.coordinator}`,
     `${results.machine.cores} cores (${results.machine.cpu}), node ${results.machine.node}, workerd ${results.machine.workerd} via miniflare ${results.machine.miniflare}`,
     `load average before ${results.load_before.map((x) => x.toFixed(1)).join(' ')}, after ${results.load_after.map((x) => x.toFixed(1)).join(' ')}; ${config.runs} runs per figure: median (min–max)`,
     `machine busy (all ${results.machine.cores} cores, every process) per scenario: ${Object.entries(results.machine_busy_pct).map(([k, v]) => `${k} ${v} %`).join(', ')}`,

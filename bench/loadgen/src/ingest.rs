@@ -258,14 +258,12 @@ pub async fn run(job: &Value) -> Result<Value, String> {
                     {
                         Ok(Some(created)) => created,
                         _ => {
-                            let status = watch
-                                .last_status
-                                .lock()
-                                .unwrap()
-                                .clone()
+                            let status = watch.last_status.lock().unwrap().clone();
+                            let seen = status
+                                .map(|s| format!(" (the room last said {s})"))
                                 .unwrap_or_default();
                             return Ok(skipped(format!(
-                                "no POST /sandboxes reached the provider within 15 s {status}"
+                                "no POST /sandboxes reached the provider within 15 s{seen}"
                             )));
                         }
                     };
