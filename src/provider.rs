@@ -42,9 +42,15 @@ impl<'a> ProviderClient<'a> {
             .await
     }
 
-    pub async fn delete(&self, sandbox_id: &str) -> Result<serde_json::Value, ProviderError> {
+    /// Deleting a sandbox the provider no longer knows is done already.
+    pub async fn delete(&self, sandbox_id: &str) -> Result<(), ProviderError> {
         let path = format!("/sandboxes/{sandbox_id}");
-        self.call(Method::Delete, &path, Vec::new(), 15_000).await
+        match self.send(Method::Delete, &path, Vec::new(), 15_000).await? {
+            (404, _) => Ok(()),
+            (status, bytes) => self
+                .answer::<serde_json::Value>(&format!("DELETE {path}"), status, &bytes)
+                .map(drop),
+        }
     }
 
     pub async fn health(&self) -> Result<ProviderHealth, ProviderError> {
@@ -59,6 +65,19 @@ impl<'a> ProviderClient<'a> {
         timeout_ms: u64,
     ) -> Result<T, ProviderError> {
         let what = format!("{method} {path}");
+        let (status, bytes) = self.send(method, path, body, timeout_ms).await?;
+        self.answer(&what, status, &bytes)
+    }
+
+    /// Sends a signed request; the status and body of whatever came back, within the timeout.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<(u16, Vec<u8>), ProviderError> {
+        let what = format!("{method} {path}");
         let request = self
             .request(method, path, body)
             .map_err(|e| ProviderError(format!("{what}: {e}")))?;
@@ -69,27 +88,32 @@ impl<'a> ProviderClient<'a> {
             Ok::<_, worker::Error>((status, bytes))
         });
         let timeout = Box::pin(Delay::from(Duration::from_millis(timeout_ms)));
-        let (status, bytes) = match select(fetch, timeout).await {
-            Either::Left((Ok(answer), _)) => answer,
-            Either::Left((Err(error), _)) => {
-                return Err(ProviderError(format!(
-                    "the sandbox provider could not be reached ({what}): {error}"
-                )))
-            }
-            Either::Right(_) => {
-                return Err(ProviderError(format!(
-                    "the sandbox provider did not answer {what} within {} s",
-                    timeout_ms / 1000
-                )))
-            }
-        };
+        match select(fetch, timeout).await {
+            Either::Left((Ok(answer), _)) => Ok(answer),
+            Either::Left((Err(error), _)) => Err(ProviderError(format!(
+                "the sandbox provider could not be reached ({what}): {error}"
+            ))),
+            Either::Right(_) => Err(ProviderError(format!(
+                "the sandbox provider did not answer {what} within {} s",
+                timeout_ms / 1000
+            ))),
+        }
+    }
+
+    /// A 2xx answer parsed as the protocol says, or why not.
+    fn answer<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        status: u16,
+        bytes: &[u8],
+    ) -> Result<T, ProviderError> {
         if !(200..300).contains(&status) {
             return Err(ProviderError(format!(
                 "the sandbox provider answered {what} with {status}: {}",
-                error_message(&bytes)
+                error_message(bytes)
             )));
         }
-        serde_json::from_slice(&bytes).map_err(|e| {
+        serde_json::from_slice(bytes).map_err(|e| {
             ProviderError(format!(
                 "the sandbox provider's answer to {what} is not what the protocol says: {e}"
             ))

@@ -398,7 +398,9 @@ impl SessionRoom {
             if self.store.running_id()?.as_deref() == Some(message_id.as_str()) {
                 let batches = self.tokens.borrow_mut().push(message_id, delta, now);
                 self.store_tokens(batches, now)?;
-                if let Some(flush_at) = self.tokens.borrow().flush_at() {
+                // Read before the await: no borrow of the batch may be held across it.
+                let flush_at = self.tokens.borrow().flush_at();
+                if let Some(flush_at) = flush_at {
                     // Only the flush deadline can have moved: no need to re-read the lifecycle.
                     self.alarm_no_later_than(flush_at).await?;
                 }
