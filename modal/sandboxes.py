@@ -62,20 +62,24 @@ class ModalBackend:
 
     # -- sandboxes --------------------------------------------------------------------------------
 
+    def _create_kwargs(self, plan, image) -> dict[str, Any]:
+        """What every ``Sandbox.create`` here passes: app, image, environment, secrets, resources, tags."""
+        return dict(
+            app=self.app,
+            image=image,
+            env=dict(plan.env),
+            secrets=[self.modal.Secret.from_name(name) for name in plan.secret_names],
+            timeout=plan.timeout_s,
+            cpu=plan.cpu,
+            memory=plan.memory_mb,
+            tags=dict(plan.tags),
+        )
+
     def create_sandbox(self, plan) -> str:
         secrets = plan.secret_values
         try:
-            kwargs: dict[str, Any] = dict(
-                app=self.app,
-                image=self._image(plan.image_kind, plan.image_ref),
-                env=dict(plan.env),
-                secrets=[self.modal.Secret.from_name(name) for name in plan.secret_names],
-                timeout=plan.timeout_s,
-                cpu=plan.cpu,
-                memory=plan.memory_mb,
-                tags=dict(plan.tags),
-                volumes={plan.memory_path: self.modal.Volume.from_name(plan.volume_name, create_if_missing=True)},
-            )
+            kwargs = self._create_kwargs(plan, self._image(plan.image_kind, plan.image_ref))
+            kwargs["volumes"] = {plan.memory_path: self.modal.Volume.from_name(plan.volume_name, create_if_missing=True)}
             if plan.outbound_domain_allowlist is not None:
                 kwargs["outbound_domain_allowlist"] = list(plan.outbound_domain_allowlist)
             if plan.outbound_cidr_allowlist is not None:
@@ -133,14 +137,7 @@ class ModalBackend:
             sandbox = self.modal.Sandbox.create(
                 "sleep",
                 "infinity",
-                app=self.app,
-                image=self.modal.Image.from_name(plan.base_image_name),
-                env=dict(plan.env),
-                secrets=[self.modal.Secret.from_name(name) for name in plan.secret_names],
-                timeout=plan.timeout_s,
-                cpu=plan.cpu,
-                memory=plan.memory_mb,
-                tags=dict(plan.tags),
+                **self._create_kwargs(plan, self.modal.Image.from_name(plan.base_image_name)),
             )
             prepare = sandbox.exec(ENTRY_SCRIPT, "prepare", timeout=plan.timeout_s)
             code = prepare.wait()
