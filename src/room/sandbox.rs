@@ -44,10 +44,14 @@ impl SessionRoom {
     }
 
     pub(super) fn update_meta(&self, change: impl FnOnce(&mut RoomMeta)) -> Result<RoomMeta> {
-        let mut meta = self.room_meta()?;
+        let before = self.room_meta()?;
+        let mut meta = before.clone();
         change(&mut meta);
-        self.store
-            .set_meta(META_KEY, Some(&serde_json::to_string(&meta)?))?;
+        // Most changes (clearing a stop that was never asked for) change nothing: no write.
+        if meta != before {
+            self.store
+                .set_meta(META_KEY, Some(&serde_json::to_string(&meta)?))?;
+        }
         Ok(meta)
     }
 
