@@ -1,7 +1,7 @@
 //! Building responses and reading bodies, shared by the Worker's handlers and the room.
 
 use crate::error::Result;
-use protocol::{ApiError, ErrorCode};
+use protocol::{ApiError, CloseCode, ErrorCode};
 use serde::Serialize;
 use worker::{Headers, Request, Response, WebSocketPair};
 
@@ -64,9 +64,9 @@ pub async fn read_body(req: &mut Request, limit: usize) -> Result<Vec<u8>> {
 
 /// Accepts a WebSocket only to close it at once with `code`: browsers cannot read an HTTP
 /// status from a failed upgrade, but they can read a close code and reason.
-pub fn refuse_socket(code: u16, reason: &str) -> Result<Response> {
+pub fn refuse_socket(code: CloseCode, reason: &str) -> Result<Response> {
     let pair = WebSocketPair::new()?;
     pair.server.accept()?;
-    pair.server.close(Some(code), Some(reason))?;
+    pair.server.close(Some(code.code()), Some(reason))?;
     Ok(Response::from_websocket(pair.client)?)
 }

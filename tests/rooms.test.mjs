@@ -131,13 +131,17 @@ test('welcome, presence and typing; sockets do not append events', { timeout: 60
   const mark = a.client.mark();
   const b = await connect(sid, (await mintToken(server, bob, sid)).token);
   assert.ok(b.welcome.online.some((p) => p.user_id === alice.id), 'the welcome lists who is online');
-  const bobOnline = await a.client.waitFor(
-    (f) => f.type === 'presence' && f.online.some((p) => p.user_id === bob.id),
+  assert.deepEqual(b.welcome.typing, []);
+  // The joiner gets the whole picture once; the others hear of the join as one small delta.
+  const full = await b.client.waitFor((f) => f.type === 'presence');
+  assert.deepEqual(full.online.map((p) => p.user_id).sort(), [alice.id, bob.id].sort());
+  const bobJoined = await a.client.waitFor(
+    (f) => f.type === 'presence_delta' && f.change === 'joined' && f.participant.user_id === bob.id,
     10_000,
     mark,
   );
-  assert.ok(bobOnline.online.some((p) => p.user_id === alice.id));
-  assert.deepEqual(bobOnline.typing, []);
+  assert.equal(bobJoined.participant.name, bob.name);
+  assert.ok(!b.client.frames.some((f) => f.type === 'presence_delta' && f.change === 'joined'), 'the joiner is not told of its own join');
 
   const detail = await http.get(`/v1/sessions/${sid}`, { key: alice.key });
   assert.equal(detail.status, 200);
@@ -147,29 +151,37 @@ test('welcome, presence and typing; sockets do not append events', { timeout: 60
   const beforeTyping = a.client.mark();
   b.client.send({ type: 'typing' });
   const typing = await a.client.waitFor(
-    (f) => f.type === 'presence' && f.typing.some((p) => p.user_id === bob.id),
+    (f) => f.type === 'presence_delta' && f.change === 'typing' && f.participant.user_id === bob.id,
     10_000,
     beforeTyping,
   );
-  assert.equal(typing.typing.length, 1);
-  await b.client.waitFor((f) => f.type === 'presence' && f.typing.some((p) => p.user_id === bob.id));
+  assert.equal(typing.expires_in_ms, 6000);
+  await b.client.waitFor((f) => f.type === 'presence_delta' && f.change === 'typing' && f.participant.user_id === bob.id);
+
+  // A late joiner sees who is typing in its welcome.
+  const c = await connect(sid, (await mintToken(server, alice, sid)).token);
+  assert.ok(c.welcome.typing.some((p) => p.user_id === bob.id), 'the welcome lists who is typing');
+  await c.client.closeAndWait();
 
   b.client.send({ type: 'ping' });
   await b.client.waitFor((f) => f.type === 'pong');
 
   // A user with two sockets stays online while one of them is open.
+  const beforeSecond = a.client.mark();
   const a2 = await connect(sid, (await mintToken(server, alice, sid)).token);
   assert.equal(a2.welcome.participant.id, a.welcome.participant.id);
-  const beforeSecondLeaves = a.client.mark();
+  assert.equal(a2.welcome.online.filter((p) => p.user_id === alice.id).length, 1, 'a participant is listed once');
   await a2.client.closeAndWait();
-  const afterSecond = await a.client.waitFor((f) => f.type === 'presence', 10_000, beforeSecondLeaves);
-  assert.ok(afterSecond.online.some((p) => p.user_id === alice.id), 'Alice is still online on her first socket');
-  assert.equal(afterSecond.online.filter((p) => p.user_id === alice.id).length, 1, 'a participant is listed once');
+  await sleep(500);
+  assert.ok(
+    !a.client.frames.slice(beforeSecond).some((f) => f.type === 'presence_delta' && f.participant.user_id === alice.id),
+    'Alice opening and closing a second socket changes nothing for the others',
+  );
 
   const beforeLeave = a.client.mark();
   await b.client.closeAndWait();
   await a.client.waitFor(
-    (f) => f.type === 'presence' && !f.online.some((p) => p.user_id === bob.id),
+    (f) => f.type === 'presence_delta' && f.change === 'left' && f.participant.user_id === bob.id,
     10_000,
     beforeLeave,
   );

@@ -22,10 +22,10 @@ mod serve {
     use crate::error::{Error, Result};
     use crate::index::Index;
     use crate::respond;
-    use crate::room::api::RoomClient;
+    use crate::room::api::{RoomClient, RoomRoute};
     use protocol::{ApiError, ErrorCode};
     use serde_json::json;
-    use worker::{Env, Method, Request, Response};
+    use worker::{Env, Request, Response};
 
     pub async fn handle(mut req: Request, env: Env) -> worker::Result<Response> {
         match dispatch(&mut req, &env).await {
@@ -124,33 +124,46 @@ mod serve {
             };
         };
         let membership = sessions::membership(&index, session_id, &user).await?;
-        // Endpoints the room answers as they are: method, room path, body size limit if any.
+        // Endpoints the room answers as they are: the room's route, and the body's size
+        // limit when there is a body. Queries are checked here, once.
         let limits = &config.limits;
+        let q = query_string.as_str();
         let forwarded = match &endpoint {
-            Endpoint::PostPrompt(_) => Some((Method::Post, "/prompts", Some(limits.frame_bytes))),
+            Endpoint::PostPrompt(_) => Some((RoomRoute::Prompt, Some(limits.frame_bytes))),
             Endpoint::PostSelection(_) => {
-                Some((Method::Post, "/selections", Some(limits.selection_bytes)))
+                Some((RoomRoute::Selection, Some(limits.selection_bytes)))
             }
-            Endpoint::Cancel(_) => Some((Method::Post, "/cancel", Some(limits.frame_bytes))),
-            Endpoint::Stop(_) => Some((Method::Post, "/stop", None)),
-            Endpoint::Events(_) if !wants_event_stream(req)? => {
-                Some((Method::Get, "/events", None))
-            }
-            Endpoint::Messages(_) => Some((Method::Get, "/messages", None)),
-            Endpoint::Artifacts(_) => Some((Method::Get, "/artifacts", None)),
+            Endpoint::Cancel(_) => Some((RoomRoute::Cancel, Some(limits.frame_bytes))),
+            Endpoint::Stop(_) => Some((RoomRoute::Stop, None)),
+            Endpoint::Events(_) if !wants_event_stream(req)? => Some((
+                RoomRoute::Events {
+                    since: query::u64_param(q, "since")?.unwrap_or(0),
+                    limit: query::limit_param(q, 100, 1000)?,
+                },
+                None,
+            )),
+            Endpoint::Messages(_) => Some((
+                RoomRoute::Messages {
+                    after_seq: query::u64_param(q, "after_seq")?.unwrap_or(0),
+                    limit: query::limit_param(q, 100, 500)?,
+                },
+                None,
+            )),
+            Endpoint::Artifacts(_) => Some((
+                RoomRoute::Artifacts {
+                    after_seq: query::u64_param(q, "after_seq")?.unwrap_or(0),
+                    limit: query::limit_param(q, 100, 500)?,
+                },
+                None,
+            )),
             _ => None,
         };
-        if let Some((method, path, body_limit)) = forwarded {
+        if let Some((route, body_limit)) = forwarded {
             let body = match body_limit {
                 Some(limit) => Some(respond::read_body(req, limit).await?),
                 None => None,
             };
-            let path = if method == Method::Get && !query_string.is_empty() {
-                format!("{path}?{query_string}")
-            } else {
-                path.to_owned()
-            };
-            return sessions::forward(env, &membership, &user, method, &path, body).await;
+            return sessions::forward(env, &membership, &user, route, body).await;
         }
         match endpoint {
             Endpoint::GetSession(_) => sessions::get(env, &membership, &user).await,

@@ -8,15 +8,15 @@ use crate::error::Result;
 use crate::ids::new_id;
 use crate::index::{Index, Membership};
 use crate::respond;
-use crate::room::api::{Init, Member, RemovedMember, RoomClient};
+use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
 use protocol::api::{AddMember, CreateSession, Session, User};
 use protocol::crypto::{b64url, unb64url};
 use protocol::frames::parse_json;
 use protocol::token::{self, Claims, TokenError};
-use protocol::{ApiError, ErrorCode};
+use protocol::{ApiError, CloseCode, ErrorCode};
 use serde_json::json;
-use worker::{Env, Method, Request, Response, Url};
+use worker::{Env, Request, Response, Url};
 
 /// A member's view of a session, or `not_found` for anyone else.
 pub async fn membership(index: &Index, session_id: &str, user: &User) -> Result<Membership> {
@@ -102,7 +102,7 @@ pub async fn create(
     }
     let now = rfc3339(now_ms());
     let session = Session {
-        id: new_id("ses"),
+        id: new_id("ses")?,
         repo: repo.name.clone(),
         branch: input.branch.unwrap_or_else(|| repo.default_branch.clone()),
         title: input.title.unwrap_or_else(|| repo.name.clone()),
@@ -120,8 +120,7 @@ pub async fn create(
     };
     let joined = room
         .call_json(
-            Method::Post,
-            "/init",
+            RoomRoute::Init,
             &caller(user),
             Some(serde_json::to_vec(&init)?),
         )
@@ -169,7 +168,7 @@ fn decode_cursor(cursor: &str) -> Option<(String, String)> {
 pub async fn get(env: &Env, membership: &Membership, user: &User) -> Result<Response> {
     let room = RoomClient::open(env, &membership.session.id)?;
     let mut state = room
-        .call_json(Method::Get, "/state", &caller(user), None)
+        .call_json(RoomRoute::Describe, &caller(user), None)
         .await?;
     state["session"] = serde_json::to_value(&membership.session)?;
     state["role"] = json!(membership.role);
@@ -200,7 +199,7 @@ pub async fn add_member(
         user: caller(&member),
     })?;
     let joined = room
-        .call_json(Method::Post, "/members", &caller(owner), Some(body))
+        .call_json(RoomRoute::AddMember, &caller(owner), Some(body))
         .await?;
     respond::json(
         201,
@@ -235,7 +234,7 @@ pub async fn remove_member(
     let body = serde_json::to_vec(&RemovedMember {
         user_id: user_id.to_owned(),
     })?;
-    room.call_json(Method::Post, "/members/remove", &caller(owner), Some(body))
+    room.call_json(RoomRoute::RemoveMember, &caller(owner), Some(body))
         .await?;
     respond::json(200, &json!({ "user_id": user_id, "removed": true }))
 }
@@ -259,7 +258,7 @@ pub async fn archive(
         .set_session_status(&membership.session.id, "archived", &rfc3339(now_ms()))
         .await?;
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call_json(Method::Post, "/archive", &caller(owner), None)
+    room.call_json(RoomRoute::Archive, &caller(owner), None)
         .await?;
     let mut session = membership.session.clone();
     session.status = "archived".into();
@@ -271,19 +270,18 @@ pub async fn forward(
     env: &Env,
     membership: &Membership,
     user: &User,
-    method: Method,
-    path: &str,
+    route: RoomRoute,
     body: Option<Vec<u8>>,
 ) -> Result<Response> {
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call(method, path, &caller(user), body).await
+    room.call(route, &caller(user), body).await
 }
 
 /// Who a participant token belongs to, checked against the session and D1.
 pub enum TokenCheck {
     Member(User, Membership),
     /// Close code and reason for a socket; the HTTP error for a stream.
-    Refused(u16, ApiError),
+    Refused(CloseCode, ApiError),
 }
 
 pub async fn check_token(
@@ -292,7 +290,7 @@ pub async fn check_token(
     session_id: &str,
     token: &str,
 ) -> Result<TokenCheck> {
-    let refused = |code: u16, message: &str| {
+    let refused = |code: CloseCode, message: &str| {
         TokenCheck::Refused(code, ApiError::new(ErrorCode::Unauthorized, message))
     };
     let claims = match token::verify(token_secret(config)?, token, session_id, now_ms()) {
@@ -304,18 +302,18 @@ pub async fn check_token(
         // A genuine token that has run out or belongs elsewhere: the client can act on 4001
         // (fetch a new token), which a browser could not read from an HTTP status.
         Err(error @ (TokenError::Expired | TokenError::WrongSession)) => {
-            return Ok(refused(4001, error.message()))
+            return Ok(refused(CloseCode::TokenExpired, error.message()))
         }
     };
     let Some(user) = index.user(&claims.uid).await?.filter(|u| !u.disabled) else {
         return Ok(refused(
-            4001,
+            CloseCode::TokenExpired,
             "the token's user no longer exists or is disabled",
         ));
     };
     let Some(membership) = index.membership(session_id, &user.id).await? else {
         return Ok(TokenCheck::Refused(
-            4003,
+            CloseCode::Removed,
             ApiError::new(
                 ErrorCode::Forbidden,
                 "you are no longer a member of this session",
@@ -359,14 +357,11 @@ pub async fn connect(
         TokenCheck::Refused(code, error) => return respond::refuse_socket(code, &error.message),
     };
     if membership.session.is_archived() {
-        return respond::refuse_socket(4009, "the session is archived");
+        let archived = CloseCode::Archived;
+        return respond::refuse_socket(archived, archived.default_reason());
     }
-    let path = match since {
-        Some(since) => format!("/connect?since={since}"),
-        None => "/connect".to_owned(),
-    };
     RoomClient::open(env, session_id)?
-        .connect(&path, &caller(&user))
+        .connect(since, &caller(&user))
         .await
 }
 
@@ -392,11 +387,6 @@ pub async fn event_stream(
         None => query::u64_param(query_string, "since")?.unwrap_or(0),
     };
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call(
-        Method::Get,
-        &format!("/events?stream=1&since={since}"),
-        &caller(user),
-        None,
-    )
-    .await
+    room.call(RoomRoute::EventStream { since }, &caller(user), None)
+        .await
 }

@@ -17,7 +17,7 @@ pub async fn create(index: &Index, body: &[u8]) -> Result<Response> {
     let input: CreateUser = parse_json(body)?;
     input.validate()?;
     let user = User {
-        id: new_id("usr"),
+        id: new_id("usr")?,
         name: input.name.trim().to_owned(),
         email: input.email.trim().to_owned(),
         github_login: input.github_login,
@@ -25,7 +25,7 @@ pub async fn create(index: &Index, body: &[u8]) -> Result<Response> {
         disabled: false,
         created_at: rfc3339(now_ms()),
     };
-    let api_key = new_api_key();
+    let api_key = new_api_key()?;
     index
         .insert_user(&user, &sha256_hex(api_key.as_bytes()))
         .await?;

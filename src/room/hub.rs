@@ -1,30 +1,29 @@
-//! The room's sockets: who is connected, presence, and broadcast to every participant
-//! (WebSockets through the hibernation API, plus live SSE streams held in memory).
+//! The room's sockets: participant sockets and the bridge's (through the hibernation API),
+//! live SSE streams held in memory, broadcast to all of them, and presence.
 //!
-//! A participant socket carries its [`Participant`] as the hibernation attachment, so the
-//! room knows who is on each socket after it wakes without reading SQLite.
+//! A socket carries its owner as the hibernation attachment (a [`Participant`] or a
+//! [`BridgeLink`]), so the room knows who is on each socket after it wakes without SQL.
 
+use super::presence::{Delta, Presence, TYPING_MS};
 use super::store::Participant;
 use crate::error::Result;
 use futures_channel::mpsc::UnboundedSender;
 use protocol::event::ParticipantInfo;
 use protocol::frames::ServerFrame;
+use protocol::CloseCode;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use wasm_bindgen::JsCast;
 use worker::{State, WebSocket};
 
-pub const PARTICIPANT_TAG: &str = "participant";
-/// How long a `typing` frame keeps its sender in the typing list.
-const TYPING_MS: u64 = 6_000;
+const PARTICIPANT_TAG: &str = "participant";
 
-pub fn user_tag(user_id: &str) -> String {
+fn user_tag(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
 /// The tag of a sandbox's bridge socket; it is never a participant, so broadcasts skip it.
-pub fn sandbox_tag(sandbox_id: &str) -> String {
+fn sandbox_tag(sandbox_id: &str) -> String {
     format!("sandbox:{sandbox_id}")
 }
 
@@ -56,41 +55,20 @@ pub fn send(socket: &WebSocket, text: &str) {
     let _ = socket.send_with_str(text);
 }
 
-pub fn close(socket: &WebSocket, code: u16, reason: &str) {
-    let _ = socket.close(Some(code), Some(reason));
+pub fn close(socket: &WebSocket, code: CloseCode, reason: &str) {
+    let _ = socket.close(Some(code.code()), Some(reason));
 }
 
 /// In-memory state of the hub; lost on hibernation, which is harmless for all of it:
-/// typing expires in seconds and SSE streams keep the room awake while they are open.
+/// presence is read back from the sockets, typing expires in seconds, and SSE streams keep
+/// the room awake while they are open.
 #[derive(Default)]
 pub struct Hub {
-    typing: RefCell<HashMap<String, (ParticipantInfo, u64)>>,
+    presence: RefCell<Presence>,
     sse: RefCell<Vec<UnboundedSender<Vec<u8>>>>,
 }
 
 impl Hub {
-    pub fn accept(
-        &self,
-        state: &State,
-        socket: &WebSocket,
-        participant: &Participant,
-    ) -> Result<()> {
-        state.accept_websocket_with_tags(
-            socket,
-            &[PARTICIPANT_TAG, &user_tag(&participant.user_id)],
-        );
-        socket.serialize_attachment(participant)?;
-        Ok(())
-    }
-
-    pub fn accept_bridge(&self, state: &State, socket: &WebSocket, sandbox_id: &str) -> Result<()> {
-        state.accept_websocket_with_tags(socket, &[&sandbox_tag(sandbox_id)]);
-        socket.serialize_attachment(BridgeLink {
-            sandbox_id: sandbox_id.to_owned(),
-        })?;
-        Ok(())
-    }
-
     pub fn owner_of(socket: &WebSocket) -> Option<SocketOwner> {
         socket
             .deserialize_attachment::<SocketOwner>()
@@ -98,27 +76,157 @@ impl Hub {
             .flatten()
     }
 
-    pub fn participant_of(socket: &WebSocket) -> Option<Participant> {
+    fn participant_of(socket: &WebSocket) -> Option<Participant> {
         socket
             .deserialize_attachment::<Participant>()
             .ok()
             .flatten()
     }
 
-    /// Sends the same text to every participant socket and SSE stream.
-    pub fn broadcast(&self, state: &State, text: &str) {
+    // --- participants ------------------------------------------------------------------------
+
+    /// Accepts a participant's socket and sends it the full presence; everyone else hears
+    /// that the participant joined if this is their first socket.
+    pub fn accept(
+        &self,
+        state: &State,
+        socket: &WebSocket,
+        participant: &Participant,
+    ) -> Result<()> {
+        self.load_presence(state, None);
+        state.accept_websocket_with_tags(
+            socket,
+            &[PARTICIPANT_TAG, &user_tag(&participant.user_id)],
+        );
+        socket.serialize_attachment(participant)?;
+        let delta = self.presence.borrow_mut().opened(&participant.info());
+        if let Some(delta) = delta {
+            self.broadcast_delta(state, delta, Some(socket));
+        }
+        Ok(())
+    }
+
+    /// Who is online (each participant once).
+    pub fn online(&self, state: &State) -> Vec<ParticipantInfo> {
+        self.load_presence(state, None);
+        self.presence.borrow().online()
+    }
+
+    /// Who is typing now.
+    pub fn typing_now(&self, state: &State, now_ms: u64) -> Vec<ParticipantInfo> {
+        self.load_presence(state, None);
+        self.presence.borrow_mut().typing_now(now_ms)
+    }
+
+    /// A socket went away (closed or failed); a participant's last one means they left.
+    pub fn socket_gone(&self, state: &State, socket: &WebSocket) {
+        close(
+            socket,
+            CloseCode::Normal,
+            CloseCode::Normal.default_reason(),
+        );
+        let Some(participant) = Self::participant_of(socket) else {
+            // A bridge that went away reconnects; only a missed heartbeat ends its sandbox.
+            return;
+        };
+        self.load_presence(state, Some(socket));
+        let others_open = state
+            .get_websockets_with_tag(&user_tag(&participant.user_id))
+            .iter()
+            .any(|other| other != socket);
+        let delta = self
+            .presence
+            .borrow_mut()
+            .closed(&participant.id, others_open);
+        if let Some(delta) = delta {
+            self.broadcast_delta(state, delta, None);
+        }
+    }
+
+    pub fn typing(&self, state: &State, participant: &Participant, now_ms: u64) {
+        self.load_presence(state, None);
+        let delta = self
+            .presence
+            .borrow_mut()
+            .typing(&participant.info(), now_ms);
+        self.broadcast_delta(state, delta, None);
+    }
+
+    /// The participant sent a prompt: if they were typing, they are not any more.
+    pub fn idle(&self, state: &State, participant: &Participant, now_ms: u64) {
+        let delta = self.presence.borrow_mut().idle(&participant.id, now_ms);
+        if let Some(delta) = delta {
+            self.broadcast_delta(state, delta, None);
+        }
+    }
+
+    fn load_presence(&self, state: &State, except: Option<&WebSocket>) {
+        if self.presence.borrow().is_loaded() {
+            return;
+        }
+        let owners: Vec<_> = state
+            .get_websockets_with_tag(PARTICIPANT_TAG)
+            .iter()
+            .filter(|socket| Some(*socket) != except)
+            .filter_map(Self::participant_of)
+            .map(|participant| participant.info())
+            .collect();
+        self.presence.borrow_mut().load(owners);
+    }
+
+    fn broadcast_delta(&self, state: &State, delta: Delta, except: Option<&WebSocket>) {
+        let expires_in_ms =
+            (delta.change == protocol::frames::PresenceChange::Typing).then_some(TYPING_MS);
+        let frame = ServerFrame::PresenceDelta {
+            change: delta.change,
+            participant: delta.participant,
+            expires_in_ms,
+        };
+        self.broadcast_sockets(state, &frame.to_json(), except);
+    }
+
+    /// Closes every socket and stream of a user who is no longer a member.
+    pub fn remove_user(&self, state: &State, participant: &Participant) {
+        for socket in state.get_websockets_with_tag(&user_tag(&participant.user_id)) {
+            close(
+                &socket,
+                CloseCode::Removed,
+                CloseCode::Removed.default_reason(),
+            );
+        }
+        self.load_presence(state, None);
+        let delta = self.presence.borrow_mut().closed(&participant.id, false);
+        if let Some(delta) = delta {
+            self.broadcast_delta(state, delta, None);
+        }
+    }
+
+    /// Closes every participant socket and stream (the session was archived).
+    pub fn close_all(&self, state: &State, code: CloseCode) {
+        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
+            close(&socket, code, code.default_reason());
+        }
+        self.sse.borrow_mut().clear();
+    }
+
+    // --- broadcast ---------------------------------------------------------------------------
+
+    fn broadcast_sockets(&self, state: &State, text: &str, except: Option<&WebSocket>) {
         // One JavaScript string for every socket: passing `&str` would copy and decode the
         // UTF-8 across the wasm boundary once per socket.
         let text = wasm_bindgen::JsValue::from_str(text);
         for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
+            if Some(&socket) == except {
+                continue;
+            }
             let raw: &RawSocket = socket.as_ref().unchecked_ref();
             let _ = raw.send(&text);
         }
     }
 
-    /// Broadcasts a stored event to sockets and SSE streams.
+    /// Sends a stored event to every participant socket and SSE stream.
     pub fn broadcast_event(&self, state: &State, seq: u64, type_name: &str, json: &str) {
-        self.broadcast(state, json);
+        self.broadcast_sockets(state, json, None);
         let mut streams = self.sse.borrow_mut();
         if !streams.is_empty() {
             let chunk = sse_chunk(seq, type_name, json).into_bytes();
@@ -130,55 +238,38 @@ impl Hub {
         self.sse.borrow_mut().push(stream);
     }
 
-    /// Distinct participants with an open socket, `except` one that is closing.
-    pub fn online(&self, state: &State, except: Option<&WebSocket>) -> Vec<ParticipantInfo> {
-        let mut online: Vec<ParticipantInfo> = Vec::new();
-        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
-            if Some(&socket) == except {
-                continue;
-            }
-            if let Some(participant) = Self::participant_of(&socket) {
-                if !online.iter().any(|p| p.id == participant.id) {
-                    online.push(participant.info());
-                }
-            }
+    // --- the bridge --------------------------------------------------------------------------
+
+    /// Accepts a bridge's socket, closing any older one of the same sandbox (4000).
+    pub fn accept_bridge(&self, state: &State, socket: &WebSocket, sandbox_id: &str) -> Result<()> {
+        for older in state.get_websockets_with_tag(&sandbox_tag(sandbox_id)) {
+            close(
+                &older,
+                CloseCode::Replaced,
+                CloseCode::Replaced.default_reason(),
+            );
         }
-        online
+        state.accept_websocket_with_tags(socket, &[&sandbox_tag(sandbox_id)]);
+        socket.serialize_attachment(BridgeLink {
+            sandbox_id: sandbox_id.to_owned(),
+        })?;
+        Ok(())
     }
 
-    pub fn set_typing(&self, participant: &Participant, now_ms: u64) {
-        self.typing.borrow_mut().insert(
-            participant.id.clone(),
-            (participant.info(), now_ms + TYPING_MS),
-        );
+    /// The sandbox's bridge socket: the newest, since a replaced one may still be closing.
+    pub fn bridge(&self, state: &State, sandbox_id: &str) -> Option<WebSocket> {
+        state
+            .get_websockets_with_tag(&sandbox_tag(sandbox_id))
+            .into_iter()
+            .next_back()
     }
 
-    pub fn clear_typing(&self, participant_id: &str) -> bool {
-        self.typing.borrow_mut().remove(participant_id).is_some()
-    }
-
-    /// Sends `presence` to everyone: who is online and who is typing now.
-    pub fn broadcast_presence(&self, state: &State, except: Option<&WebSocket>, now_ms: u64) {
-        let online = self.online(state, except);
-        let typing = {
-            let mut typing = self.typing.borrow_mut();
-            typing.retain(|id, (_, until)| *until > now_ms && online.iter().any(|p| &p.id == id));
-            typing.values().map(|(info, _)| info.clone()).collect()
-        };
-        self.broadcast(state, &ServerFrame::Presence { online, typing }.to_json());
-    }
-
-    pub fn close_user(&self, state: &State, user_id: &str, code: u16, reason: &str) {
-        for socket in state.get_websockets_with_tag(&user_tag(user_id)) {
-            close(&socket, code, reason);
+    /// Every socket of an ended sandbox: each is told to shut down and closed with `reason`.
+    pub fn end_bridge(&self, state: &State, sandbox_id: &str, shutdown: &str, reason: &str) {
+        for socket in state.get_websockets_with_tag(&sandbox_tag(sandbox_id)) {
+            send(&socket, shutdown);
+            close(&socket, CloseCode::SandboxEnded, reason);
         }
-    }
-
-    pub fn close_all(&self, state: &State, code: u16, reason: &str) {
-        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
-            close(&socket, code, reason);
-        }
-        self.sse.borrow_mut().clear();
     }
 }
 

@@ -1,25 +1,56 @@
-//! The `SessionRoom` Durable Object: one per session. This file is the shell that turns
-//! platform callbacks (fetch from the Worker, socket messages, closes) into calls on the
-//! room's parts: [`store`] (SQLite), [`hub`] (sockets and presence), [`queue`] (prompt
-//! rules) and [`ratelimit`].
+//! The `SessionRoom` Durable Object: one per session.
+//!
+//! Layout, one concern per file:
+//! - [`api`]: **API Boundary** with the Worker: the routes (one enum both sides use), the
+//!   caller header, the internal bodies, and the Worker's `RoomClient`.
+//! - `object`: the Durable Object shell; callbacks in, calls on the parts below out.
+//! - `context`: `Ctx`, what a part borrows for one callback (store, hub, config, time), and
+//!   `emit` (store an event, then broadcast it).
+//! - `sockets`: a participant's socket: join, replay, frames.
+//! - `members`: participants, removal, archive, the session's description.
+//! - `prompts`: the queue: submit, cancel, dispatch, finish, stop, timeout.
+//! - `bridge`: the sandbox's socket and its frames, acks, token batching.
+//! - `sandbox`: spawn, end, snapshot and delete through the provider.
+//! - `alarm`: the one alarm: the next deadline, and what it does when it fires.
+//! - `history`: reading the log back (replay, pages, `history` frames, SSE).
+//! - `artifacts`: selections and the agent's artifacts.
+//! - `hub`: sockets, SSE streams, broadcast, presence.
+//! - `store`: SQLite (migrations in [`schema`]).
+//! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off, token batching),
+//!   [`queue`] (admission, cancellation), [`presence`] (who is online and typing),
+//!   [`ratelimit`] (token buckets).
 
-#[cfg(target_arch = "wasm32")]
 pub mod api;
-#[cfg(target_arch = "wasm32")]
-pub mod hub;
 pub mod lifecycle;
+pub mod presence;
 pub mod queue;
 pub mod ratelimit;
 pub mod schema;
-#[cfg(target_arch = "wasm32")]
-pub mod store;
 
 #[cfg(target_arch = "wasm32")]
-mod actions;
+mod alarm;
+#[cfg(target_arch = "wasm32")]
+mod artifacts;
+#[cfg(target_arch = "wasm32")]
+mod bridge;
+#[cfg(target_arch = "wasm32")]
+mod context;
+#[cfg(target_arch = "wasm32")]
+mod history;
+#[cfg(target_arch = "wasm32")]
+mod hub;
+#[cfg(target_arch = "wasm32")]
+mod members;
 #[cfg(target_arch = "wasm32")]
 mod object;
 #[cfg(target_arch = "wasm32")]
+mod prompts;
+#[cfg(target_arch = "wasm32")]
 mod sandbox;
+#[cfg(target_arch = "wasm32")]
+mod sockets;
+#[cfg(target_arch = "wasm32")]
+pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 pub use object::SessionRoom;

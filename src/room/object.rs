@@ -1,41 +1,42 @@
-//! The Durable Object shell: construction (migrations, keep-alive auto-response), the
-//! internal HTTP API the Worker calls, and the WebSocket callbacks.
+//! The Durable Object shell: it owns the room's parts, turns each platform callback (a
+//! request from the Worker, a socket frame or close, the alarm) into a call on the part that
+//! handles it, and after anything that may move the queue, sets the alarm.
 
-use super::api::{Caller, Init, Member, RemovedMember, CALLER_HEADER};
+use super::alarm::Alarm;
+use super::api::{Caller, Init, Member, RemovedMember, RoomRoute, CALLER_HEADER};
+use super::bridge::{self, Handled};
+use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
 use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
-use super::store::{found, Participant, Store};
-use crate::config::Config;
+use super::store::Store;
+use super::{artifacts, history, members, prompts, sockets};
+use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
-use crate::http::query;
 use crate::respond;
 use crate::time::now_ms;
-use futures_util::StreamExt;
-use protocol::api::Session;
 use protocol::event::Source;
-use protocol::frames::{parse_client_frame, ClientFrame, FrameError, PromptInput, ServerFrame};
+use protocol::frames::{parse_json, PromptInput};
 use protocol::selection::DomSelection;
-use protocol::{ApiError, ErrorCode, Limits};
+use protocol::{ApiError, CloseCode};
 use serde::de::DeserializeOwned;
-use std::cell::{Cell, RefCell};
+use serde_json::json;
+use std::cell::RefCell;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    durable_object, DurableObject, Env, Request, Response, State, WebSocket,
+    WebSocketIncomingMessage,
 };
 
 #[durable_object]
 pub struct SessionRoom {
-    pub(super) state: State,
-    pub(super) store: Store,
-    pub(super) hub: Hub,
-    pub(super) limits: Limits,
-    pub(super) config: Config,
-    pub(super) rates: RefCell<RateLimits>,
+    state: State,
+    store: Store,
+    hub: Hub,
+    config: Config,
+    rates: RefCell<RateLimits>,
     /// Token deltas not yet stored (at most one batch, see [`Coalescer`]).
-    pub(super) tokens: RefCell<Coalescer>,
-    /// The alarm time last set, so unchanged deadlines cost no storage write.
-    pub(super) alarm_at: Cell<Option<u64>>,
+    tokens: RefCell<Coalescer>,
+    alarm: Alarm,
 }
 
 impl DurableObject for SessionRoom {
@@ -57,13 +58,11 @@ impl DurableObject for SessionRoom {
             crate::log::error(&format!("configuration: {message}"));
             Config::from_lookup(|_| None).unwrap_or_else(|_| unreachable!("defaults parse"))
         });
-        let limits = config.limits.clone();
         SessionRoom {
-            config,
-            rates: RefCell::new(RateLimits::new(&limits)),
+            rates: RefCell::new(RateLimits::new(&config.limits)),
             tokens: RefCell::new(Coalescer::default()),
-            alarm_at: Cell::new(None),
-            limits,
+            alarm: Alarm::default(),
+            config,
             store,
             hub: Hub::default(),
             state,
@@ -82,21 +81,40 @@ impl DurableObject for SessionRoom {
         socket: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
+        let cx = self.cx(now_ms());
         match Hub::owner_of(&socket) {
             Some(SocketOwner::Participant(participant)) => {
-                if self.on_frame(&socket, participant, message) {
-                    self.kick(now_ms()).await;
+                let moved = sockets::on_frame(
+                    &cx,
+                    &self.rates,
+                    &self.tokens,
+                    &socket,
+                    participant,
+                    message,
+                );
+                if moved {
+                    self.kick(&cx).await;
                 }
             }
-            Some(SocketOwner::Bridge(link)) => match message {
-                WebSocketIncomingMessage::String(text) => {
-                    self.on_bridge_frame(&socket, link, &text).await
+            Some(SocketOwner::Bridge(link)) => {
+                let WebSocketIncomingMessage::String(text) = message else {
+                    crate::log::error("binary frame from a bridge ignored");
+                    return Ok(());
+                };
+                let outcome = match bridge::on_frame(&cx, &self.tokens, &socket, &link, &text) {
+                    Handled::Done => Ok(()),
+                    // Only the flush deadline can have moved: no need to read the lifecycle.
+                    Handled::FlushBy(at) => self.alarm.no_later_than(&cx, at).await,
+                    Handled::Reschedule => self.alarm.schedule(&cx, &self.tokens).await,
+                };
+                if let Err(error) = outcome {
+                    crate::log::error(&format!("room could not set its alarm: {error:?}"));
                 }
-                WebSocketIncomingMessage::Binary(_) => {
-                    crate::log::error("binary frame from a bridge ignored")
-                }
-            },
-            None => hub::close(&socket, 1011, "unknown socket"),
+            }
+            None => {
+                let internal = CloseCode::Internal;
+                hub::close(&socket, internal, internal.default_reason());
+            }
         }
         Ok(())
     }
@@ -108,7 +126,7 @@ impl DurableObject for SessionRoom {
         _reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        self.on_socket_gone(&socket);
+        self.hub.socket_gone(&self.state, &socket);
         Ok(())
     }
 
@@ -117,12 +135,12 @@ impl DurableObject for SessionRoom {
         socket: WebSocket,
         _error: worker::Error,
     ) -> worker::Result<()> {
-        self.on_socket_gone(&socket);
+        self.hub.socket_gone(&self.state, &socket);
         Ok(())
     }
 
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(error) = self.on_alarm().await {
+        if let Err(error) = self.alarm.fire(&self.cx(now_ms()), &self.tokens).await {
             crate::log::error(&format!("room alarm: {error:?}"));
         }
         Response::ok("")
@@ -138,286 +156,125 @@ fn caller(req: &Request) -> Result<Caller> {
 }
 
 async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
-    Ok(serde_json::from_slice(&req.bytes().await?)?)
+    Ok(parse_json(&req.bytes().await?)?)
 }
 
 impl SessionRoom {
-    pub(super) fn session(&self) -> Result<Session> {
-        found(self.store.session()?, "session")
+    fn cx(&self, now: u64) -> Ctx<'_> {
+        Ctx {
+            state: &self.state,
+            store: &self.store,
+            hub: &self.hub,
+            config: &self.config,
+            now,
+        }
     }
 
     async fn serve(&self, req: &mut Request) -> Result<Response> {
         let url = req.url()?;
-        let query = url.query().unwrap_or("");
-        let now = now_ms();
-        match (req.method(), url.path()) {
-            (Method::Post, "/init") => {
+        let route = RoomRoute::parse(req.method().as_ref(), url.path(), url.query().unwrap_or(""))
+            .ok_or_else(|| ApiError::not_found("room endpoint"))?;
+        let cx = self.cx(now_ms());
+        match route {
+            RoomRoute::Init => {
                 let init: Init = body(req).await?;
-                let response = self.init(caller(req)?, init, now)?;
-                self.kick(now).await;
-                Ok(response)
+                let answer = self.init(&cx, caller(req)?, init)?;
+                self.kick(&cx).await;
+                respond::json(201, &answer)
             }
-            (Method::Get, "/connect") => {
-                self.join_socket(caller(req)?, query::u64_param(query, "since")?, now)
-            }
-            (Method::Get, "/state") => self.describe(),
-            (Method::Post, "/prompts") => {
-                let participant = self.ensure_participant(&caller(req)?, now)?;
-                let input = PromptInput::from_http_body(&req.bytes().await?, &self.limits)?;
-                let (message_id, position) = self.prompt(&participant, input, Source::Api, now)?;
-                self.kick(now).await;
+            RoomRoute::Connect { since } => sockets::join(&cx, &caller(req)?, since),
+            RoomRoute::Describe => respond::json(200, &members::describe(&cx)?),
+            RoomRoute::Prompt => {
+                let participant = members::ensure_participant(&cx, &caller(req)?)?;
+                let input = PromptInput::from_http_body(&req.bytes().await?, cx.limits())?;
+                let (message_id, position) =
+                    prompts::submit(&cx, &self.rates, &participant, input, Source::Api)?;
+                self.kick(&cx).await;
                 respond::json(
                     202,
-                    &serde_json::json!({ "message_id": message_id, "position": position }),
+                    &json!({ "message_id": message_id, "position": position }),
                 )
             }
-            (Method::Post, "/selections") => {
-                let participant = self.ensure_participant(&caller(req)?, now)?;
-                let selection = DomSelection::from_body(&req.bytes().await?, &self.limits)?;
-                let artifact_id = self.add_selection(&participant, selection, now)?;
-                respond::json(201, &serde_json::json!({ "artifact_id": artifact_id }))
+            RoomRoute::Selection => {
+                let participant = members::ensure_participant(&cx, &caller(req)?)?;
+                let selection = DomSelection::from_body(&req.bytes().await?, cx.limits())?;
+                let artifact_id = artifacts::add_selection(&cx, &participant, selection)?;
+                respond::json(201, &json!({ "artifact_id": artifact_id }))
             }
-            (Method::Get, "/events") => {
-                let since = query::u64_param(query, "since")?.unwrap_or(0);
-                if query::param(query, "stream").is_some() {
-                    self.event_stream(since)
-                } else {
-                    self.events_page(since, query::limit_param(query, 100, 1000)?)
-                }
+            RoomRoute::Events { since, limit } => history::page(&cx, since, limit),
+            RoomRoute::EventStream { since } => history::stream(&cx, since),
+            RoomRoute::Messages { after_seq, limit } => history::messages(&cx, after_seq, limit),
+            RoomRoute::Artifacts { after_seq, limit } => history::artifacts(&cx, after_seq, limit),
+            RoomRoute::Bridge => bridge::accept(&cx, req),
+            RoomRoute::Stop => {
+                prompts::stop(&cx, &self.tokens)?;
+                self.kick(&cx).await;
+                respond::json(202, &json!({ "stopping": true }))
             }
-            (Method::Get, "/messages") => {
-                let after = query::u64_param(query, "after_seq")?.unwrap_or(0);
-                let (messages, has_more) = self
-                    .store
-                    .messages(after, query::limit_param(query, 100, 500)?)?;
-                let messages: Vec<_> = messages.iter().map(|m| m.to_json()).collect();
+            RoomRoute::Cancel => {
+                let cancel: protocol::api::CancelPrompt = body(req).await?;
+                prompts::cancel(&cx, &cancel.message_id)?;
+                self.kick(&cx).await;
                 respond::json(
                     200,
-                    &serde_json::json!({ "messages": messages, "has_more": has_more }),
+                    &json!({ "message_id": cancel.message_id, "status": "cancelled" }),
                 )
             }
-            (Method::Get, "/artifacts") => {
-                let after = query::u64_param(query, "after_seq")?.unwrap_or(0);
-                let (artifacts, has_more) = self
-                    .store
-                    .artifacts(after, query::limit_param(query, 100, 500)?)?;
-                let artifacts: Vec<_> = artifacts.iter().map(|a| self.artifact_json(a)).collect();
-                respond::json(
-                    200,
-                    &serde_json::json!({ "artifacts": artifacts, "has_more": has_more }),
-                )
-            }
-            (Method::Get, "/sandbox") => self.accept_bridge(req, now),
-            (Method::Post, "/stop") => {
-                self.stop(now)?;
-                self.kick(now).await;
-                respond::json(202, &serde_json::json!({ "stopping": true }))
-            }
-            (Method::Post, "/cancel") => {
-                let cancel: protocol::api::CancelPrompt =
-                    protocol::frames::parse_json(&req.bytes().await?)?;
-                self.cancel(&cancel.message_id, now)?;
-                self.kick(now).await;
-                respond::json(
-                    200,
-                    &serde_json::json!({ "message_id": cancel.message_id, "status": "cancelled" }),
-                )
-            }
-            (Method::Post, "/members") => {
+            RoomRoute::AddMember => {
                 let member: Member = body(req).await?;
-                let participant = self.ensure_participant(&member.user, now)?;
-                respond::json(
-                    201,
-                    &serde_json::json!({ "participant": participant.info() }),
-                )
+                let participant = members::ensure_participant(&cx, &member.user)?;
+                respond::json(201, &json!({ "participant": participant.info() }))
             }
-            (Method::Post, "/members/remove") => {
+            RoomRoute::RemoveMember => {
                 let removed: RemovedMember = body(req).await?;
-                self.remove_member(&removed.user_id, now)?;
-                respond::json(200, &serde_json::json!({ "removed": removed.user_id }))
+                members::remove(&cx, &removed.user_id)?;
+                respond::json(200, &json!({ "removed": removed.user_id }))
             }
-            (Method::Post, "/archive") => {
-                self.archive(now)?;
-                self.kick(now).await;
-                respond::json(200, &serde_json::json!({ "archived": true }))
+            RoomRoute::Archive => {
+                members::archive(&cx, &self.tokens)?;
+                self.kick(&cx).await;
+                respond::json(200, &json!({ "archived": true }))
             }
-            _ => Err(ApiError::not_found("room endpoint").into()),
         }
     }
 
-    fn init(&self, owner: Caller, init: Init, now: u64) -> Result<Response> {
+    /// The room learns its session, its owner and perhaps a first prompt.
+    fn init(&self, cx: &Ctx, owner: Caller, init: Init) -> Result<serde_json::Value> {
         let prompt = init
             .prompt
-            .map(|content| PromptInput::from_content(content, &self.limits))
+            .map(|content| PromptInput::from_content(content, cx.limits()))
             .transpose()?;
-        self.store.insert_session(&init.session)?;
+        cx.store.insert_session(&init.session)?;
         if !init.origin.is_empty() {
-            self.update_meta(|meta| meta.origin = Some(init.origin.clone()))?;
+            cx.store
+                .update_lifecycle(|meta| meta.origin = Some(init.origin.clone()))?;
         }
-        let participant = self.ensure_participant(&owner, now)?;
+        let participant = members::ensure_participant(cx, &owner)?;
         let message_id = match prompt {
-            Some(input) => Some(self.prompt(&participant, input, Source::Api, now)?.0),
+            Some(input) => {
+                Some(prompts::submit(cx, &self.rates, &participant, input, Source::Api)?.0)
+            }
             None => None,
         };
-        respond::json(
-            201,
-            &serde_json::json!({ "participant": participant.info(), "message_id": message_id }),
-        )
+        Ok(json!({ "participant": participant.info(), "message_id": message_id }))
     }
 
-    /// Accepts a participant socket: `welcome`, then every event after `since`, then live
-    /// events. Nothing awaits in between, so no event can slip between replay and live.
-    fn join_socket(&self, caller: Caller, since: Option<u64>, now: u64) -> Result<Response> {
-        let session = self.session()?;
-        if session.is_archived() {
-            return respond::refuse_socket(4009, "the session is archived");
-        }
-        let participant = self.ensure_participant(&caller, now)?;
-        let pair = WebSocketPair::new()?;
-        let socket = pair.server;
-        self.hub.accept(&self.state, &socket, &participant)?;
-        let welcome = ServerFrame::Welcome {
-            participant: participant.info(),
-            session: serde_json::to_value(&session)?,
-            online: self.hub.online(&self.state, None),
-            last_seq: self.store.last_seq()?,
-        };
-        hub::send(&socket, &welcome.to_json());
-        if let Some(since) = since {
-            self.store
-                .each_event_after(since, |event| hub::send(&socket, &event.json))?;
-        }
-        self.hub.broadcast_presence(&self.state, None, now);
-        Ok(Response::from_websocket(pair.client)?)
-    }
-
-    /// Handles a participant's frame; true when it may have changed what the sandbox should do.
-    fn on_frame(
-        &self,
-        socket: &WebSocket,
-        participant: Participant,
-        message: WebSocketIncomingMessage,
-    ) -> bool {
-        let now = now_ms();
-        let refuse = |error: ApiError, client_request_id: Option<String>| {
-            hub::send(
-                socket,
-                &FrameError {
-                    error,
-                    client_request_id,
-                }
-                .to_frame(),
-            );
-        };
-        let WebSocketIncomingMessage::String(text) = message else {
-            refuse(
-                ApiError::new(
-                    ErrorCode::InvalidJson,
-                    "binary frames are not supported; send JSON text",
-                ),
-                None,
-            );
-            return false;
-        };
-        if let Err(error) = self
-            .rates
-            .borrow_mut()
-            .frames
-            .take(&participant.user_id, now)
+    /// After the queue changed: run the next prompt if a sandbox is free, and set the alarm
+    /// (which asks the provider for a sandbox when none is up). What the caller did is
+    /// already stored and answered, so a failure here is logged, not returned.
+    async fn kick(&self, cx: &Ctx<'_>) {
+        // Without a provider and a sandbox there is nothing to move: keep the prompt path lean.
+        if self.config.provider.kind == ProviderKind::None
+            && matches!(self.store.live_sandbox_id(), Ok(None))
         {
-            refuse(error, None);
-            return false;
-        }
-        let frame = match parse_client_frame(&text, &self.limits) {
-            Ok(frame) => frame,
-            Err(error) => {
-                hub::send(socket, &error.to_frame());
-                return false;
-            }
-        };
-        let changes_queue = matches!(
-            frame,
-            ClientFrame::Prompt(_) | ClientFrame::Cancel { .. } | ClientFrame::Stop
-        );
-        let mut client_request_id = None;
-        let outcome = match frame {
-            ClientFrame::Ping => {
-                hub::send(socket, &ServerFrame::Pong.to_json());
-                Ok(())
-            }
-            ClientFrame::Prompt(input) => {
-                client_request_id = input.client_request_id.clone();
-                self.prompt(&participant, input, Source::Web, now)
-                    .map(|(message_id, position)| {
-                        let ack = ServerFrame::PromptAck {
-                            client_request_id: client_request_id.clone(),
-                            message_id,
-                            position,
-                        };
-                        hub::send(socket, &ack.to_json());
-                    })
-            }
-            ClientFrame::Typing => {
-                self.hub.set_typing(&participant, now);
-                self.hub.broadcast_presence(&self.state, None, now);
-                Ok(())
-            }
-            ClientFrame::Cancel { message_id } => self.cancel(&message_id, now),
-            ClientFrame::Stop => self.stop(now),
-            ClientFrame::History { before_seq, limit } => self
-                .store
-                .events_before(before_seq, limit)
-                .map(|(events, has_more)| {
-                    hub::send(
-                        socket,
-                        &format!(
-                            r#"{{"type":"history","events":[{}],"has_more":{has_more}}}"#,
-                            events.join(",")
-                        ),
-                    );
-                }),
-        };
-        match outcome {
-            Ok(()) => changes_queue,
-            Err(error) => {
-                refuse(error.into_api(), client_request_id);
-                false
-            }
-        }
-    }
-
-    fn on_socket_gone(&self, socket: &WebSocket) {
-        hub::close(socket, 1000, "closed");
-        if matches!(Hub::owner_of(socket), Some(SocketOwner::Bridge(_))) {
-            // A bridge that went away reconnects; only a missed heartbeat ends its sandbox.
             return;
         }
-        self.hub
-            .broadcast_presence(&self.state, Some(socket), now_ms());
-    }
-
-    fn events_page(&self, since: u64, limit: u32) -> Result<Response> {
-        let (events, has_more) = self.store.events_after(since, limit)?;
-        let events: Vec<&str> = events.iter().map(|event| event.json.as_str()).collect();
-        respond::raw_json(
-            200,
-            format!(
-                r#"{{"events":[{}],"has_more":{has_more}}}"#,
-                events.join(",")
-            ),
-        )
-    }
-
-    /// An SSE stream: stored events after `since`, then live ones as they are appended.
-    fn event_stream(&self, since: u64) -> Result<Response> {
-        let (sender, receiver) = futures_channel::mpsc::unbounded::<Vec<u8>>();
-        let _ = sender.unbounded_send(b"retry: 2000\n\n".to_vec());
-        self.store.each_event_after(since, |event| {
-            let _ = sender
-                .unbounded_send(hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes());
-        })?;
-        self.hub.add_stream(sender);
-        let response = Response::from_stream(receiver.map(Ok::<Vec<u8>, worker::Error>))?;
-        Ok(respond::event_stream(response))
+        let outcome = match prompts::dispatch_next(cx) {
+            Ok(()) => self.alarm.schedule(cx, &self.tokens).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            crate::log::error(&format!("room could not move the queue on: {error:?}"));
+        }
     }
 }

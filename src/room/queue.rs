@@ -15,25 +15,28 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    const ALL: [(MessageStatus, &'static str); 6] = [
-        (MessageStatus::Queued, "queued"),
-        (MessageStatus::Running, "running"),
-        (MessageStatus::Completed, "completed"),
-        (MessageStatus::Failed, "failed"),
-        (MessageStatus::Cancelled, "cancelled"),
-        (MessageStatus::TimedOut, "timed_out"),
+    const ALL: [MessageStatus; 6] = [
+        MessageStatus::Queued,
+        MessageStatus::Running,
+        MessageStatus::Completed,
+        MessageStatus::Failed,
+        MessageStatus::Cancelled,
+        MessageStatus::TimedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(s, _)| *s == self)
-            .map(|(_, name)| *name)
-            .unwrap_or("failed")
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Running => "running",
+            MessageStatus::Completed => "completed",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Cancelled => "cancelled",
+            MessageStatus::TimedOut => "timed_out",
+        }
     }
 
     pub fn parse(name: &str) -> Option<MessageStatus> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(s, _)| *s)
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 
     pub fn is_finished(self) -> bool {
@@ -113,9 +116,8 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for (status, name) in MessageStatus::ALL {
-            assert_eq!(status.as_str(), name);
-            assert_eq!(MessageStatus::parse(name), Some(status));
+        for status in MessageStatus::ALL {
+            assert_eq!(MessageStatus::parse(status.as_str()), Some(status));
         }
         assert_eq!(MessageStatus::parse("nope"), None);
         assert!(MessageStatus::TimedOut.is_finished());

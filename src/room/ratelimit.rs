@@ -58,6 +58,14 @@ impl RateLimit {
             format!("too many {}; try again in {} ms", self.what, wait_ms.max(1)),
         ))
     }
+
+    /// Returns the token an action took, when the action turned out to be a repeat of one
+    /// already counted (a prompt re-sent with the same `client_request_id`).
+    pub fn give_back(&mut self, key: &str) {
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.capacity);
+        }
+    }
 }
 
 /// The two limits every participant is held to.

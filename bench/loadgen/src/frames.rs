@@ -66,7 +66,7 @@ pub fn message_index(bytes: &[u8]) -> Option<usize> {
 pub fn is_event(bytes: &[u8]) -> bool {
     !matches!(
         kind(bytes),
-        Some(b"welcome" | b"presence" | b"prompt_ack" | b"pong" | b"error")
+        Some(b"welcome" | b"presence" | b"presence_delta" | b"prompt_ack" | b"pong" | b"error")
     )
 }
 

@@ -30,12 +30,10 @@ pub fn hmac_sha256_verify(secret: &[u8], data: &[u8], expected: &[u8]) -> bool {
     mac.verify_slice(expected).is_ok()
 }
 
-/// Equality that takes the same time wherever the inputs differ.
+/// Equality that takes the same time wherever the inputs differ (only the lengths may show).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 pub fn hex(bytes: &[u8]) -> String {

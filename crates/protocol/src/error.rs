@@ -1,8 +1,10 @@
-//! The one table of error codes: wire name, HTTP status and a default message.
+//! The one table of error codes: wire name, HTTP status and a default message, each an
+//! exhaustive `match`, so a new code does not compile until it has all three.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+crate::closed_enum! {
 /// Every error the coordinator reports, on HTTP and on WebSockets alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,105 +25,67 @@ pub enum ErrorCode {
     Unavailable,
     Internal,
 }
+}
 
 impl ErrorCode {
-    /// (code, HTTP status, wire name, default message)
-    const TABLE: &'static [(ErrorCode, u16, &'static str, &'static str)] = &[
-        (
-            ErrorCode::InvalidJson,
-            400,
-            "invalid_json",
-            "the body is not valid JSON",
-        ),
-        (
-            ErrorCode::UnknownType,
-            400,
-            "unknown_type",
-            "unknown frame type",
-        ),
-        (
-            ErrorCode::InvalidField,
-            422,
-            "invalid_field",
-            "a field is missing or invalid",
-        ),
-        (
-            ErrorCode::TooLarge,
-            413,
-            "too_large",
-            "the input is over the size limit",
-        ),
-        (
-            ErrorCode::RateLimited,
-            429,
-            "rate_limited",
-            "too many requests; slow down",
-        ),
-        (
-            ErrorCode::Gone,
-            410,
-            "gone",
-            "it has ended and will not come back",
-        ),
-        (
-            ErrorCode::QueueFull,
-            409,
-            "queue_full",
-            "the prompt queue is full",
-        ),
-        (ErrorCode::NotFound, 404, "not_found", "not found"),
-        (ErrorCode::Forbidden, 403, "forbidden", "not allowed"),
-        (
-            ErrorCode::Unauthorized,
-            401,
-            "unauthorized",
-            "missing or invalid credentials",
-        ),
-        (
-            ErrorCode::Conflict,
-            409,
-            "conflict",
-            "the request conflicts with the current state",
-        ),
-        (
-            ErrorCode::MethodNotAllowed,
-            405,
-            "method_not_allowed",
-            "method not allowed",
-        ),
-        (
-            ErrorCode::ProviderError,
-            502,
-            "provider_error",
-            "the sandbox provider failed",
-        ),
-        (
-            ErrorCode::Unavailable,
-            503,
-            "unavailable",
-            "temporarily unavailable",
-        ),
-        (ErrorCode::Internal, 500, "internal", "internal error"),
-    ];
-
-    fn row(self) -> &'static (ErrorCode, u16, &'static str, &'static str) {
-        // The table is exhaustive; the test below keeps it that way.
-        Self::TABLE
-            .iter()
-            .find(|row| row.0 == self)
-            .unwrap_or(&Self::TABLE[13])
-    }
-
+    /// The HTTP status. Exhaustive, so a new code does not compile without its row.
     pub fn status(self) -> u16 {
-        self.row().1
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::UnknownType => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::QueueFull | ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::InvalidField => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::ProviderError => 502,
+            ErrorCode::Unavailable => 503,
+        }
     }
 
+    /// The wire name, as serde writes it.
     pub fn as_str(self) -> &'static str {
-        self.row().2
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::QueueFull => "queue_full",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Gone => "gone",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::ProviderError => "provider_error",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
     }
 
     pub fn default_message(self) -> &'static str {
-        self.row().3
+        match self {
+            ErrorCode::InvalidJson => "the body is not valid JSON",
+            ErrorCode::UnknownType => "unknown frame type",
+            ErrorCode::InvalidField => "a field is missing or invalid",
+            ErrorCode::TooLarge => "the input is over the size limit",
+            ErrorCode::RateLimited => "too many requests; slow down",
+            ErrorCode::QueueFull => "the prompt queue is full",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::Forbidden => "not allowed",
+            ErrorCode::Unauthorized => "missing or invalid credentials",
+            ErrorCode::Conflict => "the request conflicts with the current state",
+            ErrorCode::Gone => "it has ended and will not come back",
+            ErrorCode::MethodNotAllowed => "method not allowed",
+            ErrorCode::ProviderError => "the sandbox provider failed",
+            ErrorCode::Unavailable => "temporarily unavailable",
+            ErrorCode::Internal => "internal error",
+        }
     }
 }
 
@@ -187,18 +151,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_covers_every_code_once() {
-        for (i, row) in ErrorCode::TABLE.iter().enumerate() {
-            assert_eq!(row.0.row().2, row.2);
-            assert_eq!(
-                ErrorCode::TABLE.iter().filter(|r| r.0 == row.0).count(),
-                1,
-                "row {i}"
-            );
-            let wire = serde_json::to_string(&row.0).unwrap();
-            assert_eq!(wire, format!("\"{}\"", row.2));
+    fn wire_names_are_serde_names_and_distinct() {
+        for (i, &code) in ErrorCode::ALL.iter().enumerate() {
+            let wire = serde_json::to_string(&code).unwrap();
+            assert_eq!(wire, format!("\"{}\"", code.as_str()));
+            assert!(ErrorCode::ALL[..i].iter().all(|other| *other != code));
+            assert!((400..600).contains(&code.status()));
         }
-        assert_eq!(ErrorCode::TABLE.len(), 15);
     }
 
     #[test]

@@ -145,6 +145,27 @@ impl SandboxState {
     }
 }
 
+crate::closed_enum! {
+    /// What a `session_error` event is about.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SessionErrorCode {
+        /// The sandbox provider failed; the message says whether and when it tries again.
+        ProviderError,
+        /// The bridge or the agent reported an error.
+        AgentError,
+    }
+}
+
+impl SessionErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionErrorCode::ProviderError => "provider_error",
+            SessionErrorCode::AgentError => "agent_error",
+        }
+    }
+}
+
 /// What happened; the `type` tag is the event type on the wire.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -180,7 +201,7 @@ pub enum EventBody {
         detail: Option<String>,
     },
     SessionError {
-        code: String,
+        code: SessionErrorCode,
         message: String,
     },
 }
@@ -281,13 +302,19 @@ mod tests {
                 detail: None,
             },
             EventBody::SessionError {
-                code: "c".into(),
+                code: SessionErrorCode::AgentError,
                 message: "m".into(),
             },
         ];
         for body in bodies {
             let value = serde_json::to_value(&body).unwrap();
             assert_eq!(value["type"], body.type_name());
+        }
+        for &code in SessionErrorCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                Value::String(code.as_str().into())
+            );
         }
     }
 }

@@ -168,11 +168,27 @@ impl FrameError {
     }
 }
 
-/// Parses JSON into `T`, telling malformed JSON (`invalid_json`) from wrong fields (`invalid_field`).
+/// Parses JSON into `T` in one pass, telling malformed JSON (`invalid_json`) from wrong fields
+/// (`invalid_field`) by serde's own error category.
+///
+/// Bodies are JSON objects: serde would also fill a struct from an array, by position.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON: {e}")))?;
-    from_value(value)
+    let value = serde_json::from_slice(bytes).map_err(json_error)?;
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(value),
+        _ => Err(ApiError::invalid_field("expected a JSON object")),
+    }
+}
+
+/// The protocol's error for a serde_json error.
+pub fn json_error(error: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON: {error}"))
+        }
+        Category::Data => ApiError::invalid_field(error.to_string()),
+    }
 }
 
 fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
@@ -180,6 +196,63 @@ fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         return Err(ApiError::invalid_field("expected a JSON object"));
     }
     serde_json::from_value(value).map_err(|e| ApiError::invalid_field(e.to_string()))
+}
+
+/// Every field any client frame may carry: a well-formed frame is read in this one pass.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnyFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    content: Option<String>,
+    client_request_id: Option<String>,
+    attachments: Option<Vec<Value>>,
+    selection_ids: Option<Vec<String>>,
+    source: Option<crate::event::Source>,
+    message_id: Option<String>,
+    before_seq: Option<u64>,
+    limit: Option<u32>,
+}
+
+impl AnyFrame {
+    /// The frame, when the fields present are the ones its type takes; `None` sends the
+    /// frame down the slower path that words the error exactly.
+    fn into_frame(self, limits: &Limits) -> Option<Result<ClientFrame, FrameError>> {
+        let no_prompt_fields = self.content.is_none()
+            && self.client_request_id.is_none()
+            && self.attachments.is_none()
+            && self.selection_ids.is_none()
+            && self.source.is_none();
+        let no_cancel_fields = self.message_id.is_none();
+        let no_history_fields = self.before_seq.is_none() && self.limit.is_none();
+        match self.kind.as_str() {
+            "prompt"
+                if no_cancel_fields && no_history_fields && self.client_request_id.is_some() =>
+            {
+                let raw = RawPrompt {
+                    _type: None,
+                    content: self.content?,
+                    client_request_id: self.client_request_id,
+                    attachments: self.attachments,
+                    selection_ids: self.selection_ids,
+                    source: self.source,
+                };
+                let client_request_id = raw.client_request_id.clone();
+                Some(
+                    PromptInput::from_raw(raw, limits)
+                        .map(ClientFrame::Prompt)
+                        .map_err(|error| FrameError {
+                            error,
+                            client_request_id,
+                        }),
+                )
+            }
+            "cancel" if no_prompt_fields && no_history_fields => Some(Ok(ClientFrame::Cancel {
+                message_id: self.message_id?,
+            })),
+            _ => None,
+        }
+    }
 }
 
 /// Reads one client frame: size, JSON, type, fields, in that order.
@@ -201,6 +274,24 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
             None,
         ));
     }
+    // The frames that carry data (prompts above all) are read in one pass; the others, and
+    // anything refused, take the path below, which names the exact problem.
+    // (Only objects: serde would also fill the struct from an array, by position.)
+    let is_object = text.trim_start().starts_with('{');
+    if let Some(Ok(frame)) = is_object.then(|| serde_json::from_str::<AnyFrame>(text)) {
+        if let Some(outcome) = frame.into_frame(limits) {
+            return outcome;
+        }
+    }
+    parse_by_value(text, limits)
+}
+
+/// The general path: JSON, then the type, then the fields of that type.
+fn parse_by_value(text: &str, limits: &Limits) -> Result<ClientFrame, FrameError> {
+    let fail = |error: ApiError, client_request_id: Option<String>| FrameError {
+        error,
+        client_request_id,
+    };
     let value: Value = serde_json::from_str(text).map_err(|e| {
         fail(
             ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON: {e}")),
@@ -273,20 +364,44 @@ fn truncate(text: &str, max_chars: usize) -> &str {
     }
 }
 
-/// Frames the room sends that are not stored events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// How presence changed, in a `presence_delta` frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceChange {
+    /// The participant's first socket opened.
+    Joined,
+    /// The participant's last socket closed.
+    Left,
+    /// The participant is typing; clients show it for `expires_in_ms`.
+    Typing,
+    /// The participant stopped typing (it sent its prompt).
+    Idle,
+}
+
+/// Frames the room sends that are not stored events. Only ever written, never read, by the
+/// coordinator, so history pages can carry the stored events' JSON as it is.
+#[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     Welcome {
         participant: ParticipantInfo,
         session: Value,
         online: Vec<ParticipantInfo>,
+        typing: Vec<ParticipantInfo>,
         last_seq: u64,
     },
     Pong,
+    /// The full presence: sent once to a participant that joins.
     Presence {
         online: Vec<ParticipantInfo>,
         typing: Vec<ParticipantInfo>,
+    },
+    /// One change of presence, sent to everyone else: joins cost O(1) per socket, not O(N).
+    PresenceDelta {
+        change: PresenceChange,
+        participant: ParticipantInfo,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
     },
     PromptAck {
         client_request_id: Option<String>,
@@ -294,13 +409,13 @@ pub enum ServerFrame {
         position: u32,
     },
     History {
-        events: Vec<Value>,
+        events: Vec<Box<serde_json::value::RawValue>>,
         has_more: bool,
     },
     Error {
         code: ErrorCode,
         message: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         client_request_id: Option<String>,
     },
 }
@@ -402,6 +517,31 @@ mod tests {
     }
 
     #[test]
+    fn one_pass_agrees_with_the_general_path() {
+        let limits = Limits::default();
+        let cases = [
+            r#"{"type":"prompt","content":"fix it","client_request_id":"r1"}"#,
+            r#"{"type":"prompt","content":"x","client_request_id":"r1","attachments":[{"a":1}],"selection_ids":["art_1"],"source":"extension"}"#,
+            r#"{"type":"prompt","content":"   ","client_request_id":"x"}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":""}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":"x","attachments":[1]}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":"x","message_id":"m"}"#,
+            r#"{"type":"prompt","client_request_id":"x"}"#,
+            r#"{"type":"cancel","message_id":"msg_1"}"#,
+            r#"{"type":"cancel","message_id":"msg_1","content":"x"}"#,
+            r#"{"type":"cancel"}"#,
+            r#"["prompt","hi","r1"]"#,
+        ];
+        for text in cases {
+            assert_eq!(
+                parse_client_frame(text, &limits),
+                parse_by_value(text, &limits),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn sizes() {
         let big = format!(
             r#"{{"type":"prompt","content":"{}","client_request_id":"big"}}"#,
@@ -428,6 +568,25 @@ mod tests {
         assert_eq!(frame["type"], "error");
         assert_eq!(frame["code"], "invalid_field");
         assert_eq!(frame["client_request_id"], "x2");
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Body {
+            repo: String,
+        }
+        assert!(parse_json::<Body>(br#" {"repo":"a/b"}"#).is_ok());
+        for (text, code) in [
+            (&br#"["a/b"]"#[..], ErrorCode::InvalidField),
+            (br#""a/b""#, ErrorCode::InvalidField),
+            (br#"{"repo":5}"#, ErrorCode::InvalidField),
+            (br#"{"repo":"a/b"} x"#, ErrorCode::InvalidJson),
+            (br#"{"repo""#, ErrorCode::InvalidJson),
+        ] {
+            assert_eq!(parse_json::<Body>(text).unwrap_err().code, code, "{text:?}");
+        }
     }
 
     #[test]

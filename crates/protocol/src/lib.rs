@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`error`]: the closed table of error codes, their HTTP statuses and the error body.
+//! - [`close`]: the closed table of WebSocket close codes.
 //! - [`limits`]: size, count and rate limits with their defaults.
 //! - [`event`]: persisted session events (`seq`, `ts`, typed body).
 //! - [`frames`]: participant WebSocket frames, both directions, and their validation.
@@ -16,8 +17,21 @@
 //! Architecture invariant: this crate does no I/O and knows nothing of the Workers
 //! runtime, so it builds for wasm and native alike and both ends share one definition.
 
+/// Declares a closed enum together with `ALL`, its variants in declaration order, so a table
+/// that must cover every variant (the web page's sentences, say) can be checked against it.
+#[macro_export]
+macro_rules! closed_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])* $vis enum $name { $($(#[$vmeta])* $variant,)* }
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+        }
+    };
+}
+
 pub mod api;
 pub mod bridge;
+pub mod close;
 pub mod crypto;
 pub mod error;
 pub mod event;
@@ -28,5 +42,6 @@ pub mod scope;
 pub mod selection;
 pub mod token;
 
+pub use close::CloseCode;
 pub use error::{ApiError, ErrorCode};
 pub use limits::Limits;

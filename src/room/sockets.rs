@@ -1,0 +1,128 @@
+//! A participant's socket: joining (welcome, replay, presence), the frames it sends, and
+//! what each frame does. Refusals are `error` frames; the socket stays open.
+
+use super::api::Caller;
+use super::context::Ctx;
+use super::history;
+use super::hub;
+use super::lifecycle::Coalescer;
+use super::members::ensure_participant;
+use super::prompts;
+use super::ratelimit::RateLimits;
+use super::store::Participant;
+use crate::error::Result;
+use crate::respond;
+use protocol::event::Source;
+use protocol::frames::{parse_client_frame, ClientFrame, FrameError, ServerFrame};
+use protocol::{ApiError, CloseCode, ErrorCode};
+use std::cell::RefCell;
+use worker::{Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
+
+/// Accepts a participant socket: `welcome`, then every event after `since`, then the full
+/// presence, then live events. Nothing awaits in between, so no event can slip between
+/// replay and live.
+pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>) -> Result<Response> {
+    let session = cx.store.existing_session()?;
+    if session.is_archived() {
+        let archived = CloseCode::Archived;
+        return respond::refuse_socket(archived, archived.default_reason());
+    }
+    let participant = ensure_participant(cx, caller)?;
+    let pair = WebSocketPair::new()?;
+    let socket = pair.server;
+    cx.hub.accept(cx.state, &socket, &participant)?;
+    let online = cx.hub.online(cx.state);
+    let typing = cx.hub.typing_now(cx.state, cx.now);
+    let welcome = ServerFrame::Welcome {
+        participant: participant.info(),
+        session: serde_json::to_value(&session)?,
+        online: online.clone(),
+        typing: typing.clone(),
+        last_seq: cx.store.last_seq()?,
+    };
+    hub::send(&socket, &welcome.to_json());
+    if let Some(since) = since {
+        history::replay(cx, &socket, since)?;
+    }
+    hub::send(&socket, &ServerFrame::Presence { online, typing }.to_json());
+    Ok(Response::from_websocket(pair.client)?)
+}
+
+/// A participant's frame; true when it may have changed what the sandbox should do.
+pub fn on_frame(
+    cx: &Ctx,
+    rates: &RefCell<RateLimits>,
+    tokens: &RefCell<Coalescer>,
+    socket: &WebSocket,
+    participant: Participant,
+    message: WebSocketIncomingMessage,
+) -> bool {
+    let refuse = |error: ApiError, client_request_id: Option<String>| {
+        let frame = FrameError {
+            error,
+            client_request_id,
+        };
+        hub::send(socket, &frame.to_frame());
+    };
+    let WebSocketIncomingMessage::String(text) = message else {
+        refuse(
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                "binary frames are not supported; send JSON text",
+            ),
+            None,
+        );
+        return false;
+    };
+    if let Err(error) = rates.borrow_mut().frames.take(&participant.user_id, cx.now) {
+        refuse(error, None);
+        return false;
+    }
+    let frame = match parse_client_frame(&text, cx.limits()) {
+        Ok(frame) => frame,
+        Err(error) => {
+            hub::send(socket, &error.to_frame());
+            return false;
+        }
+    };
+    let changes_queue = matches!(
+        frame,
+        ClientFrame::Prompt(_) | ClientFrame::Cancel { .. } | ClientFrame::Stop
+    );
+    let mut client_request_id = None;
+    let outcome = match frame {
+        ClientFrame::Ping => {
+            hub::send(socket, &ServerFrame::Pong.to_json());
+            Ok(())
+        }
+        ClientFrame::Prompt(input) => {
+            client_request_id = input.client_request_id.clone();
+            prompts::submit(cx, rates, &participant, input, Source::Web).map(
+                |(message_id, position)| {
+                    let ack = ServerFrame::PromptAck {
+                        client_request_id: client_request_id.clone(),
+                        message_id,
+                        position,
+                    };
+                    hub::send(socket, &ack.to_json());
+                },
+            )
+        }
+        ClientFrame::Typing => {
+            cx.hub.typing(cx.state, &participant, cx.now);
+            Ok(())
+        }
+        ClientFrame::Cancel { message_id } => prompts::cancel(cx, &message_id),
+        ClientFrame::Stop => prompts::stop(cx, tokens),
+        ClientFrame::History { before_seq, limit } => {
+            history::history_frame(cx, before_seq, limit).map(|frame| hub::send(socket, &frame))
+        }
+    };
+    match outcome {
+        Ok(()) => changes_queue,
+        Err(error) => {
+            refuse(error.into_api(), client_request_id);
+            false
+        }
+    }
+}

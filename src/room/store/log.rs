@@ -1,0 +1,105 @@
+//! The event log (every event with its `seq`, as the exact JSON clients receive) and the
+//! artifacts table beside it.
+
+use super::{int, opt, s, ArtifactRow, EventRow, Store, StoredEvent};
+use crate::error::Result;
+use crate::time::rfc3339;
+use protocol::event::{Event, EventBody};
+
+impl Store {
+    pub fn last_seq(&self) -> Result<u64> {
+        if let Some(seq) = self.last_seq.get() {
+            return Ok(seq);
+        }
+        let seq = self.number("SELECT MAX(seq) AS n FROM events", vec![])?;
+        self.last_seq.set(Some(seq));
+        Ok(seq)
+    }
+
+    /// Appends an event with the next `seq`. The returned JSON is what every client receives.
+    pub fn append(&self, body: EventBody, now_ms: u64) -> Result<StoredEvent> {
+        let seq = self.last_seq()? + 1;
+        let type_name = body.type_name();
+        let json = Event {
+            seq,
+            ts: rfc3339(now_ms),
+            body,
+        }
+        .to_json();
+        self.run(
+            "INSERT INTO events (seq, type, json) VALUES (?, ?, ?)",
+            vec![int(seq), s(type_name), s(&json)],
+        )?;
+        self.last_seq.set(Some(seq));
+        Ok(StoredEvent {
+            seq,
+            type_name,
+            json,
+        })
+    }
+
+    /// Events with `seq > since`, oldest first, at most `limit`; and whether more follow.
+    pub fn events_after(&self, since: u64, limit: u32) -> Result<(Vec<EventRow>, bool)> {
+        self.page(
+            "SELECT seq, type, json FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(since)],
+            limit,
+        )
+    }
+
+    /// Calls `each` with every event after `since`, oldest first, reading a page at a time.
+    /// Synchronous, so nothing can be appended while it runs.
+    pub fn each_event_after(&self, mut since: u64, mut each: impl FnMut(&EventRow)) -> Result<()> {
+        loop {
+            let (events, has_more) = self.events_after(since, 1000)?;
+            for event in &events {
+                each(event);
+                since = event.seq;
+            }
+            if !has_more {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The `limit` events just before `before` (all the latest when `None`), oldest first.
+    pub fn events_before(&self, before: Option<u64>, limit: u32) -> Result<(Vec<EventRow>, bool)> {
+        let before = before.unwrap_or(u64::MAX >> 12);
+        let (mut rows, has_more): (Vec<EventRow>, bool) = self.page(
+            "SELECT seq, type, json FROM events WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            vec![int(before)],
+            limit,
+        )?;
+        rows.reverse();
+        Ok((rows, has_more))
+    }
+
+    // --- artifacts ---------------------------------------------------------------------------
+
+    pub fn insert_artifact(&self, row: &ArtifactRow) -> Result<()> {
+        self.run(
+            "INSERT INTO artifacts (id, seq, type, message_id, author_id, data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                s(&row.id),
+                int(row.seq),
+                s(&row.kind),
+                opt(row.message_id.as_deref()),
+                opt(row.author_id.as_deref()),
+                s(&row.data),
+                s(&row.created_at),
+            ],
+        )
+    }
+
+    pub fn artifacts(&self, after_seq: u64, limit: u32) -> Result<(Vec<ArtifactRow>, bool)> {
+        self.page(
+            "SELECT * FROM artifacts WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(after_seq)],
+            limit,
+        )
+    }
+
+    pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
+        self.first("SELECT * FROM artifacts WHERE id = ?", vec![s(id)])
+    }
+}
