@@ -101,8 +101,7 @@ impl CreateSession {
             return Err(ApiError::invalid_field("repo must be \"owner/name\""));
         }
         if let Some(branch) = &self.branch {
-            check_text("branch", branch, 200)?;
-            if branch.contains("..") || branch.starts_with('-') || branch.contains(' ') {
+            if !crate::git::is_branch_name(branch) {
                 return Err(ApiError::invalid_field(
                     "branch is not a valid git branch name",
                 ));

@@ -11,6 +11,7 @@
 //! - [`bridge`]: frames between the coordinator and the sandbox bridge.
 //! - [`provider`]: the sandbox provider API and its request signature.
 //! - [`token`]: HMAC-signed participant tokens.
+//! - [`git`]: branch names, session branches, git credentials, local git host tokens.
 //! - [`scope`]: repository scope patterns (`owner/name`, `owner/*`, `*`).
 //! - [`crypto`]: the few hashing and encoding helpers the others share.
 //!
@@ -36,6 +37,7 @@ pub mod crypto;
 pub mod error;
 pub mod event;
 pub mod frames;
+pub mod git;
 pub mod limits;
 pub mod provider;
 pub mod scope;

@@ -1,0 +1,124 @@
+//! Git on the wire: branch names (one rule, applied by the coordinator, the bridge and the
+//! providers), the session's branch, the credential request a sandbox's git credential helper
+//! makes, and the short-lived tokens of the local git host used in development.
+
+use crate::crypto::{hex, hmac_sha256, hmac_sha256_verify, unhex};
+use serde::{Deserialize, Serialize};
+
+/// The prefix of session branches when `BRANCH_PREFIX` is not set.
+pub const DEFAULT_BRANCH_PREFIX: &str = "agent";
+
+/// Whether `name` is a branch name git accepts and that is safe on a command line: the rules
+/// of `git check-ref-format --branch`, a little stricter (ASCII only, no leading `-`).
+pub fn is_branch_name(name: &str) -> bool {
+    let forbidden_char = |c: char| {
+        c.is_ascii_control()
+            || !c.is_ascii()
+            || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+    };
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('-')
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && name != "@"
+        && !name.chars().any(forbidden_char)
+        && name
+            .split('/')
+            .all(|part| !part.starts_with('.') && !part.ends_with(".lock"))
+}
+
+/// The branch a session's work is pushed to: `<prefix>/<session id>`.
+pub fn session_branch(prefix: &str, session_id: &str) -> String {
+    format!("{}/{session_id}", prefix.trim_matches('/'))
+}
+
+/// What git asks its credential helper (`git credential` input), as the bridge forwards it:
+/// `POST /v1/sessions/:id/sandbox/git-credentials`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    /// `https` (or `http` for the local git host in development).
+    pub protocol: String,
+    /// The host, with its port if any.
+    pub host: String,
+    /// The repository's path on the host, e.g. `acme/demo.git` (git sends it when
+    /// `credential.useHttpPath` is set, which the bridge sets).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+/// The credential for one repository: git's `username` and `password`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub username: String,
+    pub password: String,
+    /// When the password stops working (RFC 3339), so git can be asked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The username GitHub expects with an installation token, which the local git host mimics.
+pub const TOKEN_USERNAME: &str = "x-access-token";
+
+/// A token for the local git host: `lg1.<expiry ms>.<hex HMAC-SHA256(secret, "git:<repo>:<expiry>")>`.
+/// The coordinator signs it with the provider secret; the local provider, which serves the
+/// repositories, checks it. It names one repository and expires.
+pub fn sign_local_token(secret: &[u8], repo: &str, expires_ms: u64) -> String {
+    let mac = hmac_sha256(secret, format!("git:{repo}:{expires_ms}").as_bytes());
+    format!("lg1.{expires_ms}.{}", hex(&mac))
+}
+
+/// Whether `token` is a live local git token for `repo`.
+pub fn verify_local_token(secret: &[u8], token: &str, repo: &str, now_ms: u64) -> bool {
+    let mut parts = token.splitn(3, '.');
+    let (Some("lg1"), Some(expires), Some(mac)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(expires_ms), Some(mac)) = (expires.parse::<u64>(), unhex(mac)) else {
+        return false;
+    };
+    expires_ms > now_ms
+        && hmac_sha256_verify(secret, format!("git:{repo}:{expires_ms}").as_bytes(), &mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names() {
+        for good in ["main", "feature/x", "agent/ses_0123", "release-1.2", "a_b"] {
+            assert!(is_branch_name(good), "{good}");
+        }
+        for bad in [
+            "", "-x", "a..b", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", "/a", "a/",
+            "a.", "a//b", "a@{1}", "@", ".hidden", "a/.b", "x.lock", "a/b.lock", "ü", "a\nb",
+        ] {
+            assert!(!is_branch_name(bad), "{bad:?}");
+        }
+        assert!(!is_branch_name(&"x".repeat(201)));
+        assert_eq!(session_branch("agent", "ses_1"), "agent/ses_1");
+        assert_eq!(session_branch("/bots/", "ses_1"), "bots/ses_1");
+        assert!(is_branch_name(&session_branch(
+            DEFAULT_BRANCH_PREFIX,
+            "ses_1"
+        )));
+    }
+
+    #[test]
+    fn local_tokens_name_one_repo_and_expire() {
+        let token = sign_local_token(b"secret", "acme/demo", 10_000);
+        assert!(verify_local_token(b"secret", &token, "acme/demo", 9_999));
+        assert!(!verify_local_token(b"secret", &token, "acme/demo", 10_000));
+        assert!(!verify_local_token(b"secret", &token, "acme/web", 1));
+        assert!(!verify_local_token(b"other", &token, "acme/demo", 1));
+        let forged = token.replace("lg1.10000", "lg1.99999");
+        assert!(!verify_local_token(b"secret", &forged, "acme/demo", 1));
+        assert!(!verify_local_token(b"secret", "lg1.x.y", "acme/demo", 1));
+    }
+}
