@@ -4,7 +4,7 @@
 
 Deploys the app ``session-coordinator-sandboxes`` (``MODAL_APP_NAME`` overrides) with
 
-- ``api``: the ASGI web endpoint (``https://<workspace>--session-coordinator-sandboxes-api.modal.run``);
+- ``api``: the web endpoint, a FastAPI app behind ``@modal.asgi_app()`` (``https://<workspace>--session-coordinator-sandboxes-api.modal.run``);
 - ``build_repo_image``: builds one repo image (spawned by ``POST /images`` and by the schedule);
 - ``refresh_repo_images``: every 30 minutes, rebuilds the images of the repos in ``REPOS``.
 
@@ -54,11 +54,28 @@ _DEPLOY_SETTINGS = (
 DEPLOY_ENV = {"MODAL_APP_NAME": APP_NAME, "STATE_DICT_NAME": STATE_DICT_NAME}
 DEPLOY_ENV.update({name: os.environ[name] for name in _DEPLOY_SETTINGS if name in os.environ})
 
-# The control image runs the web endpoint and the build functions: plain Python, no extra packages.
-_MODULES = ("provider_api", "errors", "signature", "sandboxes", "builds")
-control_image = modal.Image.debian_slim(python_version="3.12")
-for _module in _MODULES:
-    control_image = control_image.add_local_file(HERE / f"{_module}.py", f"/root/{_module}.py")
+# The control image runs the web endpoint and the build functions: the packages of requirements.txt
+# (FastAPI, jsonschema), the app's modules and the contract's schema, which `validation` reads at import.
+# tests/test_app.py checks this list against the modules the app imports.
+SHIPPED_FILES = (
+    "builds.py",
+    "config.py",
+    "errors.py",
+    "guard.py",
+    "planning.py",
+    "provider_api.py",
+    "provisioning.py",
+    "sandboxes.py",
+    "signature.py",
+    "state.py",
+    "validation.py",
+    "provider.schema.json",
+)
+control_image = modal.Image.debian_slim(python_version="3.12").pip_install_from_requirements(
+    str(HERE / "requirements.txt")
+)
+for _name in SHIPPED_FILES:
+    control_image = control_image.add_local_file(HERE / _name, f"/root/{_name}")
 
 app = modal.App(APP_NAME)
 provider_secret = modal.Secret.from_name(PROVIDER_SECRET_NAME)
@@ -68,7 +85,7 @@ _FUNCTION_OPTIONS = dict(image=control_image, secrets=[provider_secret], env=DEP
 
 
 def _config():
-    from provider_api import Config
+    from config import Config
 
     return Config.from_env()
 
@@ -93,7 +110,7 @@ def _spawn_build(build_id: str, repo: dict, set_default: bool):
 def build_repo_image(build_id: str, repo: dict, set_default: bool = False) -> dict:
     """Clone + install + snapshot one repo; records the result under ``build:<build_id>``."""
     import builds
-    from provider_api import StateStore
+    from state import StateStore
 
     config = _config()
     return builds.run_build(
@@ -113,7 +130,7 @@ def build_repo_image(build_id: str, repo: dict, set_default: bool = False) -> di
 def refresh_repo_images() -> list:
     """Every 30 minutes: a fresh default-branch image for every repo in ``REPOS``."""
     import builds
-    from provider_api import StateStore
+    from state import StateStore
 
     config = _config()
     return builds.refresh_repos(
@@ -128,8 +145,7 @@ def api():
     """The provider API (``GET /health`` unsigned; everything else needs ``X-Coordinator-Signature``)."""
     import logging
 
-    from provider_api import ProviderAPI, make_asgi
+    from provider_api import app_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    provider = ProviderAPI.from_env(_backend(), state, spawn_build=_spawn_build, clock=_now_ms)
-    return make_asgi(lambda: provider)
+    return app_from_env(_backend(), state, spawn_build=_spawn_build, clock=_now_ms)

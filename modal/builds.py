@@ -16,11 +16,13 @@ import json
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from errors import ProviderFailure, scrub
+from errors import ApiError, ProviderFailure, scrub
+from planning import WORKSPACE_DIR
+from state import iso_utc
+from validation import parse_repo
 
 log = logging.getLogger("builds")
 
@@ -30,7 +32,7 @@ STALE_GRACE_S = 300
 
 
 def _now_iso(clock: Callable[[], float]) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock() / 1000))
+    return iso_utc(clock())
 
 
 def _repo_key(owner: str, name: str) -> str:
@@ -129,7 +131,7 @@ def plan_build(build_id: str, repo: dict, *, base_image_name: str, build_secret:
             "REPO_NAME": repo["name"],
             "REPO_BRANCH": repo["branch"],
             "REPO_CLONE_URL": clone_url,
-            "WORKSPACE": "/workspace",
+            "WORKSPACE": WORKSPACE_DIR,
             "WORKSPACE_MODE": "prepare",
         },
         secret_names=[build_secret] if build_secret else [],
@@ -181,9 +183,6 @@ def parse_repos(text: str | None) -> list[dict]:
 
     Entries that are not ``owner/name`` are skipped with a warning rather than failing the whole refresh.
     """
-    from provider_api import parse_repo  # late: provider_api imports this module
-    from errors import ApiError
-
     try:
         items = json.loads(text or "[]")
     except ValueError:

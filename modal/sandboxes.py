@@ -1,8 +1,8 @@
 """The only code that calls the Modal SDK for sandboxes: a thin adapter from plans to `modal.*` calls.
 
 Every Modal exception becomes a `ProviderFailure` whose message names the operation and the exception
-class, with known secret values scrubbed out. The SDK's blocking interface is used; the ASGI layer runs
-requests in a worker thread.
+class, with known secret values scrubbed out. The SDK's blocking interface is used; FastAPI runs the endpoints
+in its thread pool.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import logging
 from typing import Any, Iterable
 
 from errors import ProviderFailure, scrub
+from planning import ENTRY_SCRIPT, WORKSPACE_DIR
 
 log = logging.getLogger("sandboxes")
-
-ENTRY_SCRIPT = "sandbox-entry"
 
 
 class ModalBackend:
@@ -144,7 +143,7 @@ class ModalBackend:
             if code != 0:
                 tail = scrub(prepare.stderr.read()[-500:], secrets).strip()
                 raise ProviderFailure(f"preparing the workspace failed (exit {code}): {tail}")
-            head = sandbox.exec("git", "-C", "/workspace", "rev-parse", "HEAD", timeout=60)
+            head = sandbox.exec("git", "-C", WORKSPACE_DIR, "rev-parse", "HEAD", timeout=60)
             commit = head.stdout.read().strip() if head.wait() == 0 else None
             image = sandbox.snapshot_filesystem(timeout=self.snapshot_timeout_s)
             return {"image_id": image.object_id, "commit": commit}

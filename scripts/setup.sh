@@ -4,7 +4,7 @@
 # (wrangler, a project-local Node 22, binaryen's wasm-opt).
 # Usage: scripts/setup.sh [--browser] [--pytest]
 #   --browser  also installs Chromium for the browser tests (Debian's package)
-#   --pytest   also installs pytest for the Modal app's tests
+#   --pytest   also installs modal/requirements-test.txt (pytest, FastAPI, jsonschema…) for the Modal app's tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
@@ -72,7 +72,7 @@ if $want_browser && [ ! -x /usr/bin/chromium ]; then
   $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
-if $want_pytest && ! python3 -m pytest --version >/dev/null 2>&1; then
-  say "installing pytest for the Modal app's tests"
+if $want_pytest && ! python3 -c "import pytest, fastapi, jsonschema, regress, httpx2" >/dev/null 2>&1; then
+  say "installing modal/requirements-test.txt for the Modal app's tests"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r modal/requirements-test.txt
 fi

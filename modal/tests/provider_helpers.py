@@ -1,18 +1,37 @@
-"""Shared helpers for the provider API tests (a signed-request client and a valid create body)."""
+"""Shared helpers for the provider API tests: the FastAPI app under a test client, signed calls, a valid body.
+
+Every 2xx answer a test gets through `call` is also checked against the contract's schema, so the
+coordinator's types can read what the app says.
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+
+from fastapi.testclient import TestClient
 
 import signature
-from provider_api import Config, ProviderAPI
+import validation
+from config import Config
+from provider_api import Provider, create_app
 from sandboxes import ModalBackend
+from state import StateStore
 
 SECRET = "test-provider-secret-0123456789"
 COORDINATOR = "https://coord.example.com"
 NOW_MS = 1_800_000_000_000
 TOKEN = "sbxtok_5f2d8c1e9a7b4e3d2c1b0a99"
+
+# (method, path) -> the schema definition of a successful answer.
+ANSWERS = [
+    ("GET", re.compile(r"^/health$"), "ProviderHealth"),
+    ("POST", re.compile(r"^/sandboxes$"), "CreatedSandbox"),
+    ("POST", re.compile(r"^/sandboxes/[^/]+/snapshot$"), "SnapshotTaken"),
+    ("POST", re.compile(r"^/images$"), "ImageBuildStarted"),
+    ("GET", re.compile(r"^/images/[^/]+$"), "ImageBuild"),
+]
 
 
 class Clock:
@@ -21,6 +40,38 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class ApiClient:
+    """The app and a test client, with the parts of its `Provider` the tests look into."""
+
+    def __init__(self, app, spawned=None):
+        self.app = app
+        self.provider: Provider = app.state.provider
+        self.client = TestClient(app)
+        self.spawned = [] if spawned is None else spawned
+
+    @property
+    def store(self) -> StateStore:
+        return self.provider.store
+
+    @property
+    def clock(self):
+        return self.provider.clock
+
+    @property
+    def backend(self):
+        return self.provider.backend
+
+    @backend.setter
+    def backend(self, backend):
+        self.provider.backend = backend
+
+    def handle(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, dict]:
+        """One request: (status, parsed JSON body)."""
+        response = self.client.request(method, path, content=body, headers=headers)
+        assert response.headers["content-type"] == "application/json", response.headers
+        return response.status_code, response.json()
 
 
 def make_api(fake_modal, *, state=None, clock=None, spawn=None, **config):
@@ -35,15 +86,23 @@ def make_api(fake_modal, *, state=None, clock=None, spawn=None, **config):
     def default_spawn(build_id, repo, set_default):
         spawned.append((build_id, repo, set_default))
 
-    api = ProviderAPI(
+    provider = Provider(
         Config(**options),
         ModalBackend(fake_modal, app="the-app"),
-        {} if state is None else state,
+        StateStore({} if state is None else state),
         spawn_build=spawn or default_spawn,
         clock=clock or Clock(),
     )
-    api.spawned = spawned
-    return api
+    return ApiClient(create_app(provider), spawned)
+
+
+def check_answer(method: str, path: str, status: int, payload: dict) -> None:
+    """A 2xx answer matches the schema of what the coordinator deserializes."""
+    if not 200 <= status < 300:
+        return
+    for answer_method, pattern, definition in ANSWERS:
+        if answer_method == method.upper() and pattern.match(path):
+            validation.validator_for(definition).validate(payload)
 
 
 def encode(body) -> bytes:
@@ -61,7 +120,9 @@ def call(api, method, path, body=None, *, t=None, secret=SECRET, headers=None, s
         stamp = int(api.clock()) if t is None else t
         all_headers["X-Coordinator-Signature"] = signature.sign(secret, stamp, raw)
     all_headers.update(headers or {})
-    return api.handle(method, path, all_headers, raw)
+    status, payload = api.handle(method, path, all_headers, raw)
+    check_answer(method, path, status, payload)
+    return status, payload
 
 
 BODY = {

@@ -3,8 +3,10 @@ import logging
 
 import pytest
 
-from provider_api import Config, ProviderAPI, volume_name
-from provider_helpers import BODY, COORDINATOR, DELETE, SECRET, TOKEN, Clock, body, call, make_api, only_create
+from config import Config
+from planning import volume_name
+from provider_api import app_from_env
+from provider_helpers import BODY, COORDINATOR, DELETE, SECRET, TOKEN, ApiClient, Clock, body, call, make_api, only_create
 
 SANDBOX_ID = BODY["sandbox_id"]
 
@@ -75,7 +77,7 @@ def test_unconfigured_secret_refuses_everything(fake_modal):
 def test_bad_configuration_is_reported_not_crashed(fake_modal, monkeypatch):
     monkeypatch.setenv("COORDINATOR_ALLOWLIST", "not a url")
     monkeypatch.setenv("PROVIDER_SECRET", SECRET)
-    api = ProviderAPI.from_env(None, {})
+    api = ApiClient(app_from_env(None, {}))
     status, payload = api.handle("GET", "/health", {}, b"")
     assert payload["ok"] is False and "COORDINATOR_ALLOWLIST" in payload["problems"][0]
     assert error_of(call(api, "POST", "/sandboxes", BODY))[:2] == (500, "internal")
@@ -254,28 +256,28 @@ def test_allowlist_matches_origins_not_paths_or_default_ports(fake_modal):
     "changes,fragment",
     [
         ({"session_id": DELETE}, "session_id is required"),
-        ({"session_id": ""}, "session_id must be a non-empty string"),
-        ({"sandbox_id": "sbx/../x"}, "sandbox_id must be"),
-        ({"sandbox_id": 7}, "sandbox_id must be a non-empty string"),
+        ({"session_id": ""}, "session_id must be 1-128 letters"),
+        ({"sandbox_id": "sbx/../x"}, "sandbox_id must be 1-128 letters"),
+        ({"sandbox_id": 7}, "sandbox_id must be a string"),
         ({"coordinator_url": "ftp://coord.example.com"}, "coordinator_url must be an http(s) URL"),
-        ({"coordinator_url": "https://user:pw@coord.example.com"}, "must not contain credentials"),
-        ({"sandbox_token": ""}, "sandbox_token must be a non-empty string"),
+        ({"coordinator_url": "https://user:pw@coord.example.com"}, "without credentials"),
+        ({"sandbox_token": ""}, "sandbox_token must be 1-4096 printable ASCII"),
         ({"sandbox_token": "has space"}, "printable ASCII"),
         ({"repo": DELETE}, "repo is required"),
         ({"repo": "acme/web"}, "repo must be an object"),
         ({"repo": {"owner": "acme", "name": "web"}}, "repo.branch is required"),
-        ({"repo": {"owner": "ac me", "name": "web", "branch": "main"}}, "repo.owner must contain only"),
-        ({"repo": {"owner": "acme", "name": "..", "branch": "main"}}, "real names"),
-        ({"repo": {"owner": "acme", "name": "web", "branch": "a..b"}}, "repo.branch is not a valid branch name"),
-        ({"repo": {"owner": "acme", "name": "web", "branch": "-x"}}, "repo.branch is not a valid branch name"),
-        ({"repo": {"owner": "acme", "name": "web", "branch": "main", "clone_url": "https://x:tok@github.com/a/b"}}, "must not contain credentials"),
+        ({"repo": {"owner": "ac me", "name": "web", "branch": "main"}}, "repo.owner must be 1-100 letters"),
+        ({"repo": {"owner": "acme", "name": "..", "branch": "main"}}, "repo.name must be 1-100 letters, digits, '-', '_' or '.', and not '.' or '..'"),
+        ({"repo": {"owner": "acme", "name": "web", "branch": "a..b"}}, "repo.branch must be a git branch name"),
+        ({"repo": {"owner": "acme", "name": "web", "branch": "-x"}}, "repo.branch must be a git branch name"),
+        ({"repo": {"owner": "acme", "name": "web", "branch": "main", "clone_url": "https://x:tok@github.com/a/b"}}, "without credentials"),
         ({"repo": {"owner": "acme", "name": "web", "branch": "main", "clone_url": "git@github.com:a/b.git"}}, "clone_url must be an https URL"),
-        ({"image_id": "im id"}, "image_id is not a valid image id"),
-        ({"snapshot_id": ""}, "snapshot_id must be a non-empty string"),
+        ({"image_id": "im id"}, "image_id must be 1-128 letters"),
+        ({"snapshot_id": ""}, "snapshot_id must be 1-128 letters"),
         ({"resources": DELETE}, "resources is required"),
         ({"resources__cpu": "2"}, "resources.cpu must be a number"),
         ({"resources__cpu": True}, "resources.cpu must be a number"),
-        ({"resources__cpu": 0}, "resources.cpu must be between"),
+        ({"resources__cpu": 0}, "resources.cpu must be at least 0.125"),
         ({"resources__memory_mb": 10**9}, "resources.memory_mb must be between"),
         ({"resources__memory_mb": 1024.5}, "resources.memory_mb must be a whole number"),
         ({"resources__timeout_s": 5}, "resources.timeout_s must be between"),
@@ -287,7 +289,7 @@ def test_allowlist_matches_origins_not_paths_or_default_ports(fake_modal):
         ({"network__allowed_hosts": ["ok.com", "bad host"]}, "network.allowed_hosts[1]"),
         ({"env": ["A=1"]}, "env must be an object"),
         ({"env": {"A": 1}}, "env.A must be a string"),
-        ({"env": {"1BAD": "x"}}, "is not a valid environment variable name"),
+        ({"env": {"1BAD": "x"}}, "env name '1BAD' must be at most 128 letters"),
     ],
 )
 def test_validation_errors_are_422_with_the_field(fake_modal, changes, fragment):

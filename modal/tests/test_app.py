@@ -4,11 +4,12 @@ import asyncio
 import importlib
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 import signature
-from conftest import FakeProcess
+from conftest import MODAL_DIR, FakeProcess
 from provider_helpers import BODY, COORDINATOR, SECRET
 
 REPOS = json.dumps(
@@ -44,8 +45,16 @@ def asgi_request(asgi, method, path, body=b"", headers=None):
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     scope = {
         "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "https",
+        "server": ("provider.example", 443),
+        "client": ("203.0.113.9", 40000),
+        "root_path": "",
         "method": method,
         "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
     }
 
@@ -77,8 +86,18 @@ def test_functions_schedule_secrets_and_endpoint(app_module, fake_modal):
     assert functions["api"].fn.asgi_options == {"requires_proxy_auth": False}
     assert functions["api"].fn.concurrent_options["max_inputs"] > 1
     assert ("Dict.from_name", "session-coordinator-sandboxes-state", True) in fake_modal.calls
-    steps = [step[0] for step in functions["api"].options["image"].steps]
-    assert steps[0] == "debian_slim" and steps.count("add_local_file") == 5
+    steps = functions["api"].options["image"].steps
+    assert [step[0] for step in steps[:2]] == ["debian_slim", "pip_install_from_requirements"]
+    assert Path(steps[1][1][0]) == MODAL_DIR / "requirements.txt"
+    shipped = {Path(step[1][0]).name: step[1][1] for step in steps if step[0] == "add_local_file"}
+    assert shipped == {name: f"/root/{name}" for name in app.SHIPPED_FILES}
+
+
+def test_the_image_ships_every_module_the_functions_import_and_the_schema(app_module):
+    # Everything in modal/ but the deploy-time scripts: app.py is Modal's own entry point and
+    # sandbox_image.py builds the sandbox image from a workstation.
+    modules = {path.name for path in MODAL_DIR.glob("*.py")} - {"app.py", "sandbox_image.py"}
+    assert set(app_module().SHIPPED_FILES) == modules | {"provider.schema.json"}
 
 
 def test_proxy_auth_and_app_name_are_deploy_settings(app_module):

@@ -14,7 +14,8 @@ def test_fixed_vector_matches_hmac_and_the_rust_reference():
     assert re.fullmatch(r"t=1000000,v1=[0-9a-f]{64}", header)
     expected = hmac.new(b"s3cret", b'1000000.{"a":1}', hashlib.sha256).hexdigest()
     assert header == f"t=1000000,v1={expected}"
-    # Printed by `protocol::provider::sign(b"s3cret", 1_000_000, b"{\"a\":1}")` (and `openssl dgst -hmac`).
+    # The same vector is pinned in Rust: `signature_matches_the_known_vector` in crates/protocol/src/provider.rs
+    # (and `printf '1000000.{"a":1}' | openssl dgst -sha256 -hmac s3cret` prints it).
     assert expected == "bf0ed7e1bad53ca0126991e26a25594eec1a05788bfffab7498f204a43e09fce"
     assert sign("s3cret", 1_000_000, BODY) == header  # str secrets are UTF-8
 

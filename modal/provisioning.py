@@ -1,0 +1,115 @@
+"""What the sandbox endpoints do, without HTTP: create (idempotent, with the repo-image fallback), snapshot, end.
+
+Each function takes the validated request, the app's `Config`, the `StateStore`, the backend (see
+`sandboxes.ModalBackend`) and the clock, and returns the answer's JSON body or raises `ApiError`.
+
+Backend interface (duck-typed):
+
+- ``create_sandbox(plan: SandboxPlan) -> str`` (the Modal sandbox object id)
+- ``snapshot_sandbox(provider_id: str) -> str`` (the image object id)
+- ``terminate_sandbox(provider_id: str) -> None``
+- ``find_sandbox(sandbox_id: str) -> str | None`` (look-up by tag when the state has no record)
+
+Backends raise `ProviderFailure` (or `ApiError`) with messages that are safe to show.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import builds
+import validation
+from config import Config
+from errors import ApiError, ProviderFailure
+from planning import plan_sandbox
+from state import StateStore, iso_utc, sandbox_key
+from validation import CreateRequest
+
+log = logging.getLogger("provisioning")
+
+Clock = Callable[[], float]
+
+
+def create(req: CreateRequest, config: Config, store: StateStore, backend: Any, clock: Clock) -> dict:
+    """``POST /sandboxes`` after validation: the sandbox, or the one a first try of this request made."""
+    if req.coordinator_origin not in config.coordinator_allowlist:
+        raise ApiError(403, "forbidden", f"coordinator_url {req.coordinator_origin} is not in COORDINATOR_ALLOWLIST")
+
+    existing = store.get(sandbox_key(req.sandbox_id))
+    if existing:
+        if existing.get("session_id") != req.session_id:
+            raise ApiError(409, "conflict", "sandbox_id is already used by another session")
+        # A retried create: answer with the sandbox that was made the first time.
+        return {"sandbox_id": req.sandbox_id, "provider_id": existing["provider_id"]}
+
+    repo_image = None
+    if not req.snapshot_id and not req.image_id:
+        repo_image = builds.latest_image(store, req.repo.owner, req.repo.name, req.repo.branch)
+    plan = plan_sandbox(req, config, repo_image)
+    try:
+        provider_id = backend.create_sandbox(plan)
+    except ProviderFailure as failure:
+        if repo_image is None or not failure.missing:
+            raise
+        # The recorded repo image may be gone (snapshots expire): clone from the base image instead,
+        # and forget the recorded image once that worked.
+        log.warning("creating from the repo image of %s failed; trying the base image", req.repo.full_name)
+        plan = plan_sandbox(req, config, None)
+        provider_id = backend.create_sandbox(plan)
+        builds.forget_latest_image(store, req.repo.owner, req.repo.name, req.repo.branch)
+
+    store.put(
+        sandbox_key(req.sandbox_id),
+        {
+            "provider_id": provider_id,
+            "session_id": req.session_id,
+            "repo": req.repo.full_name,
+            "image_kind": plan.image_kind,
+            "created_at": iso_utc(clock()),
+        },
+    )
+    log.info(
+        "created sandbox %s (session %s, repo %s, workspace %s) as %s",
+        req.sandbox_id, req.session_id, req.repo.full_name, plan.workspace_mode, provider_id,
+    )
+    out = {"sandbox_id": req.sandbox_id, "provider_id": provider_id, "workspace": plan.workspace_mode}
+    if plan.image_kind != "base":
+        out["image_id"] = plan.image_ref
+    if plan.dropped_env:
+        out["dropped_env"] = plan.dropped_env
+    return out
+
+
+def _find(sandbox_id: str, store: StateStore, backend: Any) -> tuple[str, dict]:
+    """(provider_id, record) of a sandbox this app made; 404 when it knows none by that id."""
+    if not validation.matches("CreateSandbox", "sandbox_id", sandbox_id):
+        raise ApiError(404, "not_found", "no such sandbox")
+    record = store.get(sandbox_key(sandbox_id))
+    if record:
+        return record["provider_id"], record
+    provider_id = backend.find_sandbox(sandbox_id)
+    if not provider_id:
+        raise ApiError(404, "not_found", "no such sandbox")
+    return provider_id, {"provider_id": provider_id}
+
+
+def snapshot(sandbox_id: str, store: StateStore, backend: Any, clock: Clock) -> dict:
+    """``POST /sandboxes/:id/snapshot``: the filesystem as an image; 409 once the sandbox has ended."""
+    provider_id, record = _find(sandbox_id, store, backend)
+    if record.get("ended_at"):
+        raise ApiError(409, "conflict", "the sandbox has ended")
+    snapshot_id = backend.snapshot_sandbox(provider_id)
+    store.put(sandbox_key(sandbox_id), dict(record, last_snapshot_id=snapshot_id, last_snapshot_at=iso_utc(clock())))
+    log.info("snapshot of sandbox %s: %s", sandbox_id, snapshot_id)
+    return {"snapshot_id": snapshot_id}
+
+
+def delete(sandbox_id: str, store: StateStore, backend: Any, clock: Clock) -> dict:
+    """``DELETE /sandboxes/:id``: terminate once; repeating it changes nothing."""
+    provider_id, record = _find(sandbox_id, store, backend)
+    if not record.get("ended_at"):
+        backend.terminate_sandbox(provider_id)
+        store.put(sandbox_key(sandbox_id), dict(record, ended_at=iso_utc(clock())))
+        log.info("terminated sandbox %s (%s)", sandbox_id, provider_id)
+    return {}
