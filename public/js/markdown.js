@@ -3,7 +3,8 @@
 // so an answer can only become the elements listed below, holding text. Links go only to
 // http(s), in a new tab without opener or referrer; images are off (they would load from
 // anywhere, and the page's CSP refuses them anyway); table alignment becomes a class, since
-// the CSP also refuses inline styles.
+// the CSP also refuses inline styles. A single line break stays a line break (as in chat and
+// GitHub comments): agents often answer line by line.
 
 import MarkdownIt from '../vendor/markdown-it.mjs';
 
@@ -18,7 +19,7 @@ export function isWebLink(url) {
   }
 }
 
-const md = new MarkdownIt({ html: false, linkify: true, typographer: false });
+const md = new MarkdownIt({ html: false, linkify: true, typographer: false, breaks: true });
 md.validateLink = isWebLink;
 md.disable('image');
 
@@ -81,10 +82,10 @@ function build(doc, tokens, parent) {
       here.appendChild(doc.createElement('code')).textContent = token.content;
     } else if (token.type === 'fence' || token.type === 'code_block') {
       here.appendChild(code(doc, token));
-    } else if (token.type === 'softbreak') {
-      here.append('\n');
-    } else if (token.type === 'hardbreak' || token.type === 'hr') {
-      here.appendChild(doc.createElement(token.tag === 'hr' ? 'hr' : 'br'));
+    } else if (token.type === 'softbreak' || token.type === 'hardbreak') {
+      here.appendChild(doc.createElement('br'));
+    } else if (token.type === 'hr') {
+      here.appendChild(doc.createElement('hr'));
     } else if (token.content) {
       // Text, and anything else that has some (raw HTML cannot occur with html off; if it did,
       // it would be text too).
