@@ -49,7 +49,8 @@ async function contextFor(t, user, viewport = { width: 1280, height: 800 }) {
   return context;
 }
 
-const messageEntry = (page, content) => page.locator('.timeline .entry.message', { hasText: content });
+// A stored prompt (it has a seq), not the “sending…” copy shown until the coordinator takes it.
+const messageEntry = (page, content) => page.locator('.timeline .entry.message[data-seq]', { hasText: content });
 
 async function selection(user, sid, title, i = 0) {
   const res = await http.post(`/v1/sessions/${sid}/selections`, {

@@ -308,8 +308,10 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     }
   }
 
+  // Scrolling up near the top loads more. Not while pinned to the bottom: when the timeline has
+  // only just outgrown the screen, keeping the newest line in view also puts the top near.
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < NEAR_TOP_PX) loadEarlier();
+    if (scroller.scrollTop < NEAR_TOP_PX && !nearBottom()) loadEarlier();
   }, { passive: true });
 
   // ----- queue, people, prompts being sent
