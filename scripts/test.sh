@@ -17,6 +17,9 @@ cargo build --quiet -p bridge
 echo "== pytest (the Modal app, against fakes of the modal SDK)"
 python3 -m pytest modal/tests -q
 
+echo "== unit tests of the web page (its state, sentences and Markdown; no browser)"
+node --test tests/unit/*.test.mjs
+
 echo "== build the release Worker once"
 bash scripts/build.sh
 

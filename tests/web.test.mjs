@@ -49,7 +49,8 @@ async function contextFor(t, user, viewport = { width: 1280, height: 800 }) {
   return context;
 }
 
-const messageEntry = (page, content) => page.locator('.timeline .entry.message', { hasText: content });
+// A stored prompt (it has a seq), not the “sending…” copy shown until the coordinator takes it.
+const messageEntry = (page, content) => page.locator('.timeline .entry.message[data-seq]', { hasText: content });
 
 async function selection(user, sid, title, i = 0) {
   const res = await http.post(`/v1/sessions/${sid}/selections`, {
@@ -251,6 +252,51 @@ test('a dropped connection and an expired token reconnect with since, showing th
   assert.deepEqual(page.errors, []);
 });
 
+test('presence deltas show who joined, who is typing until it runs out, and who left', { timeout: 60_000 }, async (t) => {
+  // The room is moving to deltas after one full frame; the page is checked against that shape
+  // by adding delta frames to a real socket, whose full frames keep coming as well.
+  const { alice, bob, sid } = await roomOfTwo(server, 'Deltas');
+  const context = await contextFor(t, alice);
+  let route = null;
+  await context.routeWebSocket(/\/ws\?/, (ws) => {
+    ws.connectToServer();
+    route = ws;
+  });
+  const page = await openSession(context, server, sid);
+  const carol = { id: 'par_carol', user_id: 'usr_carol', name: 'Carol' };
+  const delta = (change, extra = {}) => route.send(JSON.stringify({ type: 'presence_delta', change, participant: carol, ...extra }));
+  const typingLine = page.locator('.typing-line');
+
+  delta('joined');
+  await page.locator('.people li', { hasText: 'Carol' }).waitFor();
+  assert.equal(await page.locator('summary', { hasText: 'People' }).locator('.count').textContent(), '(2 online)');
+
+  // Typing shows for expires_in_ms, then goes without another frame.
+  delta('typing', { expires_in_ms: 1500 });
+  await typingLine.filter({ hasText: 'Carol is typing…' }).waitFor();
+  const shownAt = Date.now();
+  await page.waitForFunction(() => document.querySelector('.typing-line').textContent === '', null, { timeout: 5_000 });
+  assert.ok(Date.now() - shownAt > 800, 'typing stayed until it ran out');
+
+  // A later typing renews it; idle (the prompt was sent) ends it at once.
+  delta('typing', { expires_in_ms: 30_000 });
+  await typingLine.filter({ hasText: 'Carol is typing…' }).waitFor();
+  delta('idle');
+  await page.waitForFunction(() => document.querySelector('.typing-line').textContent === '', null, { timeout: 2_000 });
+
+  // A full presence frame from the room (Bob arrives) replaces the view: Carol was never real.
+  const bobPage = await openSession(await contextFor(t, bob), server, sid);
+  await page.locator('.people li', { hasText: 'Bob' }).waitFor();
+  await page.locator('.people li', { hasText: 'Carol' }).waitFor({ state: 'detached' });
+  delta('joined');
+  await page.locator('.people li', { hasText: 'Carol' }).waitFor();
+  delta('left');
+  await page.locator('.people li', { hasText: 'Carol' }).waitFor({ state: 'detached' });
+  await page.locator('.people li', { hasText: 'Bob' }).waitFor();
+  assert.deepEqual(page.errors, []);
+  assert.deepEqual(bobPage.errors, []);
+});
+
 test('an error frame is shown to the user and the page keeps working', { timeout: 120_000 }, async (t) => {
   const { alice, sid } = await roomOfTwo(server, 'Errors');
   const page = await openSession(await contextFor(t, alice), server, sid);
@@ -277,7 +323,8 @@ test('an error frame is shown to the user and the page keeps working', { timeout
   // Every error code of the protocol has its own sentence.
   const sentences = await page.evaluate(async () => {
     const { describeError } = await import('/js/messages.js');
-    const codes = ['invalid_json', 'unknown_type', 'invalid_field', 'too_large', 'rate_limited', 'queue_full', 'not_found', 'forbidden'];
+    const codes = ['invalid_json', 'unknown_type', 'invalid_field', 'too_large', 'rate_limited', 'queue_full', 'not_found', 'forbidden',
+      'unauthorized', 'conflict', 'gone', 'method_not_allowed', 'provider_error', 'unavailable', 'internal'];
     return codes.map((code) => [code, describeError({ code, message: '' })]);
   });
   for (const [code, sentence] of sentences) assert.doesNotMatch(sentence, /^Error \(/, `${code} has no sentence`);
@@ -375,7 +422,7 @@ function agentEvents(messageId) {
     { seq: 11, ts, type: 'token', message_id: messageId, delta: '. Done: the card now wraps.' },
     { seq: 12, ts, type: 'artifact_created', artifact: { id: 'art_pr', type: 'pr', created_at: ts, message_id: messageId, data: { url: 'javascript:window.pwned=3', title: 'Wrap the revenue card' } } },
     { seq: 13, ts, type: 'prompt_finished', message_id: messageId, status: 'completed' },
-    { seq: 14, ts, type: 'session_error', code: 'sandbox_failed', message: 'the provider could not create a sandbox' },
+    { seq: 14, ts, type: 'session_error', code: 'provider_error', message: 'the provider could not create a sandbox' },
     { seq: 15, ts, type: 'brand_new_event', whatever: { nested: true } },
     { seq: 16, ts, type: 'tool_call', message_id: messageId, call_id: 'c2', tool: 'edit', status: 'error', output: 'permission denied' },
   ];
@@ -387,19 +434,28 @@ test('agent output renders from protocol events: streamed text, tool calls, edit
   const events = agentEvents('msg_1');
   const result = await page.evaluate(async (all) => {
     const { Timeline } = await import('/js/timeline.js');
+    const { EventLog } = await import('/js/state/events.js');
+    const { PromptQueue } = await import('/js/state/prompts.js');
     document.body.replaceChildren();
     const list = document.createElement('ol');
     list.className = 'timeline';
     document.body.append(list);
-    const timeline = new Timeline(list, { me: () => ({ id: 'par_alice' }), isAttached: () => false, toggleAttach() {}, announce() {} });
-    // Out of order and twice, as history pages and replays can deliver them.
-    const order = [...all.slice(8), ...all.slice(0, 8), ...all];
-    for (const event of order) timeline.add(event);
-    timeline.add({ type: 'token' }); // no seq: ignored
+    const log = new EventLog();
+    const prompts = new PromptQueue();
+    const timeline = new Timeline(list, { me: () => ({ id: 'par_alice' }), statusOf: (id) => prompts.statusOf(id), isAttached: () => false, toggleAttach() {}, announce() {} });
+    // Out of order and twice, as history pages and replays can deliver them: the newer half
+    // first, then the older half, then everything again; the log passes on each seq once.
+    for (const page of [all.slice(8), all.slice(0, 8), all, [{ type: 'token' }]]) {
+      for (const event of log.history(page)) {
+        prompts.apply(event);
+        timeline.add(event);
+      }
+    }
+    timeline.flush();
     const block = list.querySelector('.entry.agent');
     return {
       seqs: [...list.querySelectorAll('[data-seq]')].map((el) => Number(el.dataset.seq)),
-      agentText: [...block.querySelectorAll('.tok')].map((el) => el.textContent).join(''),
+      agentText: [...block.querySelectorAll('.answer')].map((el) => el.textContent),
       toolSummary: [...block.querySelectorAll('details.tool > summary')].map((el) => el.textContent),
       toolUpdates: block.querySelectorAll('details.tool')[0].querySelectorAll('.tool-update').length,
       diffAdded: block.querySelector('.file-edit pre.diff .d-add')?.textContent,
@@ -416,14 +472,15 @@ test('agent output renders from protocol events: streamed text, tool calls, edit
   // Every seq once; the agent's parts grouped in its block in seq order.
   assert.deepEqual([...result.seqs].sort((a, b) => a - b), range(1, 16));
   assert.equal(new Set(result.seqs).size, 16);
-  assert.equal(result.agentText, 'Looking at the card component <script>window.pwned=2</script>. Done: the card now wraps.');
+  // The text between tool calls is one answer each, rendered as Markdown (markup in it is text).
+  assert.deepEqual(result.agentText, ['Looking at the card', 'component <script>window.pwned=2</script>', '. Done: the card now wraps.']);
   assert.deepEqual(result.toolSummary.map((s) => s.replace(/\s+/g, ' ').trim()), ['Tool bash completed', 'Tool edit error']);
   assert.equal(result.toolUpdates, 2, 'both updates of call c1 are in one tool entry');
   assert.equal(result.diffAdded, '+  max-width: 100%;');
   assert.match(result.finished, /Prompt completed/);
   assert.equal(result.blockStatus, 'completed');
   assert.equal(result.promptStatus, 'completed');
-  assert.match(result.errorLine, /sandbox_failed.*could not create a sandbox/);
+  assert.match(result.errorLine, /^The sandbox could not be started or reached: the provider could not create a sandbox/);
   assert.match(result.unknownLine, /brand_new_event/);
   assert.equal(result.prLink, false, 'a javascript: URL is not made a link');
   assert.equal(result.injected, 0, 'event content never becomes markup');
@@ -481,14 +538,20 @@ test('agent rendering screenshots at desktop and phone widths', { timeout: 60_00
     await page.goto(server.url);
     await page.evaluate(async (all) => {
       const { Timeline } = await import('/js/timeline.js');
+      const { PromptQueue } = await import('/js/state/prompts.js');
       const list = document.createElement('ol');
       list.className = 'timeline';
       const scroller = document.createElement('div');
       scroller.className = 'timeline-scroll';
       scroller.append(list);
       document.body.replaceChildren(scroller);
-      const timeline = new Timeline(list, { me: () => ({ id: 'par_alice' }), isAttached: () => false, toggleAttach() {}, announce() {} });
-      for (const event of all) timeline.add(event);
+      const prompts = new PromptQueue();
+      const timeline = new Timeline(list, { me: () => ({ id: 'par_alice' }), statusOf: (id) => prompts.statusOf(id), isAttached: () => false, toggleAttach() {}, announce() {} });
+      for (const event of all) {
+        prompts.apply(event);
+        timeline.add(event);
+      }
+      timeline.flush();
       for (const details of list.querySelectorAll('details')) details.open = true;
     }, agentEvents('msg_1'));
     const overflowX = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

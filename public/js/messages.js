@@ -1,5 +1,8 @@
-// What the page tells people about errors: one table for the coordinator's error codes
-// (PROTOCOL.md section 1 and 2) and one for the WebSocket close codes.
+// What the page tells people: one table of sentences for the coordinator's error codes
+// (crates/protocol/src/error.rs, PROTOCOL.md sections 1 and 2), one for WebSocket close codes,
+// one for the codes of `session_error` events, and the words for prompt and sandbox statuses.
+// Every code is a key on its own line: a test on the Rust side reads this file and fails when a
+// code of its tables has no sentence here.
 
 const ERROR_TEXT = {
   invalid_json: 'The coordinator could not read a request from this page.',
@@ -12,7 +15,9 @@ const ERROR_TEXT = {
   forbidden: 'Not allowed',
   unauthorized: 'Your API key was not accepted; sign in again.',
   conflict: 'Not possible right now',
+  gone: 'That has ended and will not come back',
   method_not_allowed: 'The coordinator does not allow that request.',
+  provider_error: 'The sandbox provider failed; try again in a moment',
   unavailable: 'The coordinator is unavailable right now.',
   internal: 'The coordinator hit an internal error.',
   network: 'Cannot reach the coordinator.',
@@ -28,23 +33,40 @@ export function describeError(error) {
   return `${base.replace(/\.$/, '')}: ${detail}`;
 }
 
+// What each close code means for the page: its sentence, and whether reconnecting can help.
+// 1000 and 1001 use the closer's own reason when it gave one.
+const CLOSE_TEXT = {
+  1000: { reconnect: true, text: 'The connection was closed.' },
+  1001: { reconnect: true, text: 'The connection was closed.' },
+  1009: { reconnect: true, text: 'A message was too large for the connection.' },
+  1011: { reconnect: true, text: 'The coordinator hit an error on this connection; reconnecting.' },
+  4000: { reconnect: false, text: 'A newer connection took the place of this one; reload the page to use it here again.' },
+  4001: { reconnect: true, freshToken: true, text: 'Session access expired; getting a new token.' },
+  4003: { reconnect: false, text: 'You are no longer a member of this session.' },
+  4009: { reconnect: false, archived: true, text: 'This session is archived: you can read it, but not send prompts.' },
+  4010: { reconnect: false, text: 'The sandbox of this session has ended.' },
+};
+
 /** What a WebSocket close code means for the page, and whether to reconnect. */
 export function describeClose(code, reason) {
-  switch (code) {
-    case 4001:
-      return { reconnect: true, freshToken: true, text: 'Session access expired; getting a new token.' };
-    case 4003:
-      return { reconnect: false, text: 'You are no longer a member of this session.' };
-    case 4009:
-      return { reconnect: false, archived: true, text: 'This session is archived: you can read it, but not send prompts.' };
-    case 1009:
-      return { reconnect: true, text: 'A message was too large for the connection.' };
-    case 1000:
-    case 1001:
-      return { reconnect: true, text: reason || 'The connection was closed.' };
-    default:
-      return { reconnect: true, text: reason || 'The connection dropped.' };
-  }
+  const known = CLOSE_TEXT[code];
+  if (!known) return { reconnect: true, text: reason || 'The connection dropped.' };
+  if ((code === 1000 || code === 1001) && reason) return { ...known, text: reason };
+  return { ...known };
+}
+
+// The codes of `session_error` events: something went wrong outside any one request.
+const SESSION_ERROR_TEXT = {
+  provider_error: 'The sandbox could not be started or reached',
+  agent_error: 'The agent in the sandbox failed',
+};
+
+/** The line for a `session_error` event `{code, message}`. */
+export function describeSessionError(event) {
+  const code = typeof event?.code === 'string' ? event.code : '';
+  const base = SESSION_ERROR_TEXT[code] ?? `Session error${code ? ` (${code})` : ''}`;
+  const detail = typeof event?.message === 'string' ? event.message.trim() : '';
+  return detail ? `${base}: ${detail}` : `${base}.`;
 }
 
 export const PROMPT_STATUS_TEXT = {

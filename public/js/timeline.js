@@ -1,12 +1,18 @@
 // The session timeline: turns stored events (PROTOCOL.md section 2) into DOM nodes.
 //
-// Every event becomes exactly one element carrying `data-seq`, so a seq is shown once however
-// often it arrives (replay, history, a reconnect). Top-level entries are kept in seq order;
-// an agent's work on one prompt (tokens, tool calls, file edits, the finish) is grouped in one
-// block, in seq order inside it. Event content is untrusted: it only ever becomes text.
+// It is given each event once (state/events.js decides which are new) and makes exactly one
+// element carrying `data-seq` for it. Top-level entries are kept in seq order, whatever order
+// the events come in; an agent's work on one prompt (tokens, tool calls, file edits, the finish)
+// is grouped in one block, in seq order inside it. Event content is untrusted: it only ever
+// becomes text, or, for the agent's answer, the elements markdown.js makes.
+//
+// An answer's text arrives in many `token` deltas. Each delta gets an empty, hidden marker
+// (its seq, in order); the consecutive deltas between other parts are one run, rendered as
+// Markdown into an `.answer` element just before the run, at most once per animation frame.
 
 import { h, preview, safeLink, timeEl } from './dom.js';
-import { PROMPT_STATUS_TEXT, SANDBOX_STATUS_TEXT } from './messages.js';
+import { renderMarkdown } from './markdown.js';
+import { PROMPT_STATUS_TEXT, SANDBOX_STATUS_TEXT, describeSessionError } from './messages.js';
 
 const MAX_PRE_CHARS = 20_000;
 const ELEMENTS_SHOWN = 50;
@@ -64,14 +70,55 @@ function describeElement(el) {
   );
 }
 
+/**
+ * Renders the answer runs of an agent block's body: each run of consecutive `.tok` markers gets
+ * an `.answer` element just before its first marker, showing the run's text as Markdown. Only
+ * runs whose text changed are rendered again; answers of runs that no longer exist go.
+ */
+function renderAnswers(body) {
+  const runs = [];
+  let run = null;
+  for (const el of body.children) {
+    if (el.classList.contains('answer')) continue;
+    if (el.classList.contains('tok')) {
+      if (!run) runs.push((run = []));
+      run.push(el);
+    } else {
+      run = null;
+    }
+  }
+  const kept = new Set();
+  for (const markers of runs) {
+    const first = markers[0];
+    const source = markers.map((m) => m._delta).join('');
+    let answer = first._answer;
+    if (!answer) {
+      answer = h('div', { class: 'answer' });
+      first._answer = answer;
+    }
+    if (answer._source !== source) {
+      answer.replaceChildren(renderMarkdown(source));
+      answer._source = source;
+    }
+    answer._order = first._order - 0.5; // just before the run's first delta
+    if (answer.nextElementSibling !== first) first.before(answer);
+    kept.add(answer);
+  }
+  for (const el of [...body.children]) {
+    if (el.classList.contains('answer') && !kept.has(el)) el.remove();
+  }
+}
+
 export class Timeline {
   /**
    * @param {HTMLElement} list  the <ol> holding the entries
    * @param {object} hooks
    * @param {() => object|null} hooks.me  this page's participant ({id, …})
+   * @param {(messageId: string) => string|undefined} hooks.statusOf  a prompt's status (state/prompts.js)
    * @param {(artifactId: string) => boolean} hooks.isAttached
    * @param {(artifact: object) => void} hooks.toggleAttach
    * @param {(text: string) => void} hooks.announce  for the aria-live region, used sparingly
+   * @param {(render: () => void) => void} [hooks.rendering]  runs a scheduled render (to keep the scroll place)
    */
   constructor(list, hooks) {
     this.list = list;
@@ -81,31 +128,23 @@ export class Timeline {
 
   clear() {
     this.list.replaceChildren();
-    this.seen = new Set();
     this.blocks = new Map(); // message_id → agent block
     this.tools = new Map(); // message_id + call_id → tool element
-    this.messages = new Map(); // message_id → {el, author, content, status}
+    this.messages = new Map(); // message_id → {el, chip, author, content}
     this.artifacts = new Map(); // artifact id → artifact
     this.attachButtons = new Map(); // artifact id → button
-  }
-
-  has(seq) {
-    return this.seen.has(seq);
-  }
-
-  /** Every seq shown, in the order of the page (top-level entries and their parts). */
-  shownSeqs() {
-    return [...this.list.querySelectorAll('[data-seq]')].map((el) => Number(el.dataset.seq));
+    this.unrendered = new Set(); // agent blocks whose answer text changed
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
   }
 
   /**
-   * Shows one stored event; returns false when its seq is already shown or it has none.
+   * Shows one stored event (one not shown yet); returns false when it has no seq.
    * `live` says it just happened (new lines are announced to screen readers only then).
    */
   add(event, { live = false } = {}) {
     const seq = event?.seq;
-    if (typeof seq !== 'number' || !Number.isFinite(seq) || this.seen.has(seq)) return false;
-    this.seen.add(seq);
+    if (typeof seq !== 'number' || !Number.isFinite(seq)) return false;
     try {
       this.render(event, live);
     } catch (err) {
@@ -126,7 +165,7 @@ export class Timeline {
       case 'prompt_started':
         return this.promptStarted(event);
       case 'token':
-        return this.part(event, h('span', { class: 'tok' }, typeof event.delta === 'string' ? event.delta : text(event.delta)));
+        return this.token(event);
       case 'tool_call':
         return this.toolCall(event);
       case 'file_edit':
@@ -143,8 +182,8 @@ export class Timeline {
           `Sandbox ${SANDBOX_STATUS_TEXT[event.status] ?? String(event.status ?? 'changed')}${event.detail ? `: ${preview(event.detail, 200)}` : ''}`,
           'sandbox'));
       case 'session_error': {
-        const line = this.systemLine(event, `Session error${event.code ? ` (${event.code})` : ''}: ${String(event.message ?? '')}`, 'error');
-        if (live) this.hooks.announce(`Session error: ${preview(event.message, 120)}`);
+        const line = this.systemLine(event, describeSessionError(event), 'error');
+        if (live) this.hooks.announce(describeSessionError({ ...event, message: preview(event.message, 120) }));
         return this.top(line);
       }
       default:
@@ -177,8 +216,7 @@ export class Timeline {
   }
 
   message(event, live) {
-    const status = this.messages.get(event.message_id)?.status ?? 'queued';
-    const chip = statusChip(status);
+    const chip = statusChip(this.hooks.statusOf(event.message_id) ?? 'queued');
     const source = typeof event.source === 'string' && event.source !== 'web' ? h('span', { class: 'chip source' }, `via ${event.source}`) : null;
     const selections = Array.isArray(event.selection_ids) && event.selection_ids.length
       ? h('ul', { class: 'attached' }, event.selection_ids.map((id) => h('li', { class: 'chip selection-ref', dataset: { artifactId: String(id) } }, this.selectionLabel(id))))
@@ -193,7 +231,7 @@ export class Timeline {
     if (typeof event.message_id === 'string') {
       el.dataset.messageId = event.message_id;
       const known = this.messages.get(event.message_id) ?? {};
-      this.messages.set(event.message_id, { ...known, el, chip, author: event.author, content: event.content, status });
+      this.messages.set(event.message_id, { ...known, el, chip, author: event.author, content: event.content });
     }
     const me = this.hooks.me();
     if (live && !(me && event.author?.id === me.id)) {
@@ -208,19 +246,18 @@ export class Timeline {
     return `Selection${title ? `: ${preview(title, 40)}` : ` ${preview(id, 16)}`}`;
   }
 
-  /** Remembers a prompt's status and shows it on the prompt and its agent block. */
-  setStatus(messageId, status) {
-    const known = this.messages.get(messageId) ?? {};
-    known.status = status;
-    this.messages.set(messageId, known);
-    if (known.chip) {
-      const chip = statusChip(status);
+  /** Shows a prompt's status (as state/prompts.js has it now) on the prompt and its agent block. */
+  refreshStatus(messageId) {
+    const status = this.hooks.statusOf(messageId);
+    const known = this.messages.get(messageId);
+    if (known?.chip) {
+      const chip = statusChip(status ?? 'queued');
       known.chip.replaceWith(chip);
       known.chip = chip;
     }
     const block = this.blocks.get(messageId);
     if (block) {
-      const chip = statusChip(status);
+      const chip = statusChip(status ?? 'running');
       block._chip.replaceWith(chip);
       block._chip = chip;
       block.classList.toggle('working', status === 'running');
@@ -232,7 +269,7 @@ export class Timeline {
     let block = this.blocks.get(messageId);
     if (!block) {
       const prompt = this.messages.get(messageId);
-      const chip = statusChip(prompt?.status ?? 'running');
+      const chip = statusChip(this.hooks.statusOf(messageId) ?? 'running');
       const title = h('span', { class: 'block-title' }, 'Agent');
       const about = prompt?.content ? h('span', { class: 'muted about' }, ` on “${preview(prompt.content, 60)}”`) : null;
       block = h('li', { class: 'entry agent', dataset: { messageId: String(messageId) } },
@@ -259,8 +296,7 @@ export class Timeline {
     const block = this.block(event.message_id, event.seq);
     const started = h('span', { class: 'started muted', dataset: { seq: event.seq } }, ' started ', timeEl(event.ts));
     block._head.append(started);
-    const status = this.messages.get(event.message_id)?.status;
-    if (!status || status === 'queued') this.setStatus(event.message_id, 'running');
+    this.refreshStatus(event.message_id);
     return block;
   }
 
@@ -270,7 +306,38 @@ export class Timeline {
     el._order = event.seq;
     const block = this.block(event.message_id, event.seq);
     insertOrdered(block._body, el);
+    // A part landing between two deltas splits their run (history pages come in any order).
+    if (block._hasText) this.textChanged(block);
     return el;
+  }
+
+  token(event) {
+    const marker = h('span', { class: 'tok', hidden: true });
+    marker._delta = typeof event.delta === 'string' ? event.delta : text(event.delta);
+    this.part(event, marker);
+    const block = this.blocks.get(event.message_id);
+    block._hasText = true;
+    this.textChanged(block);
+    return marker;
+  }
+
+  /** Schedules a render of the block's answer text for the next animation frame. */
+  textChanged(block) {
+    this.unrendered.add(block);
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (this.hooks.rendering) this.hooks.rendering(() => this.flush());
+      else this.flush();
+    });
+  }
+
+  /** Renders every changed answer now (before measuring, or in tests). */
+  flush() {
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    for (const block of this.unrendered) renderAnswers(block._body);
+    this.unrendered.clear();
   }
 
   toolCall(event) {
@@ -312,7 +379,7 @@ export class Timeline {
 
   promptFinished(event, live) {
     const status = typeof event.status === 'string' ? event.status : 'completed';
-    this.setStatus(event.message_id, status);
+    this.refreshStatus(event.message_id);
     const words = `Prompt ${PROMPT_STATUS_TEXT[status] ?? status}${event.error ? `: ${String(event.error)}` : ''}`;
     const block = this.blocks.get(event.message_id);
     if (live && status !== 'completed') this.hooks.announce(words);

@@ -1,19 +1,23 @@
 // One session: the live timeline, who is here and typing, the prompt queue, the composer,
 // sharing, and the connection with its state.
 //
-// Lines are never duplicated or dropped: every event is shown once by `seq` (Timeline), the
-// socket reconnects with `since=<highest seq received live>`, that seq is kept in
-// sessionStorage so a reload resumes from it, and the part before it comes from `history`
-// frames (or GET /events when there is no socket), a page at a time, as one scrolls up.
+// What the page knows lives in the state modules, which hold no DOM: which events are shown
+// and what to ask for (state/events.js), prompts and the outbox (state/prompts.js), who is
+// here (state/presence.js). This view feeds them the frames and shows what they say. Lines are
+// never duplicated or dropped: the socket reconnects with `since=<highest seq received>`, that
+// seq is kept in sessionStorage so a reload resumes from it, and the part before it comes from
+// `history` frames (or GET /events when there is no socket), a page at a time, as one scrolls up.
 
 import { ApiError, api } from '../api.js';
 import { SessionSocket } from '../connection.js';
 import { clear, h, preview } from '../dom.js';
 import { SANDBOX_STATUS_TEXT, describeError } from '../messages.js';
+import { EventLog } from '../state/events.js';
+import { Presence } from '../state/presence.js';
+import { Outbox, PromptQueue } from '../state/prompts.js';
 import { Timeline } from '../timeline.js';
 import { copyButton, topBar } from './chrome.js';
 
-const PAGE = 100; // events per history page (the coordinator allows up to 500)
 const TYPING_EVERY_MS = 3_000; // the coordinator shows "typing" for 6 s
 const FRAME_LIMIT = 256 * 1024; // a client frame; larger ones are refused before sending
 const NEAR_BOTTOM_PX = 80;
@@ -45,22 +49,18 @@ function requestId() {
 
 /** Renders the session view into `main`; returns a function that tears it down. */
 export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthorized }) {
+  const log = new EventLog();
+  const prompts = new PromptQueue();
+  const outbox = new Outbox();
+  const presence = new Presence();
   const state = {
-    info: null,
-    me: null, // this page's participant, from welcome
     role: null,
     readOnly: false,
-    highest: 0, // highest seq received in order from the socket (or the HTTP tail)
-    floor: 1, // every event from `floor` to `highest` is loaded
-    historyPending: false,
-    online: [],
-    typing: [],
-    queue: new Map(), // message_id → {message_id, status, author, content}
-    outbox: new Map(), // client_request_id → {frame, ghost}
-    attached: new Map(), // artifact id → artifact
+    attached: new Map(), // artifact id → artifact, for the next prompt
     lastTypingSent: 0,
     socket: null,
     countdown: null,
+    presenceTimer: null,
     disposed: false,
   };
 
@@ -118,10 +118,13 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     announcer));
 
   const timeline = new Timeline(list, {
-    me: () => state.me,
+    me: () => presence.me,
+    statusOf: (id) => prompts.statusOf(id),
     isAttached: (id) => state.attached.has(id),
     toggleAttach,
     announce,
+    // Answers render a frame after their tokens came: stay at the bottom if the reader was there.
+    rendering: (render) => keepingBottom(render),
   });
 
   // ----- small helpers
@@ -187,17 +190,14 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     readOnlyNote.textContent = why;
     readOnlyNote.hidden = false;
     composer.hidden = true;
-    typingLine.textContent = '';
-    for (const [crid, entry] of state.outbox) {
-      entry.ghost.remove();
-      state.outbox.delete(crid);
-    }
+    outbox.clear();
+    renderOutbox();
     renderQueue();
+    renderPeople();
   }
 
   function updateComposer() {
-    const running = [...state.queue.values()].some((q) => q.status === 'running');
-    stopButton.disabled = state.readOnly || !running;
+    stopButton.disabled = state.readOnly || !prompts.view().running;
   }
 
   // ----- frames from the socket
@@ -205,178 +205,159 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   function onFrame(frame) {
     if (state.disposed) return;
     if (typeof frame.seq === 'number') return onLiveEvent(frame);
+    if (presence.apply(frame, Date.now())) renderPeople();
     switch (frame.type) {
       case 'welcome':
         return onWelcome(frame);
-      case 'presence':
-        state.online = Array.isArray(frame.online) ? frame.online : [];
-        state.typing = Array.isArray(frame.typing) ? frame.typing : [];
-        return renderPeople();
-      case 'prompt_ack': {
-        const entry = state.outbox.get(frame.client_request_id);
-        if (entry) {
-          state.outbox.delete(frame.client_request_id);
-          entry.ghost.remove();
-        }
+      case 'prompt_ack':
+        if (outbox.settle(frame.client_request_id)) renderOutbox();
         return;
-      }
       case 'history':
-        return onHistory(Array.isArray(frame.events) ? frame.events : []);
+        return onHistory(frame.events);
       case 'error':
         return onErrorFrame(frame);
       default:
-        return; // ephemeral frames this page does not know are ignored
+        return; // presence (handled above), and ephemeral frames this page does not know
     }
   }
 
   function onWelcome(frame) {
-    state.me = frame.participant ?? null;
-    state.online = Array.isArray(frame.online) ? frame.online : [];
-    renderPeople();
-    if (typeof frame.last_seq === 'number' && frame.last_seq < state.highest) {
+    const { restart, loadEarlier: fill } = log.welcome(frame.last_seq);
+    if (restart) {
       // The session has fewer events than this page remembers (its storage was reset): start over.
       timeline.clear();
-      state.highest = Math.max(0, frame.last_seq - PAGE);
-      state.floor = state.highest + 1;
-      storeSeq(sessionId, state.highest);
+      storeSeq(sessionId, log.highest);
       state.socket.restart('starting over');
       return;
     }
-    state.historyPending = false;
     // Prompts sent while the socket was down go now; the coordinator ignores a
     // client_request_id it has seen, so nothing is queued twice.
-    for (const { frame: prompt } of state.outbox.values()) state.socket.send(prompt);
+    for (const prompt of outbox.pending()) state.socket.send(prompt);
     // When only a few events are coming (a reload resuming from its stored seq), fetch a page
     // of what came before so the screen is not empty; a full replay needs nothing more.
-    const coming = typeof frame.last_seq === 'number' ? frame.last_seq - state.highest : 0;
-    if (state.floor > 1 && list.childElementCount + coming < PAGE / 2) loadEarlier();
+    if (fill) loadEarlier();
+  }
+
+  /** Shows events the log says are new, oldest first, and what they change in the queue. */
+  function show(events, live) {
+    let queueChanged = false;
+    for (const event of events) {
+      // The prompt state first: the timeline shows statuses from it.
+      if (prompts.apply(event)) queueChanged = true;
+      timeline.add(event, { live });
+      if (event.type === 'message' && outbox.settle(event.client_request_id)) renderOutbox();
+      if (live && event.type === 'sandbox_status') showSandbox(event.status);
+    }
+    if (queueChanged) renderQueue();
   }
 
   function onLiveEvent(event) {
-    if (event.seq > state.highest + 1) {
+    const verdict = log.live(event);
+    if (verdict === 'gap') {
       // A gap cannot happen with `since`, but if it ever did, asking again fills it.
       state.socket.restart('filling a gap');
       return;
     }
-    if (event.seq === state.highest + 1) {
-      state.highest = event.seq;
-      storeSeq(sessionId, event.seq);
-    }
-    keepingBottom(() => {
-      timeline.add(event, { live: true });
-      applyToQueue(event);
-      if (event.type === 'message' && state.outbox.has(event.client_request_id)) {
-        state.outbox.get(event.client_request_id).ghost.remove();
-        state.outbox.delete(event.client_request_id);
-      }
-    });
-    if (event.type === 'sandbox_status') showSandbox(event.status);
+    if (verdict !== 'new') return;
+    storeSeq(sessionId, log.highest);
+    keepingBottom(() => show([event], true));
   }
 
   function onHistory(events) {
-    state.historyPending = false;
-    const sorted = events.filter((e) => typeof e?.seq === 'number').sort((a, b) => a.seq - b.seq);
+    const fresh = log.history(events);
     keepingPlace(() => {
-      for (const event of sorted) timeline.add(event);
+      show(fresh, false);
+      timeline.flush(); // measured below, and kept in place now
     });
-    state.floor = sorted.length ? Math.min(state.floor, sorted[0].seq) : 1;
-    earlier.hidden = state.floor <= 1;
+    earlier.hidden = !log.moreBelow;
     // Fill the screen before waiting for the reader to scroll.
-    if (state.floor > 1 && scroller.scrollHeight <= scroller.clientHeight + NEAR_TOP_PX) loadEarlier();
+    if (log.moreBelow && scroller.scrollHeight <= scroller.clientHeight + NEAR_TOP_PX) loadEarlier();
   }
 
   function onErrorFrame(frame) {
-    const entry = frame.client_request_id ? state.outbox.get(frame.client_request_id) : null;
-    if (entry) {
-      state.outbox.delete(frame.client_request_id);
-      entry.ghost.remove();
+    const refused = frame.client_request_id ? outbox.refuse(frame.client_request_id) : null;
+    if (refused) {
+      renderOutbox();
       // Give the text back so it can be fixed and sent again.
-      if (!textarea.value) textarea.value = entry.frame.content;
-      for (const id of entry.frame.selection_ids ?? []) {
+      if (!textarea.value) textarea.value = refused.content;
+      for (const id of refused.selection_ids ?? []) {
         const artifact = timeline.artifacts.get(id);
         if (artifact) state.attached.set(id, artifact);
       }
       renderAttached();
+    } else {
+      // Perhaps the answer to a history request: it may be asked again.
+      log.historyFailed();
     }
-    if (state.historyPending && !entry) state.historyPending = false;
     showError(describeError(frame));
   }
 
   // ----- history
 
   async function loadEarlier() {
-    if (state.historyPending || state.floor <= 1) return;
-    const before = state.floor;
-    const limit = Math.min(PAGE, before - 1);
-    state.historyPending = true;
-    if (state.socket?.send({ type: 'history', before_seq: before, limit })) return;
+    const request = log.requestBelow();
+    if (!request) return;
+    if (state.socket?.send({ type: 'history', ...request })) return;
     try {
-      const since = Math.max(0, before - 1 - limit);
-      const page = await api.events(sessionId, since, limit);
-      if (!state.disposed) onHistory((page.events ?? []).filter((e) => e.seq < before));
+      const since = Math.max(0, request.before_seq - 1 - request.limit);
+      const page = await api.events(sessionId, since, request.limit);
+      if (!state.disposed) onHistory((page.events ?? []).filter((e) => e.seq < request.before_seq));
     } catch (err) {
-      state.historyPending = false;
+      log.historyFailed();
       showError(describeError(err));
     }
   }
 
+  // Scrolling up near the top loads more. Not while pinned to the bottom: when the timeline has
+  // only just outgrown the screen, keeping the newest line in view also puts the top near.
   scroller.addEventListener('scroll', () => {
-    if (scroller.scrollTop < NEAR_TOP_PX) loadEarlier();
+    if (scroller.scrollTop < NEAR_TOP_PX && !nearBottom()) loadEarlier();
   }, { passive: true });
 
-  // ----- queue and people
-
-  function applyToQueue(event) {
-    const id = event.message_id;
-    if (event.type === 'message' && typeof id === 'string') {
-      if (!state.queue.has(id) && timeline.messages.get(id)?.status === 'queued') {
-        state.queue.set(id, { message_id: id, status: 'queued', author: event.author, content: event.content });
-      }
-    } else if (event.type === 'prompt_started' && state.queue.has(id)) {
-      state.queue.get(id).status = 'running';
-    } else if (event.type === 'prompt_finished') {
-      state.queue.delete(id);
-    } else return;
-    renderQueue();
-  }
+  // ----- queue, people, prompts being sent
 
   function renderQueue() {
+    const { items } = prompts.view();
     clear(queueList);
-    let position = 0;
-    for (const item of state.queue.values()) {
+    for (const item of items) {
       const queued = item.status === 'queued';
-      if (queued) position += 1;
       queueList.append(h('li', { dataset: { messageId: item.message_id } },
-        h('span', { class: 'chip' }, queued ? `#${position}` : 'running'), ' ',
+        h('span', { class: 'chip' }, queued ? `#${item.position}` : 'running'), ' ',
         h('strong', {}, String(item.author?.name ?? 'Someone')), ': ',
         h('span', { class: 'queue-text' }, preview(item.content, 70)),
         queued && !state.readOnly
           ? h('button', { type: 'button', class: 'small', 'aria-label': `Cancel “${preview(item.content, 30)}”`, onclick: () => cancelPrompt(item.message_id) }, 'Cancel')
           : null));
     }
-    queueEmpty.hidden = state.queue.size > 0;
-    queueCount.textContent = state.queue.size ? `(${state.queue.size})` : '';
+    queueEmpty.hidden = items.length > 0;
+    queueCount.textContent = items.length ? `(${items.length})` : '';
     updateComposer();
   }
 
   function renderPeople() {
-    const seen = new Set();
-    const online = state.online.filter((p) => p?.id && !seen.has(p.id) && seen.add(p.id));
+    const now = Date.now();
+    const { online, typingText } = presence.view(now);
     clear(peopleList);
-    const typingIds = new Set(state.typing.map((p) => p?.id));
     for (const p of online) {
-      const mine = state.me && p.id === state.me.id;
       peopleList.append(h('li', { class: 'online' },
-        h('span', { class: 'dot', 'aria-hidden': 'true' }), ' ', String(p.name ?? 'Someone'),
-        mine ? h('span', { class: 'muted' }, ' (you)') : null,
-        typingIds.has(p.id) && !mine ? h('span', { class: 'muted typing' }, ' typing…') : null));
+        h('span', { class: 'dot', 'aria-hidden': 'true' }), ' ', p.name,
+        p.mine ? h('span', { class: 'muted' }, ' (you)') : null,
+        p.typing ? h('span', { class: 'muted typing' }, ' typing…') : null));
     }
     peopleCount.textContent = `(${online.length} online)`;
-    const others = state.typing.filter((p) => p?.id && !(state.me && p.id === state.me.id));
-    const names = [...new Set(others.map((p) => String(p.name ?? 'Someone')))];
-    typingLine.textContent = state.readOnly || !names.length ? ''
-      : names.length === 1 ? `${names[0]} is typing…`
-      : `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
+    typingLine.textContent = state.readOnly ? '' : typingText;
+    // "Typing" runs out on this page's clock: show the change when it does.
+    clearTimeout(state.presenceTimer);
+    const wait = presence.nextExpiry(now);
+    if (wait !== null && !state.disposed) state.presenceTimer = setTimeout(renderPeople, wait + 20);
+  }
+
+  /** The prompts this page sent that the coordinator has not confirmed, below the timeline. */
+  function renderOutbox() {
+    keepingBottom(() => pendingList.replaceChildren(...outbox.pending().map((frame) =>
+      h('li', { class: 'entry message ghost' },
+        h('div', { class: 'meta' }, h('strong', { class: 'author me' }, presence.me?.name ?? user.name), ' ', h('span', { class: 'chip' }, 'sending…')),
+        h('div', { class: 'content' }, frame.content)))));
   }
 
   function showSandbox(status) {
@@ -414,12 +395,9 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
       showError(describeError({ code: 'too_large', message: `a prompt must fit in ${FRAME_LIMIT / 1024} KiB` }));
       return;
     }
-    const ghost = h('li', { class: 'entry message ghost' },
-      h('div', { class: 'meta' }, h('strong', { class: 'author me' }, state.me?.name ?? user.name), ' ', h('span', { class: 'chip' }, 'sending…')),
-      h('div', { class: 'content' }, content));
-    keepingBottom(() => pendingList.append(ghost));
+    outbox.add(frame);
+    renderOutbox();
     scroller.scrollTop = scroller.scrollHeight;
-    state.outbox.set(frame.client_request_id, { frame, ghost });
     textarea.value = '';
     state.attached.clear();
     renderAttached();
@@ -501,21 +479,17 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
       return;
     }
     if (state.disposed) return;
-    state.info = info;
     state.role = info.role;
     titleEl.textContent = info.session?.title || info.session?.repo || sessionId;
     repoEl.textContent = `${info.session?.repo ?? ''}${info.session?.branch ? ` · ${info.session.branch}` : ''}`;
     document.title = `${titleEl.textContent} · Sessions`;
-    for (const item of info.queue ?? []) state.queue.set(item.message_id, { ...item });
+    prompts.seed(info.queue);
     renderQueue();
     if (info.sandbox?.status) showSandbox(info.sandbox.status);
     renderShare();
 
-    const lastSeq = typeof info.last_seq === 'number' ? info.last_seq : 0;
-    const stored = storedSeq(sessionId);
-    state.highest = stored !== null && stored <= lastSeq ? stored : Math.max(0, lastSeq - PAGE);
-    state.floor = state.highest + 1;
-    earlier.hidden = state.floor <= 1;
+    log.open(info.last_seq, storedSeq(sessionId));
+    earlier.hidden = !log.moreBelow;
 
     if (info.session?.status === 'archived') {
       showConnection({ kind: 'closed', archived: true, reason: 'archived' });
@@ -525,7 +499,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     state.socket = new SessionSocket({
       sessionId,
       mintToken: () => api.mintToken(sessionId),
-      since: () => state.highest,
+      since: () => log.since,
       onFrame,
       onState: (s) => {
         if (state.disposed) return;
@@ -537,24 +511,22 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     state.socket.start();
   }
 
-  /** Without a socket: the events after `highest` over HTTP, then a page before them. */
+  /** Without a socket: the events after the last one held, over HTTP, then a page before them. */
   async function loadTail() {
     try {
       for (let pages = 0; pages < 50 && !state.disposed; pages++) {
-        const page = await api.events(sessionId, state.highest, 500);
+        const page = await api.events(sessionId, log.since, 500);
         const events = page.events ?? [];
         keepingBottom(() => {
-          for (const event of events) {
-            timeline.add(event);
-            if (event.seq > state.highest) state.highest = event.seq;
-          }
+          show(log.tail(events), false);
+          timeline.flush();
         });
         if (!page.has_more || !events.length) break;
       }
-      storeSeq(sessionId, state.highest);
-      state.queue.clear();
+      storeSeq(sessionId, log.highest);
+      prompts.clear(); // archived: nothing waits any more
       renderQueue();
-      if (state.floor > 1) loadEarlier();
+      if (log.moreBelow) loadEarlier();
     } catch (err) {
       showError(describeError(err));
     }
@@ -564,6 +536,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   return () => {
     state.disposed = true;
     clearInterval(state.countdown);
+    clearTimeout(state.presenceTimer);
     state.socket?.stop();
   };
 }
