@@ -173,10 +173,14 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Inside a sandbox: dial the session room and drive the agent, one prompt at a time.
-    #[command(after_help = "The sandbox token comes only from the environment: SANDBOX_TOKEN (required).")]
+    #[command(
+        after_help = "The sandbox token comes only from the environment: SANDBOX_TOKEN (required)."
+    )]
     Run(RunArgs),
     /// The local sandbox provider for development: each sandbox a folder and a `bridge run`.
-    #[command(after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required).")]
+    #[command(
+        after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required)."
+    )]
     Provider(ProviderArgs),
 }
 
@@ -200,7 +204,12 @@ struct RunArgs {
     #[arg(long, env = "AGENT", value_enum, default_value_t = AgentKind::Dev)]
     agent: AgentKind,
     /// Added to the prompt author's name in the workspace's git identity; may be empty.
-    #[arg(long, env = "GIT_ATTRIBUTION", value_name = "SUFFIX", default_value = " (agent)")]
+    #[arg(
+        long,
+        env = "GIT_ATTRIBUTION",
+        value_name = "SUFFIX",
+        default_value = " (agent)"
+    )]
     attribution: String,
     /// Seconds between heartbeats to the room.
     #[arg(long = "heartbeat-secs", env = "HEARTBEAT_SECS", value_name = "N", default_value_t = 20,
@@ -211,7 +220,12 @@ struct RunArgs {
           value_parser = clap::value_parser!(u64).range(..=10_000))]
     dev_delay_ms: u64,
     /// The `opencode` executable to start.
-    #[arg(long = "opencode-bin", env = "OPENCODE_BIN", value_name = "PATH", default_value = "opencode")]
+    #[arg(
+        long = "opencode-bin",
+        env = "OPENCODE_BIN",
+        value_name = "PATH",
+        default_value = "opencode"
+    )]
     opencode_bin: String,
     /// An OpenCode server already running (http://); the bridge then starts none.
     #[arg(long = "opencode-url", env = "OPENCODE_URL", value_name = "URL")]
@@ -229,7 +243,12 @@ struct ProviderArgs {
     #[arg(long, env = "PROVIDER_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: String,
     /// The folder holding one workspace per sandbox, and the snapshots.
-    #[arg(long, env = "PROVIDER_WORKSPACES", value_name = "DIR", default_value = ".wrangler/sandboxes")]
+    #[arg(
+        long,
+        env = "PROVIDER_WORKSPACES",
+        value_name = "DIR",
+        default_value = ".wrangler/sandboxes"
+    )]
     workspaces: PathBuf,
     /// The agent the sandboxes' bridges run.
     #[arg(long, env = "AGENT", value_enum, default_value_t = AgentKind::Dev)]
@@ -497,7 +516,9 @@ mod tests {
     /// these tests ignore, and a default is not the command line.
     fn parse_with_secrets(args: &[&str]) -> Result<Command, clap::Error> {
         let cmd = Cli::command()
-            .mut_subcommand("run", |sub| sub.mut_arg("token", |arg| arg.default_value("tok")))
+            .mut_subcommand("run", |sub| {
+                sub.mut_arg("token", |arg| arg.default_value("tok"))
+            })
             .mut_subcommand("provider", |sub| {
                 sub.mut_arg("secret", |arg| arg.default_value("s"))
             });
@@ -583,7 +604,15 @@ mod tests {
 
     #[test]
     fn run_needs_the_token_from_the_environment() {
-        let base = ["run", "--url", "http://x", "--session", "s", "--sandbox", "b"];
+        let base = [
+            "run",
+            "--url",
+            "http://x",
+            "--session",
+            "s",
+            "--sandbox",
+            "b",
+        ];
         assert!(refusal(&base).contains("SANDBOX_TOKEN is required in the environment"));
         let with_flag = [&base[..], &["--token", "t"]].concat();
         assert!(refusal(&with_flag).contains("read only from the SANDBOX_TOKEN"));
@@ -594,7 +623,15 @@ mod tests {
     #[test]
     fn run_refuses_bad_values_by_name() {
         let check = |extra: &[&str], needle: &str| {
-            let mut args = vec!["run", "--url", "http://x", "--session", "s", "--sandbox", "b"];
+            let mut args = vec![
+                "run",
+                "--url",
+                "http://x",
+                "--session",
+                "s",
+                "--sandbox",
+                "b",
+            ];
             args.extend_from_slice(extra);
             let text = refusal(&args);
             assert!(text.contains(needle), "{text:?} should mention {needle:?}");
@@ -607,7 +644,10 @@ mod tests {
         check(&["--opencode-model", "x"], "provider/model");
         check(&["--bogus", "1"], "--bogus");
         check(&["--url"], "a value is required");
-        check(&["--env-passthrough", "SANDBOX_TOKEN"], "never passed through");
+        check(
+            &["--env-passthrough", "SANDBOX_TOKEN"],
+            "never passed through",
+        );
         check(&["--env-passthrough", "A-B"], "not a variable name");
     }
 
@@ -618,7 +658,13 @@ mod tests {
         assert_eq!(parse_flags(&["--help"]).unwrap_err().exit_code(), 0);
         assert_eq!(parse_flags(&["--version"]).unwrap_err().exit_code(), 0);
         let help = parse_flags(&["run", "--help"]).unwrap_err().to_string();
-        for flag in ["--url", "--session", "--sandbox", "--heartbeat-secs", "--env-passthrough"] {
+        for flag in [
+            "--url",
+            "--session",
+            "--sandbox",
+            "--heartbeat-secs",
+            "--env-passthrough",
+        ] {
             assert!(help.contains(flag), "{flag} in {help}");
         }
         assert!(help.contains("SANDBOX_TOKEN (required)"), "{help}");
@@ -664,7 +710,10 @@ mod tests {
     #[test]
     fn provider_refuses_the_secret_as_a_flag() {
         let text = refusal(&["provider", "--secret", "s"]);
-        assert!(text.contains("read only from the PROVIDER_SECRET"), "{text}");
+        assert!(
+            text.contains("read only from the PROVIDER_SECRET"),
+            "{text}"
+        );
         assert!(!text.contains("'s'"), "{text}");
         assert!(refusal(&["provider"]).contains("PROVIDER_SECRET is required"));
     }

@@ -87,7 +87,8 @@ pub async fn clone(url: &str, branch: &str, dest: &Path) -> Result<()> {
 
 /// An empty repository on `branch` with one commit holding a README.
 pub async fn init_with_readme(dest: &Path, branch: &str, title: &str) -> Result<()> {
-    std::fs::create_dir_all(dest).map_err(Error::io(format!("cannot create {}", dest.display())))?;
+    std::fs::create_dir_all(dest)
+        .map_err(Error::io(format!("cannot create {}", dest.display())))?;
     let mut cmd = git(dest);
     cmd.args(["init", "--quiet"]);
     run(cmd, "git init").await?;

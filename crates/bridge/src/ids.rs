@@ -27,7 +27,10 @@ mod tests {
         let a = random_id("snap_").unwrap();
         let b = random_id("snap_").unwrap();
         assert_ne!(a, b);
-        assert!(a.starts_with("snap_") && a.len() == "snap_".len() + 16, "{a}");
+        assert!(
+            a.starts_with("snap_") && a.len() == "snap_".len() + 16,
+            "{a}"
+        );
     }
 
     #[test]

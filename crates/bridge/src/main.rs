@@ -30,7 +30,11 @@ fn main() -> ExitCode {
 /// Takes variables out of this process's environment, so children do not inherit them.
 fn forget<const N: usize>(names: [&str; N], agent_env: &config::AgentEnv) {
     // Still single-threaded here (no runtime yet), so changing the environment is sound.
-    for name in names.iter().copied().chain(agent_env.iter().map(|(n, _)| n.as_str())) {
+    for name in names
+        .iter()
+        .copied()
+        .chain(agent_env.iter().map(|(n, _)| n.as_str()))
+    {
         std::env::remove_var(name);
     }
 }

@@ -389,7 +389,12 @@ async fn unsigned_or_badly_signed_requests_are_unauthorized() {
     let other_body = sign(SECRET.as_bytes(), now_ms(), b"{}");
     let stale = sign(SECRET.as_bytes(), now_ms() - 10 * 60 * 1000, &body);
     let check = |answer: (u16, Value)| {
-        assert_eq!(error_code(&answer), (401, Some("unauthorized")), "{}", answer.1);
+        assert_eq!(
+            error_code(&answer),
+            (401, Some("unauthorized")),
+            "{}",
+            answer.1
+        );
         assert!(answer.1["error"]["message"].is_string());
     };
     for signature in [
@@ -403,7 +408,11 @@ async fn unsigned_or_badly_signed_requests_are_unauthorized() {
             .map(|s| (SIGNATURE_HEADER, s))
             .into_iter()
             .collect();
-        check(provider.raw("POST", "/sandboxes", &headers, Some(&body)).await);
+        check(
+            provider
+                .raw("POST", "/sandboxes", &headers, Some(&body))
+                .await,
+        );
     }
     check(provider.raw("DELETE", "/sandboxes/sbx_x", &[], None).await);
 }
@@ -466,7 +475,12 @@ async fn unknown_sandboxes_and_routes_are_404_and_wrong_methods_405() {
         assert_eq!(answer.0, status, "{}", answer.1);
         assert!(answer.1["error"]["code"].is_string(), "{}", answer.1);
     };
-    check(provider.call("DELETE", "/sandboxes/sbx_unknown", None).await, 404);
+    check(
+        provider
+            .call("DELETE", "/sandboxes/sbx_unknown", None)
+            .await,
+        404,
+    );
     check(
         provider
             .call("POST", "/sandboxes/sbx_unknown/snapshot", None)
@@ -570,7 +584,10 @@ async fn a_prompt_streams_tokens_a_command_an_edit_and_done() {
     );
     assert_eq!(calls[1]["input"]["command"], "ls -a");
     let listing = tool_output(&frames);
-    assert!(listing.contains("README.md") && listing.contains(".git"), "{listing}");
+    assert!(
+        listing.contains("README.md") && listing.contains(".git"),
+        "{listing}"
+    );
     let edit = frames.iter().find(|f| f["type"] == "file_edit").unwrap();
     assert_eq!(edit["path"], "notes.txt");
     assert!(edit["diff"].as_str().unwrap_or("").contains("+hello"));
@@ -604,7 +621,11 @@ async fn after_a_reconnect_exactly_the_unacked_frames_come_again() {
     let mut provider = Provider::start();
     let room = Room::start().await;
     let mut socket = provider.sandbox(&room, "sbx_a").await;
-    send(&mut socket, prompt("m1", "Note\n$ true\nwrite notes.txt: hello")).await;
+    send(
+        &mut socket,
+        prompt("m1", "Note\n$ true\nwrite notes.txt: hello"),
+    )
+    .await;
     // Only the tool calls are acknowledged; the edit and done are not.
     let frames = frames_until_done(&mut socket, "m1", |f| f["type"] == "tool_call").await;
     let unacked: Vec<Value> = frames
@@ -620,7 +641,10 @@ async fn after_a_reconnect_exactly_the_unacked_frames_come_again() {
     while let Some(Ok(_)) = socket.next().await {}
     let (mut socket, _, _) = room.accept(None).await.expect("the bridge reconnects");
     let ready = next_frame(&mut socket).await;
-    assert_eq!((ready["type"].as_str(), ready["message_id"].as_str()), (Some("ready"), Some("m1")));
+    assert_eq!(
+        (ready["type"].as_str(), ready["message_id"].as_str()),
+        (Some("ready"), Some("m1"))
+    );
     let again = [next_frame(&mut socket).await, next_frame(&mut socket).await];
     assert_eq!(again.to_vec(), unacked);
     provider.assert_no_token_logged();
@@ -783,7 +807,10 @@ async fn model_keys_reach_the_agent_but_no_secret_does() {
         ("NOT_A_MODEL_KEY", "stays-with-the-provider"),
     ]);
     let env = agent_environment(&mut provider).await;
-    assert!(env.contains("ANTHROPIC_API_KEY=test-anthropic-key\n"), "{env}");
+    assert!(
+        env.contains("ANTHROPIC_API_KEY=test-anthropic-key\n"),
+        "{env}"
+    );
     // The request's own env still reaches the sandbox, as before.
     assert!(env.contains("EXTRA_SETTING=1\n"), "{env}");
     for absent in [

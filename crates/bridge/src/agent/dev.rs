@@ -170,45 +170,44 @@ impl DevAgent {
             input: Some(input.clone()),
             output: None,
         });
-        let (status, output, note) =
-            match run_shell(
-                command,
-                &self.workspace,
-                &self.env,
-                TOOL_OUTPUT_LIMIT,
-                stop.stopped(),
-            )
-            .await
-            {
-                Ok(ShellOutcome::Stopped) => {
-                    // Close the call, so no one is left watching a command that is gone.
-                    sink.tool(ToolUpdate {
-                        call_id,
-                        tool: "bash".into(),
-                        status: ToolStatus::Error,
-                        input: Some(input),
-                        output: Some("stopped".into()),
-                    });
-                    return Some(Outcome::Stopped);
-                }
-                Ok(ShellOutcome::Exited { code, output, cut }) => {
-                    let status = if code == Some(0) {
-                        ToolStatus::Completed
-                    } else {
-                        ToolStatus::Error
-                    };
-                    let note = match code {
-                        Some(code) => format!("exit {code}\n"),
-                        None => "ended by a signal\n".to_string(),
-                    };
-                    (status, tool_output(&output, cut), note)
-                }
-                Err(e) => (
-                    ToolStatus::Error,
-                    format!("cannot run the command: {e}"),
-                    "could not run it\n".to_string(),
-                ),
-            };
+        let (status, output, note) = match run_shell(
+            command,
+            &self.workspace,
+            &self.env,
+            TOOL_OUTPUT_LIMIT,
+            stop.stopped(),
+        )
+        .await
+        {
+            Ok(ShellOutcome::Stopped) => {
+                // Close the call, so no one is left watching a command that is gone.
+                sink.tool(ToolUpdate {
+                    call_id,
+                    tool: "bash".into(),
+                    status: ToolStatus::Error,
+                    input: Some(input),
+                    output: Some("stopped".into()),
+                });
+                return Some(Outcome::Stopped);
+            }
+            Ok(ShellOutcome::Exited { code, output, cut }) => {
+                let status = if code == Some(0) {
+                    ToolStatus::Completed
+                } else {
+                    ToolStatus::Error
+                };
+                let note = match code {
+                    Some(code) => format!("exit {code}\n"),
+                    None => "ended by a signal\n".to_string(),
+                };
+                (status, tool_output(&output, cut), note)
+            }
+            Err(e) => (
+                ToolStatus::Error,
+                format!("cannot run the command: {e}"),
+                "could not run it\n".to_string(),
+            ),
+        };
         sink.tool(ToolUpdate {
             call_id,
             tool: "bash".into(),

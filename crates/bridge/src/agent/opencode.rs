@@ -12,8 +12,8 @@ use futures_util::StreamExt;
 use protocol::bridge::PromptJob;
 use serde_json::{json, Value};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -229,7 +229,11 @@ impl OpenCodeAgent {
 
 impl Running {
     async fn post_prompt(&mut self, body: &Value) -> Result<()> {
-        match self.api.prompt_async(self.mapper.session_id(), body).await? {
+        match self
+            .api
+            .prompt_async(self.mapper.session_id(), body)
+            .await?
+        {
             PromptAnswer::Accepted => Ok(()),
             // The session is gone (a restarted server): a new one, once.
             PromptAnswer::SessionGone => {
@@ -239,7 +243,11 @@ impl Running {
                     "the session was gone; continuing in {session_id}"
                 );
                 self.mapper.move_to_session(session_id);
-                match self.api.prompt_async(self.mapper.session_id(), body).await? {
+                match self
+                    .api
+                    .prompt_async(self.mapper.session_id(), body)
+                    .await?
+                {
                     PromptAnswer::Accepted => Ok(()),
                     PromptAnswer::SessionGone => Err(Error::Status {
                         action: "OpenCode refused the prompt",
@@ -286,7 +294,8 @@ impl Running {
     /// A prompt must never wait for a person: whatever OpenCode asks is refused, and the
     /// model hears why.
     async fn refuse_permission(&self, id: &str) {
-        let reason = "This runs in an unattended sandbox; stay inside the workspace and do without this.";
+        let reason =
+            "This runs in an unattended sandbox; stay inside the workspace and do without this.";
         if let Err(e) = self.api.reject_permission(id, reason).await {
             crate::log!("opencode", "{e}");
         }

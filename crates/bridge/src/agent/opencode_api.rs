@@ -324,7 +324,10 @@ mod tests {
             Api::new("http://127.0.0.1:4096/").unwrap().address(),
             "127.0.0.1:4096"
         );
-        assert_eq!(Api::new("http://localhost").unwrap().address(), "localhost:80");
+        assert_eq!(
+            Api::new("http://localhost").unwrap().address(),
+            "localhost:80"
+        );
         for bad in ["https://x", "http://", "http://h:port", "not a url"] {
             assert!(Api::new(bad).is_err(), "{bad}");
         }
@@ -336,7 +339,10 @@ mod tests {
         let error = refusal("OpenCode refused the prompt", 400, long.as_bytes());
         assert_eq!(
             error.to_string(),
-            format!("OpenCode refused the prompt: HTTP 400 {}", "x".repeat(DETAIL_LIMIT))
+            format!(
+                "OpenCode refused the prompt: HTTP 400 {}",
+                "x".repeat(DETAIL_LIMIT)
+            )
         );
     }
 }

@@ -15,8 +15,8 @@ pub mod sandboxes;
 use crate::config::ProviderConfig;
 use crate::error::{Error, Result};
 use allowlist::Allowlist;
-use hyper::body::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -188,7 +188,8 @@ async fn handle(provider: &Provider, request: Request<Incoming>) -> Response<Ful
         }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
