@@ -455,10 +455,14 @@ mod tests {
     }
 
     #[test]
-    fn stop_interrupts_sleeps_and_commands() {
+    fn stop_interrupts_a_sleep() {
         let (outcome, _, workspace) = run("sleep 60000", Some(Duration::from_millis(50)));
         assert_eq!(outcome, Outcome::Stopped);
         let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn stop_interrupts_a_command_and_closes_its_call() {
         let (outcome, frames, workspace) = run("$ sleep 60", Some(Duration::from_millis(200)));
         assert_eq!(outcome, Outcome::Stopped);
         // Unless the stop came before the command started, the call is opened and closed.
