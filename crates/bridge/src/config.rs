@@ -201,6 +201,7 @@ struct RunArgs {
     /// The repository the agent works in.
     #[arg(long, env = "WORKSPACE", value_name = "DIR", default_value = ".")]
     workspace: PathBuf,
+    /// The agent that works on the prompts.
     #[arg(long, env = "AGENT", value_enum, default_value_t = AgentKind::Dev)]
     agent: AgentKind,
     /// Added to the prompt author's name in the workspace's git identity; may be empty.

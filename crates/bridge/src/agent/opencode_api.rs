@@ -220,38 +220,31 @@ impl Api {
 
     /// `POST /session/:id/abort`.
     pub async fn abort(&self, session_id: &str) -> Result<()> {
-        const ACTION: &str = "cannot abort";
-        let (status, _) = self
-            .call(
-                Method::POST,
-                &format!("/session/{session_id}/abort"),
-                None,
-                REQUEST_TIMEOUT,
-                ACTION,
-            )
-            .await?;
-        match status {
-            200..=299 => Ok(()),
-            status => Err(refusal(ACTION, status, &[])),
-        }
+        let path = format!("/session/{session_id}/abort");
+        self.post_expecting_success(&path, None, "cannot abort")
+            .await
     }
 
     /// `POST /permission/:id/reply` with a refusal, and the reason the model is told.
     pub async fn reject_permission(&self, id: &str, message: &str) -> Result<()> {
-        const ACTION: &str = "cannot answer the permission request";
         let body = json!({ "reply": "reject", "message": message });
+        let path = format!("/permission/{id}/reply");
+        self.post_expecting_success(&path, Some(&body), "cannot answer the permission request")
+            .await
+    }
+
+    async fn post_expecting_success(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        action: &'static str,
+    ) -> Result<()> {
         let (status, _) = self
-            .call(
-                Method::POST,
-                &format!("/permission/{id}/reply"),
-                Some(&body),
-                REQUEST_TIMEOUT,
-                ACTION,
-            )
+            .call(Method::POST, path, body, REQUEST_TIMEOUT, action)
             .await?;
         match status {
             200..=299 => Ok(()),
-            status => Err(refusal(ACTION, status, &[])),
+            status => Err(refusal(action, status, &[])),
         }
     }
 
