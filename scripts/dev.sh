@@ -5,6 +5,9 @@
 #   PORT           the coordinator's port (default 8787)
 #   PROVIDER_PORT  the local provider's port (default PORT + 3)
 #   AGENT          the agent in sandboxes: dev (default, needs no model key) or opencode
+#   ANTHROPIC_API_KEY, OPENAI_API_KEY, …  model keys, handed to the agent in each sandbox
+#   SANDBOX_ENV_PASSTHROUGH  which variables those are (comma-separated; default: the usual
+#                  model-provider keys, see README, Configuration)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -91,7 +94,8 @@ cat <<BANNER
     dev user API key:               $user_key   (also in $user_file)
 
   Sandboxes: the local provider on 127.0.0.1:$provider_port runs agent "$agent" in .wrangler/sandboxes/
-    (AGENT=opencode npm run dev for OpenCode; it needs a model key in the environment)
+    (AGENT=opencode npm run dev for OpenCode; it needs a model key in the environment,
+     e.g. ANTHROPIC_API_KEY, which the provider hands to the agent: SANDBOX_ENV_PASSTHROUGH)
 
   Web page:   open $base/ and sign in with the dev user API key above
               (others: create a user with the admin key and add them to a session by user id)

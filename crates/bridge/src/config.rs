@@ -1,24 +1,56 @@
 //! The command line and the environment, turned into a configuration once, at the edge.
 //!
-//! Every flag of `bridge run` can also come from the environment, so a provider can start the
-//! bridge with variables alone; the sandbox token can only come from there.
+//! One clap declaration gives both the parser and `--help`. Every setting can come from a flag
+//! or from its environment variable (the flag wins), so a provider can start `bridge run` with
+//! variables alone; the two secrets, the sandbox token and the provider's signing secret, come
+//! only from the environment. An empty variable counts as unset, except the two whose empty
+//! value means something: `GIT_ATTRIBUTION` (no suffix) and `SANDBOX_ENV_PASSTHROUGH` (pass
+//! nothing). Bad usage exits with code 2.
 
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::convert::Infallible;
+use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const USAGE: &str = "\
-usage:
-  bridge run [--url URL] [--session ID] [--sandbox ID] [--workspace DIR] [--agent dev|opencode]
-             [--attribution SUFFIX] [--heartbeat-secs N] [--opencode-bin PATH]
-      env: COORDINATOR_URL SESSION_ID SANDBOX_ID SANDBOX_TOKEN (required, env only) WORKSPACE AGENT
-           GIT_ATTRIBUTION HEARTBEAT_SECS OPENCODE_BIN OPENCODE_URL OPENCODE_MODEL DEV_AGENT_DELAY_MS
-  bridge provider [--listen ADDR] [--workspaces DIR] [--agent dev|opencode] [--bridge-bin PATH]
-                  [--allow-coordinator URL]...
-      env: PROVIDER_SECRET (required) PROVIDER_LISTEN AGENT PROVIDER_ALLOWED_COORDINATORS
-  bridge --version";
-
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8789";
+
+/// The variable naming what reaches the agent; the provider hands its value on to bridges.
+pub const PASSTHROUGH_VAR: &str = "SANDBOX_ENV_PASSTHROUGH";
+
+/// The model providers' usual key variables: what an agent needs from the machine it was
+/// started on, and nothing the bridge itself reads. Agent settings such as `OPENCODE_MODEL`
+/// reach the agent anyway, as bridge settings.
+pub const DEFAULT_PASSTHROUGH: [&str; 9] = [
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "GEMINI_API_KEY",
+    "GOOGLE_GENERATIVE_AI_API_KEY",
+    "GROQ_API_KEY",
+    "MISTRAL_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "XAI_API_KEY",
+];
+
+/// Variables the passthrough list may not name: the two secrets, and what the provider sets
+/// for each bridge itself.
+const NOT_PASSED_THROUGH: &[&str] = &[
+    "SANDBOX_TOKEN",
+    "PROVIDER_SECRET",
+    "COORDINATOR_URL",
+    "SESSION_ID",
+    "SANDBOX_ID",
+    "WORKSPACE",
+    "AGENT",
+    PASSTHROUGH_VAR,
+];
+
+/// Arguments whose variable may be set to the empty string on purpose.
+const MAY_BE_EMPTY: &[&str] = &["attribution", "passthrough"];
 
 /// A value that must never reach a log line: `Debug` shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,23 +72,14 @@ impl fmt::Debug for Secret {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AgentKind {
     Dev,
+    #[value(name = "opencode")]
     OpenCode,
 }
 
 impl AgentKind {
-    pub fn parse(value: &str) -> Result<Self, String> {
-        match value {
-            "dev" => Ok(AgentKind::Dev),
-            "opencode" => Ok(AgentKind::OpenCode),
-            other => Err(format!(
-                "unknown agent {other:?} (expected dev or opencode)"
-            )),
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             AgentKind::Dev => "dev",
@@ -64,6 +87,9 @@ impl AgentKind {
         }
     }
 }
+
+/// Variables for the agent process alone, with their values (as read from the environment).
+pub type AgentEnv = Vec<(String, OsString)>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenCodeConfig {
@@ -86,6 +112,8 @@ pub struct RunConfig {
     pub heartbeat: Duration,
     pub dev_delay: Duration,
     pub opencode: OpenCodeConfig,
+    /// Taken out of the bridge's own environment and given to the agent's processes only.
+    pub agent_env: AgentEnv,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,14 +125,16 @@ pub struct ProviderConfig {
     /// `None`: this executable.
     pub bridge_bin: Option<PathBuf>,
     pub allowed_coordinators: Vec<String>,
+    /// The names bridges are told to keep for their agent.
+    pub passthrough: Vec<String>,
+    /// Those of them set here, handed to every bridge.
+    pub agent_env: AgentEnv,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Box<RunConfig>),
     Provider(Box<ProviderConfig>),
-    Help,
-    Version,
 }
 
 /// Ids that end up in URLs and directory names: letters, digits, `_`, `-`, `.`, not starting
@@ -118,241 +148,414 @@ pub fn is_plain_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
-/// `args` without the program name; `env` looks a variable up.
-pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Command, String> {
-    let Some((subcommand, rest)) = args.split_first() else {
-        return Ok(Command::Help);
-    };
-    match subcommand.as_str() {
-        "run" => parse_run(rest, env).map(|c| Command::Run(Box::new(c))),
-        "provider" => parse_provider(rest, env).map(|c| Command::Provider(Box::new(c))),
-        "-h" | "--help" | "help" => Ok(Command::Help),
-        "-V" | "--version" | "version" => Ok(Command::Version),
-        other => Err(format!("unknown command {other:?}")),
+/// Names a shell would accept for a variable.
+pub fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bridge",
+    version,
+    about = "The sandbox bridge: connects a coding agent to its session room; also the local sandbox provider",
+    subcommand_required = true,
+    arg_required_else_help = true,
+    // A flag given twice takes the last value, as a later setting overrides an earlier one.
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Inside a sandbox: dial the session room and drive the agent, one prompt at a time.
+    #[command(
+        after_help = "The sandbox token comes only from the environment: SANDBOX_TOKEN (required)."
+    )]
+    Run(RunArgs),
+    /// The local sandbox provider for development: each sandbox a folder and a `bridge run`.
+    #[command(
+        after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required)."
+    )]
+    Provider(ProviderArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The coordinator's base URL (http://, https://, ws:// or wss://).
+    #[arg(long = "url", env = "COORDINATOR_URL", value_name = "URL", value_parser = coordinator_url)]
+    coordinator_url: String,
+    /// The session the sandbox works for.
+    #[arg(long = "session", env = "SESSION_ID", value_name = "ID", value_parser = plain_id)]
+    session_id: String,
+    /// This sandbox's id.
+    #[arg(long = "sandbox", env = "SANDBOX_ID", value_name = "ID", value_parser = plain_id)]
+    sandbox_id: String,
+    /// Declared only so that passing it is refused with a reason; see SANDBOX_TOKEN.
+    #[arg(long = "token", env = "SANDBOX_TOKEN", hide = true, value_parser = secret)]
+    token: Option<Secret>,
+    /// The repository the agent works in.
+    #[arg(long, env = "WORKSPACE", value_name = "DIR", default_value = ".")]
+    workspace: PathBuf,
+    /// The agent that works on the prompts.
+    #[arg(long, env = "AGENT", value_enum, default_value_t = AgentKind::Dev)]
+    agent: AgentKind,
+    /// Added to the prompt author's name in the workspace's git identity; may be empty.
+    #[arg(
+        long,
+        env = "GIT_ATTRIBUTION",
+        value_name = "SUFFIX",
+        default_value = " (agent)"
+    )]
+    attribution: String,
+    /// Seconds between heartbeats to the room.
+    #[arg(long = "heartbeat-secs", env = "HEARTBEAT_SECS", value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_secs: u64,
+    /// The dev agent's pause between streamed words, in milliseconds.
+    #[arg(long = "dev-delay-ms", env = "DEV_AGENT_DELAY_MS", value_name = "MS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(..=10_000))]
+    dev_delay_ms: u64,
+    /// The `opencode` executable to start.
+    #[arg(
+        long = "opencode-bin",
+        env = "OPENCODE_BIN",
+        value_name = "PATH",
+        default_value = "opencode"
+    )]
+    opencode_bin: String,
+    /// An OpenCode server already running (http://); the bridge then starts none.
+    #[arg(long = "opencode-url", env = "OPENCODE_URL", value_name = "URL")]
+    opencode_url: Option<String>,
+    /// The model OpenCode is asked to use.
+    #[arg(long = "opencode-model", env = "OPENCODE_MODEL", value_name = "PROVIDER/MODEL", value_parser = model)]
+    opencode_model: Option<(String, String)>,
+    #[command(flatten)]
+    passthrough: Passthrough,
+}
+
+#[derive(Args, Debug)]
+struct ProviderArgs {
+    /// Where the provider API listens.
+    #[arg(long, env = "PROVIDER_LISTEN", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    listen: String,
+    /// The folder holding one workspace per sandbox, and the snapshots.
+    #[arg(
+        long,
+        env = "PROVIDER_WORKSPACES",
+        value_name = "DIR",
+        default_value = ".wrangler/sandboxes"
+    )]
+    workspaces: PathBuf,
+    /// The agent the sandboxes' bridges run.
+    #[arg(long, env = "AGENT", value_enum, default_value_t = AgentKind::Dev)]
+    agent: AgentKind,
+    /// The bridge executable for sandboxes [default: this one].
+    #[arg(long = "bridge-bin", env = "BRIDGE_BIN", value_name = "PATH")]
+    bridge_bin: Option<PathBuf>,
+    /// A coordinator bridges may be pointed at; `*` as the port allows any
+    /// [default: http://127.0.0.1:* and http://localhost:*].
+    #[arg(long = "allow-coordinator", env = "PROVIDER_ALLOWED_COORDINATORS", value_name = "URL",
+          value_delimiter = ',', value_parser = trimmed)]
+    allowed_coordinators: Vec<String>,
+    /// Declared only so that passing it is refused with a reason; see PROVIDER_SECRET.
+    #[arg(long = "secret", env = "PROVIDER_SECRET", hide = true, value_parser = secret)]
+    secret: Option<Secret>,
+    #[command(flatten)]
+    passthrough: Passthrough,
+}
+
+#[derive(Args, Debug)]
+struct Passthrough {
+    /// Variables (comma-separated names) that reach the agent's processes and nothing else;
+    /// the provider passes those it has to every bridge. Empty: none.
+    #[arg(long = "env-passthrough", env = PASSTHROUGH_VAR, value_name = "NAMES",
+          value_delimiter = ',', default_values = DEFAULT_PASSTHROUGH, value_parser = passthrough_name)]
+    passthrough: Vec<String>,
+}
+
+impl Passthrough {
+    fn names(self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.passthrough {
+            if !name.is_empty() && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 }
 
-/// `--name value` and `--name=value` pairs, in order.
-fn flags(args: &[String], known: &[&str]) -> Result<Vec<(String, String)>, String> {
-    let mut pairs = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        let (name, inline_value) = match flag.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (flag, None),
-        };
-        if name == "token" {
-            return Err(
-                "the sandbox token is read only from the SANDBOX_TOKEN environment variable".into(),
-            );
-        }
-        if !known.contains(&name) {
-            return Err(format!("unknown option --{name}"));
-        }
-        let value = match inline_value {
-            Some(value) => value,
-            None => iter
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("--{name} needs a value"))?,
-        };
-        pairs.push((name.to_string(), value));
-    }
-    Ok(pairs)
+/// The named variables that are set here, with their values.
+fn present(names: &[String]) -> AgentEnv {
+    names
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| (name.clone(), value)))
+        .collect()
 }
 
-/// The last value of a flag, else the environment variable, skipping empty values.
-fn lookup(
-    pairs: &[(String, String)],
-    flag: &str,
-    var: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<String> {
-    pairs
+fn coordinator_url(value: &str) -> Result<String, String> {
+    if ["http://", "https://", "ws://", "wss://"]
         .iter()
-        .rev()
-        .find(|(name, _)| name == flag)
-        .map(|(_, value)| value.clone())
-        .or_else(|| env(var))
-        .filter(|value| !value.is_empty())
-}
-
-fn parse_run(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<RunConfig, String> {
-    let pairs = flags(
-        args,
-        &[
-            "url",
-            "session",
-            "sandbox",
-            "workspace",
-            "agent",
-            "attribution",
-            "heartbeat-secs",
-            "opencode-bin",
-        ],
-    )?;
-    let get = |flag: &str, var: &str| lookup(&pairs, flag, var, env);
-    let coordinator_url =
-        get("url", "COORDINATOR_URL").ok_or("--url or COORDINATOR_URL is required")?;
-    if !["http://", "https://", "ws://", "wss://"]
-        .iter()
-        .any(|scheme| coordinator_url.starts_with(scheme))
+        .any(|scheme| value.starts_with(scheme))
     {
-        return Err(format!(
-            "the coordinator URL must start with http:// or https:// (got {coordinator_url:?})"
-        ));
+        Ok(value.to_string())
+    } else {
+        Err("the coordinator URL must start with http:// or https://".into())
     }
-    let session_id = get("session", "SESSION_ID").ok_or("--session or SESSION_ID is required")?;
-    let sandbox_id = get("sandbox", "SANDBOX_ID").ok_or("--sandbox or SANDBOX_ID is required")?;
-    for (what, id) in [("session", &session_id), ("sandbox", &sandbox_id)] {
-        if !is_plain_id(id) {
-            return Err(format!(
-                "the {what} id may only contain letters, digits, '_', '-' and '.'"
-            ));
+}
+
+fn plain_id(value: &str) -> Result<String, String> {
+    if is_plain_id(value) {
+        Ok(value.to_string())
+    } else {
+        Err("an id may only contain letters, digits, '_', '-' and '.'".into())
+    }
+}
+
+fn secret(value: &str) -> Result<Secret, Infallible> {
+    Ok(Secret::new(value.to_string()))
+}
+
+fn model(value: &str) -> Result<(String, String), String> {
+    match value.split_once('/') {
+        Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
+            Ok((provider.to_string(), model.to_string()))
         }
+        _ => Err("OPENCODE_MODEL must look like provider/model".into()),
     }
-    let token = env("SANDBOX_TOKEN")
-        .filter(|t| !t.is_empty())
-        .ok_or("SANDBOX_TOKEN is required in the environment")?;
-    let heartbeat_secs = match get("heartbeat-secs", "HEARTBEAT_SECS") {
-        Some(value) => value
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=3600).contains(n))
-            .ok_or_else(|| format!("heartbeat seconds must be 1..=3600 (got {value:?})"))?,
-        None => 20,
-    };
-    let dev_delay_ms = match env("DEV_AGENT_DELAY_MS").filter(|v| !v.is_empty()) {
-        Some(value) => value
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= 10_000)
-            .ok_or_else(|| format!("DEV_AGENT_DELAY_MS must be 0..=10000 (got {value:?})"))?,
-        None => 15,
-    };
-    let model = match env("OPENCODE_MODEL").filter(|v| !v.is_empty()) {
-        Some(value) => match value.split_once('/') {
-            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {
-                Some((provider.to_string(), model.to_string()))
-            }
-            _ => {
-                return Err(format!(
-                    "OPENCODE_MODEL must look like provider/model (got {value:?})"
-                ))
-            }
-        },
-        None => None,
-    };
-    Ok(RunConfig {
-        coordinator_url,
-        session_id,
-        sandbox_id,
-        token: Secret::new(token),
-        workspace: PathBuf::from(get("workspace", "WORKSPACE").unwrap_or_else(|| ".".into())),
-        agent: AgentKind::parse(&get("agent", "AGENT").unwrap_or_else(|| "dev".into()))?,
-        // An explicitly empty suffix is allowed, so this one does not skip empty values.
-        attribution: pairs
-            .iter()
-            .rev()
-            .find(|(name, _)| name == "attribution")
-            .map(|(_, value)| value.clone())
-            .or_else(|| env("GIT_ATTRIBUTION"))
-            .unwrap_or_else(|| " (agent)".into()),
-        heartbeat: Duration::from_secs(heartbeat_secs),
-        dev_delay: Duration::from_millis(dev_delay_ms),
-        opencode: OpenCodeConfig {
-            bin: get("opencode-bin", "OPENCODE_BIN").unwrap_or_else(|| "opencode".into()),
-            url: env("OPENCODE_URL").filter(|v| !v.is_empty()),
-            model,
-        },
+}
+
+fn trimmed(value: &str) -> Result<String, Infallible> {
+    Ok(value.trim().to_string())
+}
+
+/// A name for the passthrough list; the empty string (an empty list) is let through here.
+fn passthrough_name(value: &str) -> Result<String, String> {
+    let name = value.trim();
+    if NOT_PASSED_THROUGH.contains(&name) {
+        return Err(format!("{name} is never passed through to the agent"));
+    }
+    if !name.is_empty() && !is_env_name(name) {
+        return Err("not a variable name".into());
+    }
+    Ok(name.to_string())
+}
+
+/// A value that must come from the environment: passing it as a flag is refused.
+fn from_environment(
+    value: Option<Secret>,
+    matches: Option<&ArgMatches>,
+    id: &str,
+    variable: &str,
+    what: &str,
+) -> Result<Secret, (ErrorKind, String)> {
+    match (value, matches.and_then(|m| m.value_source(id))) {
+        (Some(_), Some(ValueSource::CommandLine)) => Err((
+            ErrorKind::ArgumentConflict,
+            format!("{what} is read only from the {variable} environment variable"),
+        )),
+        (Some(value), _) => Ok(value),
+        (None, _) => Err((
+            ErrorKind::MissingRequiredArgument,
+            format!("{variable} is required in the environment"),
+        )),
+    }
+}
+
+impl RunArgs {
+    fn into_config(self, matches: Option<&ArgMatches>) -> Result<RunConfig, (ErrorKind, String)> {
+        let token = from_environment(
+            self.token,
+            matches,
+            "token",
+            "SANDBOX_TOKEN",
+            "the sandbox token",
+        )?;
+        Ok(RunConfig {
+            coordinator_url: self.coordinator_url,
+            session_id: self.session_id,
+            sandbox_id: self.sandbox_id,
+            token,
+            workspace: self.workspace,
+            agent: self.agent,
+            attribution: self.attribution,
+            heartbeat: Duration::from_secs(self.heartbeat_secs),
+            dev_delay: Duration::from_millis(self.dev_delay_ms),
+            opencode: OpenCodeConfig {
+                bin: self.opencode_bin,
+                url: self.opencode_url,
+                model: self.opencode_model,
+            },
+            agent_env: present(&self.passthrough.names()),
+        })
+    }
+}
+
+impl ProviderArgs {
+    fn into_config(
+        self,
+        matches: Option<&ArgMatches>,
+    ) -> Result<ProviderConfig, (ErrorKind, String)> {
+        let secret = from_environment(
+            self.secret,
+            matches,
+            "secret",
+            "PROVIDER_SECRET",
+            "the provider secret",
+        )?;
+        let mut allowed: Vec<String> = self
+            .allowed_coordinators
+            .into_iter()
+            .filter(|pattern| !pattern.is_empty())
+            .collect();
+        if allowed.is_empty() {
+            allowed = vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()];
+        }
+        let passthrough = self.passthrough.names();
+        Ok(ProviderConfig {
+            listen: self.listen,
+            secret,
+            workspaces: self.workspaces,
+            agent: self.agent,
+            bridge_bin: self.bridge_bin,
+            allowed_coordinators: allowed,
+            agent_env: present(&passthrough),
+            passthrough,
+        })
+    }
+}
+
+/// `args` with the program name first, as `std::env::args_os()` gives them. `Err` is clap's:
+/// `exit()` prints it (help and version on stdout) and exits with 0 for those, 2 otherwise.
+pub fn parse<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    parse_with(Cli::command(), args, &|arg| {
+        !MAY_BE_EMPTY.contains(&arg.get_id().as_str())
+            && arg
+                .get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|value| value.is_empty())
     })
 }
 
-fn parse_provider(
-    args: &[String],
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ProviderConfig, String> {
-    let pairs = flags(
-        args,
-        &[
-            "listen",
-            "workspaces",
-            "agent",
-            "bridge-bin",
-            "allow-coordinator",
-        ],
-    )?;
-    let get = |flag: &str, var: &str| lookup(&pairs, flag, var, env);
-    let secret = env("PROVIDER_SECRET")
-        .filter(|s| !s.is_empty())
-        .ok_or("PROVIDER_SECRET is required in the environment")?;
-    let mut allowed: Vec<String> = pairs
-        .iter()
-        .filter(|(name, _)| name == "allow-coordinator")
-        .map(|(_, value)| value.clone())
-        .collect();
-    if allowed.is_empty() {
-        allowed = env("PROVIDER_ALLOWED_COORDINATORS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-    }
-    if allowed.is_empty() {
-        allowed = vec!["http://127.0.0.1:*".into(), "http://localhost:*".into()];
-    }
-    Ok(ProviderConfig {
-        listen: get("listen", "PROVIDER_LISTEN").unwrap_or_else(|| DEFAULT_LISTEN.into()),
-        secret: Secret::new(secret),
-        workspaces: PathBuf::from(
-            get("workspaces", "PROVIDER_WORKSPACES")
-                .unwrap_or_else(|| ".wrangler/sandboxes".into()),
+/// Parses with the environment variables of the arguments `ignore_env` picks left unread.
+fn parse_with<I, T>(
+    cmd: clap::Command,
+    args: I,
+    ignore_env: &dyn Fn(&clap::Arg) -> bool,
+) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut cmd = without_env(cmd, ignore_env);
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    let sub_matches = matches.subcommand().map(|(_, m)| m);
+    let (name, result) = match cli.command {
+        Sub::Run(args) => (
+            "run",
+            args.into_config(sub_matches)
+                .map(|c| Command::Run(Box::new(c))),
         ),
-        agent: AgentKind::parse(&get("agent", "AGENT").unwrap_or_else(|| "dev".into()))?,
-        bridge_bin: get("bridge-bin", "BRIDGE_BIN").map(PathBuf::from),
-        allowed_coordinators: allowed,
+        Sub::Provider(args) => (
+            "provider",
+            args.into_config(sub_matches)
+                .map(|c| Command::Provider(Box::new(c))),
+        ),
+    };
+    result.map_err(|(kind, message)| match cmd.find_subcommand_mut(name) {
+        Some(sub) => sub.error(kind, message),
+        None => cmd.error(kind, message),
+    })
+}
+
+/// The declaration as parsed: the arguments `ignore_env` picks read no variable, and help
+/// names the variables without showing their values.
+fn without_env(cmd: clap::Command, ignore_env: &dyn Fn(&clap::Arg) -> bool) -> clap::Command {
+    cmd.mut_subcommands(|sub| {
+        sub.mut_args(|arg| {
+            let arg = arg.hide_env_values(true);
+            if ignore_env(&arg) {
+                arg.env(None::<&'static str>)
+            } else {
+                arg
+            }
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
+    //! The command line alone: these parse with every environment variable ignored, so the
+    //! machine's environment cannot change them. The variables are checked on the real
+    //! executable in `tests/cli.rs`.
     use super::*;
-    use std::collections::HashMap;
 
-    fn parse_with(args: &[&str], vars: &[(&str, &str)]) -> Result<Command, String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        parse(&args, &|name| vars.get(name).cloned())
+    fn parse_flags(args: &[&str]) -> Result<Command, clap::Error> {
+        let args = std::iter::once("bridge").chain(args.iter().copied());
+        parse_with(Cli::command(), args, &|_| true)
     }
 
-    fn run_config(args: &[&str], vars: &[(&str, &str)]) -> RunConfig {
-        match parse_with(args, vars) {
+    /// What a refusal says, for a command line that should be refused.
+    fn refusal(args: &[&str]) -> String {
+        match parse_flags(args) {
+            Err(e) => e.to_string(),
+            Ok(command) => panic!("{args:?} should be refused, got {command:?}"),
+        }
+    }
+
+    /// Parses with the secrets given as defaults: they must come from the environment, which
+    /// these tests ignore, and a default is not the command line.
+    fn parse_with_secrets(args: &[&str]) -> Result<Command, clap::Error> {
+        let cmd = Cli::command()
+            .mut_subcommand("run", |sub| {
+                sub.mut_arg("token", |arg| arg.default_value("tok"))
+            })
+            .mut_subcommand("provider", |sub| {
+                sub.mut_arg("secret", |arg| arg.default_value("s"))
+            });
+        let args = std::iter::once("bridge").chain(args.iter().copied());
+        parse_with(cmd, args, &|_| true)
+    }
+
+    fn run_config(args: &[&str]) -> RunConfig {
+        match parse_with_secrets(args) {
             Ok(Command::Run(config)) => *config,
             other => panic!("expected a run config, got {other:?}"),
         }
     }
 
+    fn provider_config(args: &[&str]) -> ProviderConfig {
+        match parse_with_secrets(args) {
+            Ok(Command::Provider(config)) => *config,
+            other => panic!("expected a provider config, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn run_from_flags_with_defaults() {
-        let config = run_config(
-            &[
-                "run",
-                "--url",
-                "http://127.0.0.1:8787",
-                "--session=ses_1",
-                "--sandbox",
-                "sbx_1",
-            ],
-            &[("SANDBOX_TOKEN", "tok")],
-        );
+    fn clap_accepts_the_declaration() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults() {
+        let config = run_config(&[
+            "run",
+            "--url",
+            "http://127.0.0.1:8787",
+            "--session=ses_1",
+            "--sandbox",
+            "sbx_1",
+        ]);
         assert_eq!(config.coordinator_url, "http://127.0.0.1:8787");
         assert_eq!(config.session_id, "ses_1");
         assert_eq!(config.sandbox_id, "sbx_1");
@@ -363,145 +566,157 @@ mod tests {
         assert_eq!(config.heartbeat, Duration::from_secs(20));
         assert_eq!(config.dev_delay, Duration::from_millis(15));
         assert_eq!(config.opencode.bin, "opencode");
+        assert_eq!(config.opencode.url, None);
+        assert_eq!(config.opencode.model, None);
         assert!(!format!("{config:?}").contains("tok\""));
     }
 
     #[test]
-    fn run_from_environment_and_flags_win() {
-        let vars = [
-            ("COORDINATOR_URL", "https://c.example"),
-            ("SESSION_ID", "s"),
-            ("SANDBOX_ID", "b"),
-            ("SANDBOX_TOKEN", "t"),
-            ("AGENT", "opencode"),
-            ("GIT_ATTRIBUTION", ""),
-            ("HEARTBEAT_SECS", "5"),
-            ("WORKSPACE", "/w"),
-            ("OPENCODE_MODEL", "stub/stub-model"),
-            ("OPENCODE_URL", "http://127.0.0.1:4096"),
-            ("DEV_AGENT_DELAY_MS", "0"),
-        ];
-        let config = run_config(&["run", "--agent", "dev"], &vars);
-        assert_eq!(config.agent, AgentKind::Dev);
+    fn run_from_every_flag() {
+        let config = run_config(&[
+            "run",
+            "--url=wss://c.example",
+            "--session=s",
+            "--sandbox=b",
+            "--workspace=/w",
+            "--agent=opencode",
+            "--attribution=",
+            "--heartbeat-secs=5",
+            "--dev-delay-ms=0",
+            "--opencode-bin=/bin/oc",
+            "--opencode-url=http://127.0.0.1:4096",
+            "--opencode-model=stub/stub-model",
+        ]);
+        assert_eq!(config.workspace, PathBuf::from("/w"));
+        assert_eq!(config.agent, AgentKind::OpenCode);
         assert_eq!(config.attribution, "");
         assert_eq!(config.heartbeat, Duration::from_secs(5));
-        assert_eq!(config.workspace, PathBuf::from("/w"));
-        assert_eq!(
-            config.opencode.model,
-            Some(("stub".into(), "stub-model".into()))
-        );
+        assert_eq!(config.dev_delay, Duration::ZERO);
+        assert_eq!(config.opencode.bin, "/bin/oc");
         assert_eq!(
             config.opencode.url.as_deref(),
             Some("http://127.0.0.1:4096")
         );
-        assert_eq!(config.dev_delay, Duration::ZERO);
+        assert_eq!(
+            config.opencode.model,
+            Some(("stub".into(), "stub-model".into()))
+        );
     }
 
     #[test]
-    fn run_refusals() {
+    fn run_needs_the_token_from_the_environment() {
         let base = [
-            ("COORDINATOR_URL", "http://x"),
-            ("SESSION_ID", "s"),
-            ("SANDBOX_ID", "b"),
+            "run",
+            "--url",
+            "http://x",
+            "--session",
+            "s",
+            "--sandbox",
+            "b",
         ];
-        let check = |args: &[&str], extra: &[(&str, &str)], needle: &str| {
-            let mut vars = base.to_vec();
-            vars.extend_from_slice(extra);
-            let err = parse_with(args, &vars).expect_err("should be refused");
-            assert!(err.contains(needle), "{err:?} should mention {needle:?}");
-        };
-        check(&["run"], &[], "SANDBOX_TOKEN");
-        check(
-            &["run", "--token", "t"],
-            &[("SANDBOX_TOKEN", "t")],
-            "only from",
-        );
-        check(
-            &["run", "--token=t"],
-            &[("SANDBOX_TOKEN", "t")],
-            "only from",
-        );
-        check(
-            &["run", "--agent", "gpt"],
-            &[("SANDBOX_TOKEN", "t")],
-            "unknown agent",
-        );
-        check(
-            &["run", "--url", "ftp://x"],
-            &[("SANDBOX_TOKEN", "t")],
-            "http://",
-        );
-        check(
-            &["run", "--session", "../x"],
-            &[("SANDBOX_TOKEN", "t")],
-            "session id",
-        );
-        check(
-            &["run", "--heartbeat-secs", "0"],
-            &[("SANDBOX_TOKEN", "t")],
-            "heartbeat",
-        );
-        check(
-            &["run", "--bogus", "1"],
-            &[("SANDBOX_TOKEN", "t")],
-            "unknown option",
-        );
-        check(
-            &["run", "--url"],
-            &[("SANDBOX_TOKEN", "t")],
-            "needs a value",
-        );
-        check(
-            &["run"],
-            &[("SANDBOX_TOKEN", "t"), ("OPENCODE_MODEL", "x")],
-            "provider/model",
-        );
+        assert!(refusal(&base).contains("SANDBOX_TOKEN is required in the environment"));
+        let with_flag = [&base[..], &["--token", "t"]].concat();
+        assert!(refusal(&with_flag).contains("read only from the SANDBOX_TOKEN"));
+        let with_inline_flag = [&base[..], &["--token=t"]].concat();
+        assert!(refusal(&with_inline_flag).contains("read only from the SANDBOX_TOKEN"));
     }
 
     #[test]
-    fn provider_defaults_and_allowlist_sources() {
-        let config = match parse_with(
-            &["provider", "--listen", "127.0.0.1:0"],
-            &[("PROVIDER_SECRET", "s")],
-        ) {
-            Ok(Command::Provider(config)) => *config,
-            other => panic!("{other:?}"),
+    fn run_refuses_bad_values_by_name() {
+        let check = |extra: &[&str], needle: &str| {
+            let mut args = vec![
+                "run",
+                "--url",
+                "http://x",
+                "--session",
+                "s",
+                "--sandbox",
+                "b",
+            ];
+            args.extend_from_slice(extra);
+            let text = refusal(&args);
+            assert!(text.contains(needle), "{text:?} should mention {needle:?}");
         };
+        check(&["--agent", "gpt"], "possible values: dev, opencode");
+        check(&["--url", "ftp://x"], "http://");
+        check(&["--session", "../x"], "--session");
+        check(&["--heartbeat-secs", "0"], "--heartbeat-secs");
+        check(&["--dev-delay-ms", "10001"], "--dev-delay-ms");
+        check(&["--opencode-model", "x"], "provider/model");
+        check(&["--bogus", "1"], "--bogus");
+        check(&["--url"], "a value is required");
+        check(
+            &["--env-passthrough", "SANDBOX_TOKEN"],
+            "never passed through",
+        );
+        check(&["--env-passthrough", "A-B"], "not a variable name");
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2_and_help_with_0() {
+        assert_eq!(parse_flags(&["run"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse_flags(&["nonsense"]).unwrap_err().exit_code(), 2);
+        assert_eq!(parse_flags(&["--help"]).unwrap_err().exit_code(), 0);
+        assert_eq!(parse_flags(&["--version"]).unwrap_err().exit_code(), 0);
+        let help = parse_flags(&["run", "--help"]).unwrap_err().to_string();
+        for flag in [
+            "--url",
+            "--session",
+            "--sandbox",
+            "--heartbeat-secs",
+            "--env-passthrough",
+        ] {
+            assert!(help.contains(flag), "{flag} in {help}");
+        }
+        assert!(help.contains("SANDBOX_TOKEN (required)"), "{help}");
+        assert!(!help.contains("--token"), "{help}");
+    }
+
+    #[test]
+    fn provider_defaults() {
+        let config = provider_config(&["provider", "--listen", "127.0.0.1:0"]);
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.workspaces, PathBuf::from(".wrangler/sandboxes"));
+        assert_eq!(config.agent, AgentKind::Dev);
+        assert_eq!(config.bridge_bin, None);
         assert_eq!(
             config.allowed_coordinators,
             ["http://127.0.0.1:*", "http://localhost:*"]
         );
-        let config = match parse_with(
-            &[
-                "provider",
-                "--allow-coordinator",
-                "https://a",
-                "--allow-coordinator=https://b",
-            ],
-            &[
-                ("PROVIDER_SECRET", "s"),
-                ("PROVIDER_ALLOWED_COORDINATORS", "https://c"),
-            ],
-        ) {
-            Ok(Command::Provider(config)) => *config,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(config.allowed_coordinators, ["https://a", "https://b"]);
+        assert_eq!(config.passthrough, DEFAULT_PASSTHROUGH);
+        assert_eq!(config.secret.expose(), "s");
+        assert!(!format!("{config:?}").contains("\"s\""));
+    }
+
+    #[test]
+    fn provider_allowlist_and_passthrough_from_flags() {
+        let config = provider_config(&[
+            "provider",
+            "--allow-coordinator",
+            "https://a",
+            "--allow-coordinator=https://b, https://c",
+            "--env-passthrough",
+            "MY_KEY,OTHER_KEY,MY_KEY",
+        ]);
+        assert_eq!(
+            config.allowed_coordinators,
+            ["https://a", "https://b", "https://c"]
+        );
+        assert_eq!(config.passthrough, ["MY_KEY", "OTHER_KEY"]);
         assert_eq!(config.listen, DEFAULT_LISTEN);
-        let config = match parse_with(
-            &["provider"],
-            &[
-                ("PROVIDER_SECRET", "s"),
-                ("PROVIDER_ALLOWED_COORDINATORS", "https://c, https://d"),
-            ],
-        ) {
-            Ok(Command::Provider(config)) => *config,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(config.allowed_coordinators, ["https://c", "https://d"]);
-        assert!(parse_with(&["provider"], &[]).is_err());
+        let config = provider_config(&["provider", "--env-passthrough", ""]);
+        assert!(config.passthrough.is_empty());
+    }
+
+    #[test]
+    fn provider_refuses_the_secret_as_a_flag() {
+        let text = refusal(&["provider", "--secret", "s"]);
+        assert!(
+            text.contains("read only from the PROVIDER_SECRET"),
+            "{text}"
+        );
+        assert!(!text.contains("'s'"), "{text}");
+        assert!(refusal(&["provider"]).contains("PROVIDER_SECRET is required"));
     }
 
     #[test]
@@ -512,7 +727,15 @@ mod tests {
         for bad in ["", ".hidden", "..", "a/b", "a b", &"x".repeat(129)] {
             assert!(!is_plain_id(bad), "{bad}");
         }
-        assert_eq!(parse_with(&[], &[]), Ok(Command::Help));
-        assert_eq!(parse_with(&["--version"], &[]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn env_names() {
+        for ok in ["NPM_TOKEN", "_X1"] {
+            assert!(is_env_name(ok), "{ok}");
+        }
+        for bad in ["1X", "A-B", "", "A=B"] {
+            assert!(!is_env_name(bad), "{bad}");
+        }
     }
 }

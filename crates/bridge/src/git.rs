@@ -1,5 +1,6 @@
 //! The few git commands the bridge and the local provider run.
 
+use crate::error::{Error, Result};
 use std::path::Path;
 use std::time::Duration;
 use tokio::process::Command;
@@ -18,17 +19,21 @@ fn git(dir: &Path) -> Command {
     cmd
 }
 
-async fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+async fn run(mut cmd: Command, what: &'static str) -> Result<()> {
     let output = cmd
         .output()
         .await
-        .map_err(|e| format!("{what}: cannot run git: {e}"))?;
+        .map_err(Error::io(format!("{what}: cannot run git")))?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = redact_userinfo(String::from_utf8_lossy(&output.stderr).trim());
     let (stderr, _) = crate::process::cut_text(&stderr, 500);
-    Err(format!("{what} failed ({}): {stderr}", output.status))
+    Err(Error::CommandFailed {
+        what,
+        status: output.status,
+        output: stderr.to_string(),
+    })
 }
 
 /// `https://user:token@host/…` → `https://***@host/…`: git repeats URLs in its messages, and
@@ -55,7 +60,7 @@ pub fn redact_userinfo(text: &str) -> String {
 }
 
 /// Commits made in the workspace carry the prompt author's name with the attribution suffix.
-pub async fn set_identity(workspace: &Path, name: &str, email: &str) -> Result<(), String> {
+pub async fn set_identity(workspace: &Path, name: &str, email: &str) -> Result<()> {
     let mut cmd = git(workspace);
     cmd.args(["config", "user.name", name]);
     run(cmd, "git config user.name").await?;
@@ -66,20 +71,24 @@ pub async fn set_identity(workspace: &Path, name: &str, email: &str) -> Result<(
 
 /// `git clone --branch <branch> <url> <dest>`; the URL is not repeated in the error, since it
 /// may carry credentials.
-pub async fn clone(url: &str, branch: &str, dest: &Path) -> Result<(), String> {
+pub async fn clone(url: &str, branch: &str, dest: &Path) -> Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let mut cmd = git(parent);
     cmd.args(["clone", "--quiet", "--branch", branch, "--", url])
         .arg(dest);
     match tokio::time::timeout(CLONE_TIMEOUT, run(cmd, "git clone")).await {
         Ok(result) => result,
-        Err(_) => Err(format!("git clone took more than {CLONE_TIMEOUT:?}")),
+        Err(_) => Err(Error::TimedOut {
+            what: "git clone",
+            limit: CLONE_TIMEOUT,
+        }),
     }
 }
 
 /// An empty repository on `branch` with one commit holding a README.
-pub async fn init_with_readme(dest: &Path, branch: &str, title: &str) -> Result<(), String> {
-    std::fs::create_dir_all(dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+pub async fn init_with_readme(dest: &Path, branch: &str, title: &str) -> Result<()> {
+    std::fs::create_dir_all(dest)
+        .map_err(Error::io(format!("cannot create {}", dest.display())))?;
     let mut cmd = git(dest);
     cmd.args(["init", "--quiet"]);
     run(cmd, "git init").await?;
@@ -87,7 +96,7 @@ pub async fn init_with_readme(dest: &Path, branch: &str, title: &str) -> Result<
     cmd.args(["checkout", "--quiet", "-b", branch]);
     run(cmd, "git checkout -b").await?;
     std::fs::write(dest.join("README.md"), format!("# {title}\n"))
-        .map_err(|e| format!("cannot write README.md: {e}"))?;
+        .map_err(Error::io("cannot write README.md"))?;
     let mut cmd = git(dest);
     cmd.args(["add", "README.md"]);
     run(cmd, "git add").await?;
@@ -152,7 +161,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let dir = std::env::temp_dir().join(crate::ids::random_id("bridge-git-"));
+        let dir = std::env::temp_dir().join(crate::ids::random_id("bridge-git-").unwrap());
         rt.block_on(async {
             init_with_readme(&dir, "main", "acme/demo").await.unwrap();
             set_identity(&dir, "Ada (agent)", "ada@example.com")

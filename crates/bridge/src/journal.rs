@@ -8,6 +8,7 @@
 //! snapshot restored into a new sandbox carries another sandbox's file, which is ignored),
 //! replaced atomically by writing a temporary file and renaming it.
 
+use crate::error::{Error, Result};
 use protocol::bridge::FromBridge;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -63,15 +64,19 @@ impl JournalFile {
         }
     }
 
+    /// A failure is logged: the bridge goes on, and only a restart would miss what is lost.
     pub fn save(&self, journal: &Journal) {
-        let temp = self.path.with_extension("json.tmp");
-        let written = serde_json::to_vec(journal)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| std::fs::write(&temp, bytes).map_err(|e| e.to_string()))
-            .and_then(|()| std::fs::rename(&temp, &self.path).map_err(|e| e.to_string()));
-        if let Err(e) = written {
+        if let Err(e) = self.write(journal) {
             crate::log!("journal", "cannot save the journal: {e}");
         }
+    }
+
+    fn write(&self, journal: &Journal) -> Result<()> {
+        let temp = self.path.with_extension("json.tmp");
+        std::fs::write(&temp, serde_json::to_vec(journal)?)
+            .map_err(Error::io(format!("cannot write {}", temp.display())))?;
+        std::fs::rename(&temp, &self.path)
+            .map_err(Error::io(format!("cannot replace {}", self.path.display())))
     }
 }
 

@@ -3,7 +3,8 @@
 //! development (PROTOCOL.md section 5).
 //!
 //! Layout:
-//! - [`config`]: command line and environment → the two configurations.
+//! - [`config`]: command line and environment → the two configurations (clap).
+//! - [`error`]: the one error type.
 //! - [`run`]: the connection loop of `bridge run`: dial, reconnect, route frames.
 //! - [`worker`]: runs prompts one at a time on the agent.
 //! - [`outbox`]: frames waiting to be sent or acknowledged (pure).
@@ -11,19 +12,20 @@
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
-//! - [`provider`]: the local provider's HTTP server and its sandboxes.
-//! - [`http`] and [`sse`]: the minimal HTTP/1.1 and event-stream code both of those need.
+//! - [`provider`]: the local provider's HTTP server (hyper) and its sandboxes.
 //! - [`git`], [`workspace`], [`process`]: git commands, paths inside the workspace, child process groups.
 //! - [`ids`] and [`log`]: random ids and log lines.
 //!
 //! Architecture invariant: the sandbox token is read from the environment once, kept out of
-//! every child process's environment, and never printed.
+//! every child process's environment, and never printed. The passthrough variables
+//! (`SANDBOX_ENV_PASSTHROUGH`) are taken out of the environment too and given to the agent's
+//! processes alone.
 
 pub mod agent;
 pub mod backoff;
 pub mod config;
+pub mod error;
 pub mod git;
-pub mod http;
 pub mod ids;
 pub mod journal;
 #[macro_use]
@@ -33,6 +35,5 @@ pub mod process;
 pub mod prompts;
 pub mod provider;
 pub mod run;
-pub mod sse;
 pub mod worker;
 pub mod workspace;

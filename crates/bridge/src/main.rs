@@ -5,37 +5,38 @@ use bridge::config::{self, AgentKind, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let command = match config::parse(&args, &|name| std::env::var(name).ok()) {
+    let command = match config::parse(std::env::args_os()) {
         Ok(command) => command,
-        Err(e) => {
-            eprintln!("bridge: {e}\n\n{}", config::USAGE);
-            return ExitCode::from(2);
-        }
+        // Help and version (exit 0) or bad usage (exit 2), printed by clap.
+        Err(e) => e.exit(),
     };
     let code = match command {
-        Command::Help => {
-            println!("{}", config::USAGE);
-            0
-        }
-        Command::Version => {
-            println!("bridge {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
         Command::Run(config) => {
-            // Read once into the configuration; commands the agent runs must not find it.
-            // Still single-threaded here, so changing the environment is sound.
-            std::env::remove_var("SANDBOX_TOKEN");
+            // Read once into the configuration: commands the bridge runs must not find the
+            // token, and only the agent's processes get the passthrough variables.
+            forget(["SANDBOX_TOKEN"], &config.agent_env);
             run(*config)
         }
         Command::Provider(config) => {
+            // The signing secret stays in this process; the passthrough variables go to
+            // bridges explicitly, and to none of the provider's own commands (git, cp).
+            forget(["PROVIDER_SECRET"], &config.agent_env);
             runtime().map_or(1, |rt| rt.block_on(bridge::provider::serve(*config)))
         }
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Takes variables out of this process's environment, so children do not inherit them.
+fn forget<const N: usize>(names: [&str; N], agent_env: &config::AgentEnv) {
+    // Still single-threaded here (no runtime yet), so changing the environment is sound.
+    for name in names
+        .iter()
+        .copied()
+        .chain(agent_env.iter().map(|(n, _)| n.as_str()))
+    {
+        std::env::remove_var(name);
+    }
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -63,10 +64,15 @@ fn run(mut config: config::RunConfig) -> i32 {
         }
     };
     let agent: Box<dyn Agent> = match config.agent {
-        AgentKind::Dev => Box::new(DevAgent::new(config.workspace.clone(), config.dev_delay)),
+        AgentKind::Dev => Box::new(DevAgent::new(
+            config.workspace.clone(),
+            config.dev_delay,
+            config.agent_env.clone(),
+        )),
         AgentKind::OpenCode => Box::new(OpenCodeAgent::new(
             config.opencode.clone(),
             config.workspace.clone(),
+            config.agent_env.clone(),
         )),
     };
     runtime().map_or(1, |rt| rt.block_on(bridge::run::run(config, agent)))

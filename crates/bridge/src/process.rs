@@ -1,6 +1,7 @@
 //! Child processes in their own process groups: a shell command whose whole tree can be
 //! stopped, and the group signals the provider and the agents use.
 
+use crate::config::AgentEnv;
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -69,11 +70,13 @@ pub enum ShellOutcome {
 /// background still holds the output pipe open.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
-/// Runs `sh -c command` in `dir`, in a new process group, collecting at most `limit` bytes of
-/// combined output. When `stop` resolves first, the whole group is killed.
+/// Runs `sh -c command` in `dir`, in a new process group, with `env` added to the bridge's
+/// environment, collecting at most `limit` bytes of combined output. When `stop` resolves
+/// first, the whole group is killed.
 pub async fn run_shell(
     command: &str,
     dir: &Path,
+    env: &AgentEnv,
     limit: usize,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<ShellOutcome> {
@@ -86,6 +89,7 @@ pub async fn run_shell(
             .arg(command)
             .current_dir(dir)
             .env_remove("SANDBOX_TOKEN")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)
             .stderr(writer)
@@ -199,6 +203,7 @@ mod tests {
             .block_on(run_shell(
                 "echo out; echo err >&2; exit 3",
                 Path::new("."),
+                &AgentEnv::new(),
                 1024,
                 std::future::pending(),
             ))
@@ -214,11 +219,34 @@ mod tests {
     }
 
     #[test]
+    fn the_agent_env_reaches_the_command() {
+        let env = vec![("BRIDGE_TEST_KEY".to_string(), "k-123".into())];
+        let outcome = rt()
+            .block_on(run_shell(
+                "printenv BRIDGE_TEST_KEY",
+                Path::new("."),
+                &env,
+                1024,
+                std::future::pending(),
+            ))
+            .unwrap();
+        assert_eq!(
+            outcome,
+            ShellOutcome::Exited {
+                code: Some(0),
+                output: "k-123\n".into(),
+                cut: false
+            }
+        );
+    }
+
+    #[test]
     fn cuts_long_output() {
         let outcome = rt()
             .block_on(run_shell(
                 "yes | head -c 100000",
                 Path::new("."),
+                &AgentEnv::new(),
                 1000,
                 std::future::pending(),
             ))
@@ -241,6 +269,7 @@ mod tests {
             .block_on(run_shell(
                 "sleep 30 & sleep 30",
                 Path::new("."),
+                &AgentEnv::new(),
                 1024,
                 async { tokio::time::sleep(Duration::from_millis(100)).await },
             ))
@@ -251,12 +280,13 @@ mod tests {
 
     #[test]
     fn background_children_do_not_hold_the_result() {
-        let pid_file = std::env::temp_dir().join(crate::ids::random_id("bridge-bg-"));
+        let pid_file = std::env::temp_dir().join(crate::ids::random_id("bridge-bg-").unwrap());
         let started = std::time::Instant::now();
         let outcome = rt()
             .block_on(run_shell(
                 &format!("sleep 5 & echo $! > {}; echo done", pid_file.display()),
                 Path::new("."),
+                &AgentEnv::new(),
                 1024,
                 std::future::pending(),
             ))

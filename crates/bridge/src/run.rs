@@ -4,6 +4,7 @@
 use crate::agent::{stop_pair, Agent};
 use crate::backoff::Backoff;
 use crate::config::RunConfig;
+use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalFile};
 use crate::outbox::Outbox;
 use crate::prompts::Prompts;
@@ -30,9 +31,11 @@ const WORKER_GRACE: Duration = Duration::from_secs(10);
 /// Exit codes of `bridge run`.
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_REFUSED: i32 = 3;
+/// The bridge could not start at all (no random ack ids).
+pub const EXIT_FAILED: i32 = 1;
 
 /// The room's address for this sandbox: `ws(s)://…/v1/sessions/{session}/sandbox`.
-pub fn sandbox_ws_url(base: &str, session_id: &str) -> Result<String, String> {
+pub fn sandbox_ws_url(base: &str, session_id: &str) -> Result<String> {
     let base = base.trim_end_matches('/');
     let (scheme, rest) = [
         ("https://", "wss://"),
@@ -42,9 +45,9 @@ pub fn sandbox_ws_url(base: &str, session_id: &str) -> Result<String, String> {
     ]
     .iter()
     .find_map(|(from, to)| base.strip_prefix(from).map(|rest| (*to, rest)))
-    .ok_or_else(|| format!("not an http(s) URL: {base:?}"))?;
+    .ok_or_else(|| Error::Invalid(format!("not an http(s) URL: {base:?}")))?;
     if rest.is_empty() {
-        return Err(format!("no host in {base:?}"));
+        return Err(Error::Invalid(format!("no host in {base:?}")));
     }
     Ok(format!("{scheme}{rest}/v1/sessions/{session_id}/sandbox"))
 }
@@ -154,6 +157,13 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
             return EXIT_REFUSED;
         }
     };
+    let ack_prefix = match crate::ids::random_id("b") {
+        Ok(prefix) => prefix,
+        Err(e) => {
+            crate::log!("run", "{e}");
+            return EXIT_FAILED;
+        }
+    };
     if let Err(e) = agent.start().await {
         crate::log!("run", "the {} agent did not start: {e}", agent.name());
     }
@@ -166,7 +176,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         agent_name: agent.name().to_string(),
         agent_version: agent.version(),
         heartbeat: config.heartbeat,
-        outbox: Outbox::new(crate::ids::random_id("b")),
+        outbox: Outbox::new(ack_prefix),
         prompts: Prompts::default(),
         stops: HashMap::new(),
         jobs: jobs_tx,
@@ -219,7 +229,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
             }
             Err(DialError::Failed(reason)) => crate::log!("run", "cannot connect: {reason}"),
         }
-        let delay = backoff.next_delay(crate::ids::random_unit());
+        let delay = backoff.next_delay(jitter());
         crate::log!("run", "reconnecting in {} ms", delay.as_millis());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -283,7 +293,7 @@ impl Bridge {
                 .or_else(|| self.prompts.recently_finished(1).pop()),
         };
         if let Err(e) = send(&mut sink, &ready).await {
-            return Ended::Dropped(e);
+            return Ended::Dropped(e.to_string());
         }
         self.outbox.rewind();
         let mut heartbeat =
@@ -291,7 +301,7 @@ impl Bridge {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(e) = self.flush(&mut sink).await {
-                return Ended::Dropped(e);
+                return Ended::Dropped(e.to_string());
             }
             tokio::select! {
                 message = stream.next() => match message {
@@ -319,7 +329,7 @@ impl Bridge {
                 },
                 _ = heartbeat.tick() => {
                     if let Err(e) = send(&mut sink, &FromBridge::Heartbeat {}).await {
-                        return Ended::Dropped(e);
+                        return Ended::Dropped(e.to_string());
                     }
                 }
                 _ = signals.recv() => return Ended::Signal,
@@ -328,7 +338,7 @@ impl Bridge {
     }
 
     /// Writes everything the outbox has not sent on this connection yet.
-    async fn flush<S>(&mut self, sink: &mut S) -> Result<(), String>
+    async fn flush<S>(&mut self, sink: &mut S) -> Result<()>
     where
         S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
     {
@@ -420,14 +430,21 @@ impl Bridge {
     }
 }
 
-async fn send<S>(sink: &mut S, frame: &FromBridge) -> Result<(), String>
+async fn send<S>(sink: &mut S, frame: &FromBridge) -> Result<()>
 where
     S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin,
 {
-    let text = serde_json::to_string(frame).map_err(|e| format!("cannot encode a frame: {e}"))?;
-    sink.send(Message::text(text))
-        .await
-        .map_err(|e| e.to_string())
+    let text = serde_json::to_string(frame)?;
+    Ok(sink.send(Message::text(text)).await?)
+}
+
+/// The random part of a reconnect delay. Without the system's generator the delay is the
+/// middle of its range: jitter only spreads reconnects, and this must not stop them.
+fn jitter() -> f64 {
+    crate::ids::random_unit().unwrap_or_else(|e| {
+        crate::log!("run", "{e}; reconnecting without jitter");
+        0.5
+    })
 }
 
 #[cfg(test)]
@@ -437,11 +454,7 @@ mod tests {
     #[test]
     fn room_urls() {
         let check = |base: &str, expected: &str| {
-            assert_eq!(
-                sandbox_ws_url(base, "ses_1").as_deref(),
-                Ok(expected),
-                "{base}"
-            );
+            assert_eq!(sandbox_ws_url(base, "ses_1").unwrap(), expected, "{base}");
         };
         check(
             "http://127.0.0.1:8787",

@@ -1,22 +1,16 @@
 //! Paths inside the workspace, and the small diff text reported for a written file.
 
+use crate::error::{Error, Result};
 use std::path::{Component, Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
+    #[error("the path is empty")]
     Empty,
+    #[error("the path must be relative to the workspace")]
     Absolute,
+    #[error("the path leads outside the workspace")]
     Escapes,
-}
-
-impl std::fmt::Display for PathError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PathError::Empty => "the path is empty",
-            PathError::Absolute => "the path must be relative to the workspace",
-            PathError::Escapes => "the path leads outside the workspace",
-        })
-    }
 }
 
 /// The lexical part of the check: `a/../b` is `b`, `../x` and `/etc/x` are refused.
@@ -44,26 +38,24 @@ pub fn normalize_relative(path: &str) -> Result<PathBuf, PathError> {
 /// Where `path` is inside `workspace` (which must be canonical), creating its parent folders.
 /// Besides the lexical check, the parent's real location must stay inside, so a symlink in the
 /// workspace cannot point a write elsewhere; the file itself must not be a symlink.
-pub fn resolve_for_write(workspace: &Path, path: &str) -> Result<PathBuf, String> {
-    let relative = normalize_relative(path).map_err(|e| e.to_string())?;
+pub fn resolve_for_write(workspace: &Path, path: &str) -> Result<PathBuf> {
+    let relative = normalize_relative(path)?;
     let target = workspace.join(&relative);
-    let parent = target
-        .parent()
-        .ok_or_else(|| PathError::Escapes.to_string())?;
+    let parent = target.parent().ok_or(PathError::Escapes)?;
     std::fs::create_dir_all(parent)
-        .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        .map_err(Error::io(format!("cannot create {}", parent.display())))?;
     let real_parent = parent
         .canonicalize()
-        .map_err(|e| format!("cannot resolve {}: {e}", parent.display()))?;
+        .map_err(Error::io(format!("cannot resolve {}", parent.display())))?;
     if !real_parent.starts_with(workspace) {
-        return Err(PathError::Escapes.to_string());
+        return Err(PathError::Escapes.into());
     }
     if target
         .symlink_metadata()
         .map(|m| m.file_type().is_symlink())
         .unwrap_or(false)
     {
-        return Err(PathError::Escapes.to_string());
+        return Err(PathError::Escapes.into());
     }
     Ok(target)
 }
@@ -131,8 +123,8 @@ mod tests {
 
     #[test]
     fn symlinked_folders_cannot_lead_out() {
-        let root = std::env::temp_dir().join(crate::ids::random_id("bridge-ws-"));
-        let outside = std::env::temp_dir().join(crate::ids::random_id("bridge-out-"));
+        let root = std::env::temp_dir().join(crate::ids::random_id("bridge-ws-").unwrap());
+        let outside = std::env::temp_dir().join(crate::ids::random_id("bridge-out-").unwrap());
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         let root = root.canonicalize().unwrap();

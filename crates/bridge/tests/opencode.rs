@@ -1,18 +1,23 @@
 //! The OpenCode agent against a small server that plays OpenCode's v1 API: `GET
 //! /global/health`, `POST /session`, `POST /session/:id/prompt_async`, `POST
-//! /session/:id/abort` and the `GET /event` stream (chunked, events split across chunks).
-//! Each prompt's text names the script of events the fake sends after accepting it.
+//! /session/:id/abort` and the `GET /event` stream (chunked, each event split across two
+//! chunks). Each prompt's text names the script of events the fake sends after accepting it.
 
 use bridge::agent::opencode::OpenCodeAgent;
 use bridge::agent::{stop_pair, Agent, EventSink, Outcome};
 use bridge::config::OpenCodeConfig;
+use futures_util::StreamExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Bytes, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use protocol::bridge::{FromBridge, GitAuthor, PromptContext, PromptJob};
 use protocol::event::ToolStatus;
 use serde_json::{json, Value};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 const SES: &str = "ses_fake";
@@ -132,24 +137,70 @@ async fn start_fake() -> (String, Fake) {
             let Ok((socket, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(handle(server.clone(), socket));
+            let fake = server.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let fake = fake.clone();
+                async move { Ok::<_, Infallible>(handle(fake, request).await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service),
+            );
         }
     });
     (url, fake)
 }
 
-async fn reply(socket: &mut TcpStream, status: u16, body: &str) {
-    let _ = bridge::http::write_json(socket, status, body).await;
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+fn reply(status: u16, body: &str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())).boxed_unsync());
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    response
 }
 
-async fn handle(fake: Fake, mut socket: TcpStream) {
-    let Ok(request) = bridge::http::read_request(&mut socket, 1 << 20).await else {
-        return;
-    };
-    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+/// Every event published from now on, each as two chunks split inside its JSON, after a
+/// `server.connected`.
+fn event_stream(fake: &Fake) -> Response<Body> {
+    let connected = json!({"type": "server.connected", "properties": {}}).to_string();
+    let events = fake.events.subscribe();
+    let stream = futures_util::stream::unfold(
+        (Some(connected), events),
+        |(first, mut events)| async move {
+            let data = match first {
+                Some(data) => data,
+                None => events.recv().await.ok()?,
+            };
+            Some((data, (None, events)))
+        },
+    )
+    .flat_map(|data| {
+        let frame = format!("data: {data}\n\n");
+        let (a, b) = frame.split_at(frame.len() / 2);
+        let halves = [a.to_string(), b.to_string()]
+            .map(|half| Ok::<_, Infallible>(Frame::data(Bytes::from(half))));
+        futures_util::stream::iter(halves)
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
+async fn handle(fake: Fake, request: Request<Incoming>) -> Response<Body> {
+    let (head, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let (method, path) = (head.method.as_str(), head.uri.path());
     let n_prompts = {
         let mut requests = fake.requests.lock().unwrap();
-        requests.push((request.method.clone(), request.path.clone(), body.clone()));
+        requests.push((method.to_string(), path.to_string(), body.clone()));
         requests
             .iter()
             .filter(|(_, p, _)| p.ends_with("/prompt_async"))
@@ -157,37 +208,23 @@ async fn handle(fake: Fake, mut socket: TcpStream) {
     };
     let prompt_path = format!("/session/{SES}/prompt_async");
     let abort_path = format!("/session/{SES}/abort");
-    match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/global/health") => {
-            reply(
-                &mut socket,
-                200,
-                r#"{"healthy":true,"version":"1.18.33-fake"}"#,
-            )
-            .await
-        }
-        ("GET", "/session/status") => reply(&mut socket, 200, "{}").await,
-        ("POST", "/session") => {
-            reply(
-                &mut socket,
-                200,
-                &json!({"id": SES, "title": "New session"}).to_string(),
-            )
-            .await
-        }
+    match (method, path) {
+        ("GET", "/global/health") => reply(200, r#"{"healthy":true,"version":"1.18.33-fake"}"#),
+        ("GET", "/session/status") => reply(200, "{}"),
+        ("POST", "/session") => reply(200, &json!({"id": SES, "title": "New session"}).to_string()),
         ("POST", path) if path == prompt_path => {
-            let _ = socket
-                .write_all(
-                    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )
-                .await;
             let text = body["parts"][0]["text"].as_str().unwrap_or("").to_string();
-            for event in script(&text, n_prompts) {
-                let _ = fake.events.send(event.to_string());
-            }
+            // Published once the answer is on its way, as OpenCode works in the background.
+            let events = fake.events.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                for event in script(&text, n_prompts) {
+                    let _ = events.send(event.to_string());
+                }
+            });
+            reply(204, "")
         }
         ("POST", path) if path == abort_path => {
-            reply(&mut socket, 200, "true").await;
             for event in [
                 ev(
                     "session.error",
@@ -198,30 +235,10 @@ async fn handle(fake: Fake, mut socket: TcpStream) {
             ] {
                 let _ = fake.events.send(event.to_string());
             }
+            reply(200, "true")
         }
-        ("GET", "/event") => {
-            let mut events = fake.events.subscribe();
-            let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
-            if socket.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            let send = |data: String| {
-                // Each event in two chunks, split inside the JSON.
-                let frame = format!("data: {data}\n\n");
-                let (a, b) = frame.split_at(frame.len() / 2);
-                format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n", a.len(), b.len())
-            };
-            let connected = send(json!({"type": "server.connected", "properties": {}}).to_string());
-            if socket.write_all(connected.as_bytes()).await.is_err() {
-                return;
-            }
-            while let Ok(data) = events.recv().await {
-                if socket.write_all(send(data).as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        }
-        _ => reply(&mut socket, 404, "{}").await,
+        ("GET", "/event") => event_stream(&fake),
+        _ => reply(404, "{}"),
     }
 }
 
@@ -238,47 +255,108 @@ fn job(id: &str, content: &str, selections: Vec<Value>) -> PromptJob {
     }
 }
 
-fn drain(rx: &mut mpsc::UnboundedReceiver<FromBridge>) -> Vec<FromBridge> {
-    let mut frames = Vec::new();
-    while let Ok(frame) = rx.try_recv() {
-        frames.push(frame);
-    }
-    frames
+/// An OpenCode agent started against a fresh fake, and the frames its prompts produce.
+struct Session {
+    agent: OpenCodeAgent,
+    fake: Fake,
+    tx: mpsc::UnboundedSender<FromBridge>,
+    rx: mpsc::UnboundedReceiver<FromBridge>,
 }
 
-#[tokio::test]
-async fn maps_a_session_of_prompts_to_frames() {
-    let (url, fake) = start_fake().await;
-    let mut agent = OpenCodeAgent::new(
-        OpenCodeConfig {
-            bin: "opencode-is-not-started".into(),
-            url: Some(url),
-            model: Some(("stub".into(), "stub-model".into())),
-        },
-        "/work".into(),
-    );
-    agent.start().await.expect("the fake server starts");
-    assert_eq!(agent.version(), "1.18.33-fake");
-    let (tx, mut rx) = mpsc::unbounded_channel();
+impl Session {
+    async fn start() -> Session {
+        let (url, fake) = start_fake().await;
+        let mut agent = OpenCodeAgent::new(
+            OpenCodeConfig {
+                bin: "opencode-is-not-started".into(),
+                url: Some(url),
+                model: Some(("stub".into(), "stub-model".into())),
+            },
+            "/work".into(),
+            vec![],
+        );
+        agent.start().await.expect("the fake server answers");
+        let (tx, rx) = mpsc::unbounded_channel();
+        Session {
+            agent,
+            fake,
+            tx,
+            rx,
+        }
+    }
 
-    // 1. Text as deltas and snapshots, tool calls, a file edit, idle.
-    let selection = json!({"url": "https://app.example.com/", "title": "App", "elements": [{"tag": "button", "text": "Buy"}]});
-    let sink = EventSink::new("m1".into(), tx.clone());
-    let (_stop_tx, stop) = stop_pair();
-    let outcome = agent
-        .run(&job("m1", "work please", vec![selection]), &sink, stop)
-        .await;
-    assert_eq!(outcome, Outcome::Completed);
-    let frames = drain(&mut rx);
-    let text: String = frames
+    /// Runs a prompt to its end; returns its outcome and frames.
+    async fn run(&mut self, job: PromptJob) -> (Outcome, Vec<FromBridge>) {
+        let sink = EventSink::new(job.message_id.clone(), self.tx.clone());
+        let (_stop_tx, stop) = stop_pair();
+        let outcome = self.agent.run(&job, &sink, stop).await;
+        (outcome, self.drain())
+    }
+
+    /// Runs the prompt that waits for an abort, and stops it once OpenCode answers.
+    async fn run_and_stop(&mut self, message_id: &str) -> (Outcome, Vec<FromBridge>) {
+        let sink = EventSink::new(message_id.into(), self.tx.clone());
+        let (stop_tx, stop) = stop_pair();
+        let hang = job(message_id, "hang on", vec![]);
+        let running = self.agent.run(&hang, &sink, stop);
+        let rx = &mut self.rx;
+        let watcher = async {
+            let mut seen = Vec::new();
+            loop {
+                match rx.recv().await {
+                    Some(frame) => {
+                        let thinking = matches!(&frame, FromBridge::Token { delta, .. } if delta == "Thinking");
+                        seen.push(frame);
+                        if thinking {
+                            break;
+                        }
+                    }
+                    None => panic!("the frame channel closed"),
+                }
+            }
+            let _ = stop_tx.send(true);
+            seen
+        };
+        let (outcome, mut frames) = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(running, watcher)
+        })
+        .await
+        .expect("the stop is honoured");
+        frames.extend(self.drain());
+        (outcome, frames)
+    }
+
+    fn drain(&mut self) -> Vec<FromBridge> {
+        let mut frames = Vec::new();
+        while let Ok(frame) = self.rx.try_recv() {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    /// The body of the last prompt posted to OpenCode.
+    fn last_prompt_body(&self) -> Value {
+        let requests = self.fake.requests.lock().unwrap();
+        let (_, _, body) = requests
+            .iter()
+            .rfind(|(_, path, _)| path.ends_with("/prompt_async"))
+            .expect("a prompt was posted");
+        body.clone()
+    }
+}
+
+fn text_of(frames: &[FromBridge]) -> String {
+    frames
         .iter()
         .filter_map(|f| match f {
-            FromBridge::Token { message_id, delta } if message_id == "m1" => Some(delta.as_str()),
+            FromBridge::Token { delta, .. } => Some(delta.as_str()),
             _ => None,
         })
-        .collect();
-    assert_eq!(text, "Hello world");
-    let calls: Vec<(String, String, ToolStatus, Option<String>)> = frames
+        .collect()
+}
+
+fn calls_of(frames: &[FromBridge]) -> Vec<(String, String, ToolStatus, Option<String>)> {
+    frames
         .iter()
         .filter_map(|f| match f {
             FromBridge::ToolCall { call, .. } => Some((
@@ -289,9 +367,33 @@ async fn maps_a_session_of_prompts_to_frames() {
             )),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn the_version_comes_from_the_health_check() {
+    let session = Session::start().await;
+    assert_eq!(session.agent.version(), "1.18.33-fake");
+}
+
+#[tokio::test]
+async fn text_deltas_and_snapshots_become_tokens_once() {
+    let mut session = Session::start().await;
+    let (outcome, frames) = session.run(job("m1", "work please", vec![])).await;
+    assert_eq!(outcome, Outcome::Completed);
+    assert_eq!(text_of(&frames), "Hello world");
+    assert!(frames.iter().all(|f| match f {
+        FromBridge::Token { message_id, .. } => message_id == "m1",
+        _ => true,
+    }));
+}
+
+#[tokio::test]
+async fn tool_states_become_tool_calls_and_writes_file_edits() {
+    let mut session = Session::start().await;
+    let (_, frames) = session.run(job("m1", "work please", vec![])).await;
     assert_eq!(
-        calls,
+        calls_of(&frames),
         [
             ("call_1".into(), "bash".into(), ToolStatus::Running, None),
             (
@@ -317,64 +419,48 @@ async fn maps_a_session_of_prompts_to_frames() {
         })
         .collect();
     assert_eq!(edits, ["notes.txt"]);
-    {
-        let requests = fake.requests.lock().unwrap();
-        let (_, _, body) = requests
-            .iter()
-            .find(|(_, path, _)| path.ends_with("/prompt_async"))
-            .expect("a prompt was posted");
-        let sent = body["parts"][0]["text"].as_str().unwrap_or("");
-        assert!(
-            sent.starts_with("work please\n\nContext given with this request:"),
-            "{sent}"
-        );
-        assert!(
-            sent.contains("DOM selection on https://app.example.com/ (App)"),
-            "{sent}"
-        );
-        assert_eq!(body["parts"][0]["type"], "text");
-        assert_eq!(
-            body["model"],
-            json!({"providerID": "stub", "modelID": "stub-model"})
-        );
-    }
+}
 
-    // 2. A session error fails the prompt with OpenCode's message; the first prompt's
-    //    trailing events are not taken for this one's.
-    let sink = EventSink::new("m2".into(), tx.clone());
-    let (_stop_tx, stop) = stop_pair();
-    let outcome = agent.run(&job("m2", "break it", vec![]), &sink, stop).await;
+#[tokio::test]
+async fn the_posted_prompt_carries_its_context_and_the_model() {
+    let mut session = Session::start().await;
+    let selection = json!({"url": "https://app.example.com/", "title": "App", "elements": [{"tag": "button", "text": "Buy"}]});
+    session.run(job("m1", "work please", vec![selection])).await;
+    let body = session.last_prompt_body();
+    let sent = body["parts"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        sent.starts_with("work please\n\nContext given with this request:"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("DOM selection on https://app.example.com/ (App)"),
+        "{sent}"
+    );
+    assert_eq!(body["parts"][0]["type"], "text");
+    assert_eq!(
+        body["model"],
+        json!({"providerID": "stub", "modelID": "stub-model"})
+    );
+}
+
+#[tokio::test]
+async fn a_session_error_fails_the_prompt_and_earlier_events_are_not_its_own() {
+    let mut session = Session::start().await;
+    session.run(job("m1", "work please", vec![])).await;
+    let (outcome, frames) = session.run(job("m2", "break it", vec![])).await;
     assert_eq!(outcome, Outcome::Failed("model exploded".into()));
-    assert!(drain(&mut rx).is_empty());
+    assert!(frames.is_empty(), "{frames:?}");
+}
 
-    // 3. Stop: the agent aborts the OpenCode session and reports the prompt stopped.
-    let sink = EventSink::new("m3".into(), tx.clone());
-    let (stop_tx, stop) = stop_pair();
-    let hang = job("m3", "hang on", vec![]);
-    let running = agent.run(&hang, &sink, stop);
-    let watcher = async {
-        // Stop once OpenCode has started answering.
-        loop {
-            match rx.recv().await {
-                Some(FromBridge::Token { delta, .. }) if delta == "Thinking" => break,
-                Some(_) => {}
-                None => panic!("the frame channel closed"),
-            }
-        }
-        let _ = stop_tx.send(true);
-    };
-    let (outcome, ()) = tokio::time::timeout(Duration::from_secs(20), async {
-        tokio::join!(running, watcher)
-    })
-    .await
-    .expect("the stop is honoured");
+#[tokio::test]
+async fn stop_aborts_the_opencode_session_and_closes_running_calls() {
+    let mut session = Session::start().await;
+    let (outcome, frames) = session.run_and_stop("m3").await;
     assert_eq!(outcome, Outcome::Stopped);
-    let closed: Vec<(String, ToolStatus, Option<String>)> = drain(&mut rx)
+    let closed: Vec<(String, ToolStatus, Option<String>)> = calls_of(&frames)
         .into_iter()
-        .filter_map(|f| match f {
-            FromBridge::ToolCall { call, .. } => Some((call.call_id, call.status, call.output)),
-            _ => None,
-        })
+        .filter(|(_, _, status, _)| *status != ToolStatus::Running)
+        .map(|(id, _, status, output)| (id, status, output))
         .collect();
     assert_eq!(
         closed,
@@ -384,19 +470,21 @@ async fn maps_a_session_of_prompts_to_frames() {
             Some("stopped".to_string())
         )]
     );
-    assert!(fake
+    assert!(session
+        .fake
         .requests
         .lock()
         .unwrap()
         .iter()
         .any(|(method, path, _)| method == "POST" && path == &format!("/session/{SES}/abort")));
+}
 
-    // 4. After the abort's own error and idle, the next prompt still completes normally.
-    let sink = EventSink::new("m4".into(), tx.clone());
-    let (_stop_tx, stop) = stop_pair();
-    let outcome = agent
-        .run(&job("m4", "work again", vec![]), &sink, stop)
-        .await;
+#[tokio::test]
+async fn after_an_abort_the_next_prompt_completes() {
+    let mut session = Session::start().await;
+    session.run_and_stop("m3").await;
+    let (outcome, frames) = session.run(job("m4", "work again", vec![])).await;
     assert_eq!(outcome, Outcome::Completed);
-    agent.shutdown().await;
+    assert_eq!(text_of(&frames), "Hello world");
+    session.agent.shutdown().await;
 }

@@ -1,12 +1,12 @@
 //! The local provider end to end: `bridge provider` on a free port, its signature checks, and
 //! sandboxes whose bridges dial a fake coordinator run by the test (a WebSocket server on
-//! another free port). Slow by nature (real processes, git), so it is one test file with few,
-//! long tests; every wait is for an event, never for a fixed time.
+//! another free port). Slow by nature (real processes, git): each test starts its own provider,
+//! and every wait is for an event, never for a fixed time.
 
-use bridge::http::{self, HttpUrl};
 use futures_util::{SinkExt, StreamExt};
 use protocol::provider::{sign, SIGNATURE_HEADER};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,11 +21,15 @@ use tokio_tungstenite::WebSocketStream;
 const SECRET: &str = "test-provider-secret";
 /// Every wait in these tests ends by this, so a broken build fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(20);
+/// The model-key names a provider passes by default; removed from its environment unless a
+/// test sets them, so the machine's own keys change nothing.
+const DEFAULT_PASSTHROUGH: [&str; 9] = bridge::config::DEFAULT_PASSTHROUGH;
 
 /// A running `bridge provider`; ended (with its bridges) when dropped.
 struct Provider {
     child: Child,
-    url: HttpUrl,
+    base: String,
+    http: reqwest::Client,
     workspaces: PathBuf,
     lines: mpsc::Receiver<String>,
     seen: Arc<Mutex<Vec<String>>>,
@@ -33,6 +37,11 @@ struct Provider {
 
 impl Provider {
     fn start() -> Provider {
+        Provider::start_with(&[])
+    }
+
+    /// A provider with `env` added to its environment.
+    fn start_with(env: &[(&str, &str)]) -> Provider {
         let workspaces = std::env::temp_dir().join(format!(
             "bridge-provider-test-{}-{}",
             std::process::id(),
@@ -41,7 +50,8 @@ impl Provider {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_bridge"));
+        command
             .args(["provider", "--listen", "127.0.0.1:0", "--workspaces"])
             .arg(&workspaces)
             .env("PROVIDER_SECRET", SECRET)
@@ -49,6 +59,12 @@ impl Provider {
             .env("HEARTBEAT_SECS", "1")
             .env_remove("PROVIDER_ALLOWED_COORDINATORS")
             .env_remove("AGENT")
+            .env_remove("SANDBOX_ENV_PASSTHROUGH");
+        for name in DEFAULT_PASSTHROUGH {
+            command.env_remove(name);
+        }
+        let mut child = command
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -66,7 +82,8 @@ impl Provider {
         });
         let mut provider = Provider {
             child,
-            url: HttpUrl::parse("http://127.0.0.1:1/").unwrap(),
+            base: String::new(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
             workspaces,
             lines,
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -82,7 +99,7 @@ impl Provider {
             .and_then(|rest| rest.split_whitespace().next())
             .expect("an address");
         assert!(line.ends_with("(agent dev)"), "{line}");
-        provider.url = HttpUrl::parse(&format!("http://{addr}/")).unwrap();
+        provider.base = format!("http://{addr}");
         provider
     }
 
@@ -112,6 +129,16 @@ impl Provider {
         }
     }
 
+    /// No log line so far carries anything of a sandbox token.
+    fn assert_no_token_logged(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.lock().unwrap().push(line);
+        }
+        let seen = self.seen.lock().unwrap();
+        assert!(!seen.iter().any(|l| l.contains("token-of-")), "{seen:?}");
+    }
+
+    /// A signed request.
     async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let body = body.map(|b| b.to_string().into_bytes());
         let signature = sign(
@@ -135,13 +162,37 @@ impl Provider {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> (u16, Value) {
-        let mut all = vec![("Content-Type", "application/json")];
-        all.extend_from_slice(headers);
-        let response = http::request(method, &self.url.with_path(path), &all, body, PATIENCE)
-            .await
-            .expect("the provider answers");
-        let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        (response.status, value)
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .timeout(PATIENCE);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body.to_vec());
+        }
+        let response = request.send().await.expect("the provider answers");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("a whole answer");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Creates a sandbox for the room; returns its bridge's connection, past `ready`.
+    async fn sandbox(&self, room: &Room, sandbox_id: &str) -> Socket {
+        let (status, created) = self
+            .call(
+                "POST",
+                "/sandboxes",
+                Some(&create_body(sandbox_id, &room.url, None)),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let (mut socket, _, _) = room.accept(None).await.expect("the bridge connects");
+        assert_eq!(next_frame(&mut socket).await["type"], "ready");
+        socket
     }
 }
 
@@ -255,17 +306,30 @@ async fn next_frame(socket: &mut Socket) -> Value {
     }
 }
 
-/// Frames up to and including the `done` of `message_id`.
-async fn frames_until_done(socket: &mut Socket, message_id: &str) -> Vec<Value> {
+/// Frames up to and including the `done` of `message_id`, acknowledging those `ack` picks.
+async fn frames_until_done(
+    socket: &mut Socket,
+    message_id: &str,
+    ack: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let mut frames = Vec::new();
     loop {
         let frame = next_frame(socket).await;
+        if frame["ack_id"].is_string() && ack(&frame) {
+            send(socket, json!({"type": "ack", "ack_id": frame["ack_id"]})).await;
+        }
         let done = frame["type"] == "done" && frame["message_id"] == message_id;
         frames.push(frame);
         if done {
             return frames;
         }
     }
+}
+
+/// Runs a prompt, acknowledging every critical frame; returns its frames.
+async fn run_prompt(socket: &mut Socket, message_id: &str, content: &str) -> Vec<Value> {
+    send(socket, prompt(message_id, content)).await;
+    frames_until_done(socket, message_id, |_| true).await
 }
 
 async fn send(socket: &mut Socket, frame: Value) {
@@ -288,79 +352,81 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// The output of the last completed tool call among `frames`.
+fn tool_output(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .rfind(|f| f["type"] == "tool_call" && f["status"] != "running")
+        .and_then(|f| f["output"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn error_code(answer: &(u16, Value)) -> (u16, Option<&str>) {
+    (answer.0, answer.1["error"]["code"].as_str())
+}
+
+// ---------------------------------------------------------------------------------------
+// The provider API: signatures, bodies, routes.
+
 #[tokio::test]
-async fn requests_must_be_signed_and_well_formed() {
+async fn health_answers_without_a_signature() {
     let provider = Provider::start();
     let (status, health) = provider.raw("GET", "/health", &[], None).await;
     assert_eq!(status, 200);
     assert_eq!(health["ok"], true);
     assert_eq!(health["provider"], "local");
     assert!(health["app"].as_str().unwrap_or("").starts_with("bridge "));
+}
 
+#[tokio::test]
+async fn unsigned_or_badly_signed_requests_are_unauthorized() {
+    let provider = Provider::start();
     let body = create_body("sbx_x", "http://127.0.0.1:9", None)
         .to_string()
         .into_bytes();
-    let unauthorized = |(status, value): (u16, Value)| {
-        assert_eq!(status, 401, "{value}");
-        assert_eq!(value["error"]["code"], "unauthorized");
-        assert!(value["error"]["message"].is_string());
-    };
-    unauthorized(provider.raw("POST", "/sandboxes", &[], Some(&body)).await);
     let wrong_secret = sign(b"another secret", now_ms(), &body);
-    unauthorized(
-        provider
-            .raw(
-                "POST",
-                "/sandboxes",
-                &[(SIGNATURE_HEADER, &wrong_secret)],
-                Some(&body),
-            )
-            .await,
-    );
     let other_body = sign(SECRET.as_bytes(), now_ms(), b"{}");
-    unauthorized(
-        provider
-            .raw(
-                "POST",
-                "/sandboxes",
-                &[(SIGNATURE_HEADER, &other_body)],
-                Some(&body),
-            )
-            .await,
-    );
     let stale = sign(SECRET.as_bytes(), now_ms() - 10 * 60 * 1000, &body);
-    unauthorized(
-        provider
-            .raw(
-                "POST",
-                "/sandboxes",
-                &[(SIGNATURE_HEADER, &stale)],
-                Some(&body),
-            )
-            .await,
-    );
-    unauthorized(
-        provider
-            .raw(
-                "POST",
-                "/sandboxes",
-                &[(SIGNATURE_HEADER, "garbage")],
-                Some(&body),
-            )
-            .await,
-    );
-    unauthorized(provider.raw("DELETE", "/sandboxes/sbx_x", &[], None).await);
+    let check = |answer: (u16, Value)| {
+        assert_eq!(
+            error_code(&answer),
+            (401, Some("unauthorized")),
+            "{}",
+            answer.1
+        );
+        assert!(answer.1["error"]["message"].is_string());
+    };
+    for signature in [
+        None,
+        Some(wrong_secret.as_str()),
+        Some(other_body.as_str()),
+        Some(stale.as_str()),
+        Some("garbage"),
+    ] {
+        let headers: Vec<(&str, &str)> = signature
+            .map(|s| (SIGNATURE_HEADER, s))
+            .into_iter()
+            .collect();
+        check(
+            provider
+                .raw("POST", "/sandboxes", &headers, Some(&body))
+                .await,
+        );
+    }
+    check(provider.raw("DELETE", "/sandboxes/sbx_x", &[], None).await);
+}
 
-    let (status, value) = provider
+#[tokio::test]
+async fn bodies_of_the_wrong_shape_are_422_and_broken_json_is_400() {
+    let provider = Provider::start();
+    let wrong_shape = provider
         .call("POST", "/sandboxes", Some(&json!({"session_id": "s"})))
         .await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (422, Some("invalid_field"))
-    );
+    assert_eq!(error_code(&wrong_shape), (422, Some("invalid_field")));
     let broken = b"{not json";
     let signature = sign(SECRET.as_bytes(), now_ms(), broken);
-    let (status, value) = provider
+    let answer = provider
         .raw(
             "POST",
             "/sandboxes",
@@ -368,54 +434,67 @@ async fn requests_must_be_signed_and_well_formed() {
             Some(broken),
         )
         .await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (400, Some("invalid_json"))
-    );
-    let huge = vec![b' '; 2 * 1024 * 1024];
-    let (status, value) = provider.raw("POST", "/sandboxes", &[], Some(&huge)).await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (413, Some("too_large"))
-    );
+    assert_eq!(error_code(&answer), (400, Some("invalid_json")));
+}
 
+#[tokio::test]
+async fn bodies_over_a_mebibyte_are_refused_with_413() {
+    let provider = Provider::start();
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    let answer = provider.raw("POST", "/sandboxes", &[], Some(&huge)).await;
+    assert_eq!(error_code(&answer), (413, Some("too_large")));
+    // The connection's next request is answered as usual.
+    assert_eq!(provider.raw("GET", "/health", &[], None).await.0, 200);
+}
+
+#[tokio::test]
+async fn coordinators_outside_the_allowlist_are_forbidden() {
+    let provider = Provider::start();
     let elsewhere = create_body("sbx_x", "https://coordinator.example.com", None);
-    let (status, value) = provider.call("POST", "/sandboxes", Some(&elsewhere)).await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (403, Some("forbidden"))
-    );
+    let answer = provider.call("POST", "/sandboxes", Some(&elsewhere)).await;
+    assert_eq!(error_code(&answer), (403, Some("forbidden")));
+}
+
+#[tokio::test]
+async fn bad_ids_and_missing_snapshots_are_refused() {
+    let provider = Provider::start();
     let bad_id = create_body("../escape", "http://127.0.0.1:9", None);
-    assert_eq!(
-        provider.call("POST", "/sandboxes", Some(&bad_id)).await.0,
-        422
-    );
+    let answer = provider.call("POST", "/sandboxes", Some(&bad_id)).await;
+    assert_eq!(error_code(&answer), (422, Some("invalid_field")));
     let missing_snapshot = create_body("sbx_x", "http://127.0.0.1:9", Some("snap_missing"));
-    let (status, value) = provider
+    let answer = provider
         .call("POST", "/sandboxes", Some(&missing_snapshot))
         .await;
-    assert_eq!(
-        (status, value["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
+    assert_eq!(error_code(&answer), (404, Some("not_found")));
+}
 
-    assert_eq!(
+#[tokio::test]
+async fn unknown_sandboxes_and_routes_are_404_and_wrong_methods_405() {
+    let provider = Provider::start();
+    let check = |answer: (u16, Value), status: u16| {
+        assert_eq!(answer.0, status, "{}", answer.1);
+        assert!(answer.1["error"]["code"].is_string(), "{}", answer.1);
+    };
+    check(
         provider
             .call("DELETE", "/sandboxes/sbx_unknown", None)
-            .await
-            .0,
-        404
+            .await,
+        404,
     );
-    assert_eq!(
+    check(
         provider
             .call("POST", "/sandboxes/sbx_unknown/snapshot", None)
-            .await
-            .0,
-        404
+            .await,
+        404,
     );
-    assert_eq!(provider.call("GET", "/nowhere", None).await.0, 404);
-    assert_eq!(provider.call("GET", "/sandboxes", None).await.0, 405);
+    check(provider.call("GET", "/nowhere", None).await, 404);
+    check(provider.call("GET", "/images/other", None).await, 404);
+    check(provider.call("GET", "/sandboxes", None).await, 405);
+}
 
+#[tokio::test]
+async fn image_builds_are_ready_at_once() {
+    let provider = Provider::start();
     let repo = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}});
     let (status, build) = provider.call("POST", "/images", Some(&repo)).await;
     assert_eq!(
@@ -426,12 +505,13 @@ async fn requests_must_be_signed_and_well_formed() {
     assert_eq!((status, image["status"].as_str()), (200, Some("ready")));
 }
 
+// ---------------------------------------------------------------------------------------
+// Sandboxes: bridges, prompts, snapshots, the end.
+
 #[tokio::test]
-async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
+async fn a_sandbox_bridge_dials_the_room_with_its_token_and_id() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-
-    // Create: the bridge dials the room with its token and id, and says it is ready.
     let (status, created) = provider
         .call(
             "POST",
@@ -445,17 +525,14 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         .as_str()
         .unwrap_or("")
         .starts_with("local-"));
-    let (status, conflict) = provider
+    let conflict = provider
         .call(
             "POST",
             "/sandboxes",
             Some(&create_body("sbx_a", &room.url, None)),
         )
         .await;
-    assert_eq!(
-        (status, conflict["error"]["code"].as_str()),
-        (409, Some("conflict"))
-    );
+    assert_eq!(error_code(&conflict), (409, Some("conflict")));
 
     let (mut socket, path, headers) = room.accept(None).await.expect("the handshake succeeds");
     assert_eq!(path, "/v1/sessions/ses_test/sandbox");
@@ -473,29 +550,20 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         ),
         (Some("ready"), Some("sbx_a"), Some("dev"))
     );
+    provider.assert_no_token_logged();
+}
 
-    // A prompt: tokens, a command, a file edit, done. Tool calls are acked, the rest not.
-    send(
+#[tokio::test]
+async fn a_prompt_streams_tokens_a_command_an_edit_and_done() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let frames = run_prompt(
         &mut socket,
-        prompt("m1", "List and note\n$ ls -a\nwrite notes.txt: hello"),
+        "m1",
+        "List and note\n$ ls -a\nwrite notes.txt: hello",
     )
     .await;
-    let mut frames = Vec::new();
-    loop {
-        let frame = next_frame(&mut socket).await;
-        if frame["type"] == "tool_call" {
-            send(
-                &mut socket,
-                json!({"type": "ack", "ack_id": frame["ack_id"]}),
-            )
-            .await;
-        }
-        let done = frame["type"] == "done";
-        frames.push(frame);
-        if done {
-            break;
-        }
-    }
     let kinds: Vec<&str> = frames
         .iter()
         .map(|f| f["type"].as_str().unwrap_or(""))
@@ -508,51 +576,29 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         .filter_map(|f| f["delta"].as_str())
         .collect();
     assert!(text.starts_with("Working on: List and note\n"), "{text}");
-    assert!(frames
-        .iter()
-        .filter(|f| f["type"] == "token")
-        .all(|f| f["message_id"] == "m1"));
+    assert!(frames.iter().all(|f| f["message_id"] == "m1"));
     let calls: Vec<&Value> = frames.iter().filter(|f| f["type"] == "tool_call").collect();
     assert_eq!(
         (calls[0]["status"].as_str(), calls[1]["status"].as_str()),
         (Some("running"), Some("completed"))
     );
     assert_eq!(calls[1]["input"]["command"], "ls -a");
+    let listing = tool_output(&frames);
     assert!(
-        calls[1]["output"]
-            .as_str()
-            .unwrap_or("")
-            .contains("README.md"),
-        "{}",
-        calls[1]
+        listing.contains("README.md") && listing.contains(".git"),
+        "{listing}"
     );
-    assert!(
-        calls[1]["output"].as_str().unwrap_or("").contains(".git"),
-        "{}",
-        calls[1]
-    );
-    let edit = frames
-        .iter()
-        .find(|f| f["type"] == "file_edit")
-        .unwrap()
-        .clone();
+    let edit = frames.iter().find(|f| f["type"] == "file_edit").unwrap();
     assert_eq!(edit["path"], "notes.txt");
     assert!(edit["diff"].as_str().unwrap_or("").contains("+hello"));
-    let done = frames.last().unwrap().clone();
-    assert_eq!(
-        (done["ok"].as_bool(), done["message_id"].as_str()),
-        (Some(true), Some("m1"))
-    );
+    let done = frames.last().unwrap();
+    assert_eq!(done["ok"], true);
+
+    // Tool calls, the edit and done are critical: each has its own ack id; tokens have none.
     let ack_ids: Vec<&str> = frames.iter().filter_map(|f| f["ack_id"].as_str()).collect();
     assert_eq!(ack_ids.len(), 4);
-    assert_eq!(
-        ack_ids
-            .iter()
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
-        4,
-        "ack ids are unique"
-    );
+    assert_eq!(ack_ids.iter().collect::<HashSet<_>>().len(), 4);
+
     let workspace = provider.workspaces.join("sbx_a");
     assert_eq!(
         std::fs::read_to_string(workspace.join("notes.txt")).unwrap(),
@@ -567,41 +613,70 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         String::from_utf8_lossy(&git_name.stdout).trim(),
         "Ada Lovelace (agent)"
     );
+    provider.assert_no_token_logged();
+}
 
-    // The room drops the connection: on the next one, after `ready`, exactly the unacked
-    // frames come again, in order, with their ack ids.
+#[tokio::test]
+async fn after_a_reconnect_exactly_the_unacked_frames_come_again() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    send(
+        &mut socket,
+        prompt("m1", "Note\n$ true\nwrite notes.txt: hello"),
+    )
+    .await;
+    // Only the tool calls are acknowledged; the edit and done are not.
+    let frames = frames_until_done(&mut socket, "m1", |f| f["type"] == "tool_call").await;
+    let unacked: Vec<Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "file_edit" || f["type"] == "done")
+        .cloned()
+        .collect();
+    assert_eq!(unacked.len(), 2);
+
+    // The room drops the connection: on the next one, after `ready`, the unacked frames come
+    // again, in order, with their ack ids.
     socket.close(None).await.unwrap();
     while let Some(Ok(_)) = socket.next().await {}
     let (mut socket, _, _) = room.accept(None).await.expect("the bridge reconnects");
-    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    let ready = next_frame(&mut socket).await;
+    assert_eq!(
+        (ready["type"].as_str(), ready["message_id"].as_str()),
+        (Some("ready"), Some("m1"))
+    );
     let again = [next_frame(&mut socket).await, next_frame(&mut socket).await];
-    assert_eq!(again, [edit.clone(), done.clone()]);
-    for frame in &again {
-        send(
-            &mut socket,
-            json!({"type": "ack", "ack_id": frame["ack_id"]}),
-        )
-        .await;
-    }
+    assert_eq!(again.to_vec(), unacked);
+    provider.assert_no_token_logged();
+}
 
-    // The same prompt again runs nothing; the next prompt's frames come straight after.
-    send(&mut socket, prompt("m1", "List and note\n$ ls -a")).await;
+#[tokio::test]
+async fn a_prompt_sent_again_does_not_run_twice() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    run_prompt(&mut socket, "m1", "Count\n$ echo x >> runs.txt").await;
+    // The same prompt again (and a frame the bridge does not know) run nothing: the next
+    // prompt's frames come straight after.
+    send(&mut socket, prompt("m1", "Count\n$ echo x >> runs.txt")).await;
     send(&mut socket, json!({"type": "nonsense"})).await;
-    send(&mut socket, prompt("m2", "Try\nfail no luck today")).await;
-    let frames = frames_until_done(&mut socket, "m2").await;
+    let frames = run_prompt(&mut socket, "m2", "Try\nfail no luck today").await;
     assert!(frames.iter().all(|f| f["message_id"] == "m2"), "{frames:?}");
     let done = frames.last().unwrap();
     assert_eq!(
         (done["ok"].as_bool(), done["error"].as_str()),
         (Some(false), Some("no luck today"))
     );
-    send(
-        &mut socket,
-        json!({"type": "ack", "ack_id": done["ack_id"]}),
-    )
-    .await;
+    let runs = std::fs::read_to_string(provider.workspaces.join("sbx_a/runs.txt")).unwrap();
+    assert_eq!(runs, "x\n");
+    provider.assert_no_token_logged();
+}
 
-    // Stop mid-command: the command's group is killed, the call closed, the prompt stopped.
+#[tokio::test]
+async fn stop_kills_the_running_command_and_ends_the_prompt_stopped() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
     send(&mut socket, prompt("m3", "Wait\n$ sleep 30")).await;
     loop {
         let frame = next_frame(&mut socket).await;
@@ -610,7 +685,7 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         }
     }
     send(&mut socket, json!({"type": "stop", "message_id": "m3"})).await;
-    let frames = frames_until_done(&mut socket, "m3").await;
+    let frames = frames_until_done(&mut socket, "m3", |_| true).await;
     let done = frames.last().unwrap();
     assert_eq!(
         (done["ok"].as_bool(), done["error"].as_str()),
@@ -619,22 +694,28 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
     assert!(frames
         .iter()
         .any(|f| f["type"] == "tool_call" && f["status"] == "error" && f["output"] == "stopped"));
+    provider.assert_no_token_logged();
+}
 
-    // Snapshot, and a new sandbox from it, which finds the file. Its bridge dials the same
-    // room; deleting it ends the process and so the connection.
+#[tokio::test]
+async fn a_snapshot_starts_a_new_sandbox_and_delete_ends_its_bridge() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    run_prompt(&mut socket, "m1", "Note\nwrite notes.txt: hello").await;
     let (status, snapshot) = provider
         .call("POST", "/sandboxes/sbx_a/snapshot", None)
         .await;
     assert_eq!(status, 200, "{snapshot}");
-    let snapshot_id = snapshot["snapshot_id"]
-        .as_str()
-        .expect("a snapshot id")
-        .to_string();
+    let snapshot_id = snapshot["snapshot_id"].as_str().expect("a snapshot id");
+    assert!(snapshot_id.starts_with("snap_"), "{snapshot_id}");
+
+    // The new sandbox starts from the snapshot, and its bridge dials the same room.
     let (status, _) = provider
         .call(
             "POST",
             "/sandboxes",
-            Some(&create_body("sbx_b", &room.url, Some(&snapshot_id))),
+            Some(&create_body("sbx_b", &room.url, Some(snapshot_id))),
         )
         .await;
     assert_eq!(status, 201);
@@ -645,6 +726,8 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
     let (mut socket_b, _, headers) = room.accept(None).await.expect("the second bridge connects");
     assert_eq!(header(&headers, "x-sandbox-id"), Some("sbx_b"));
     assert_eq!(next_frame(&mut socket_b).await["type"], "ready");
+
+    // Deleting it ends the process and so the connection; it is gone after that.
     assert_eq!(
         provider.call("DELETE", "/sandboxes/sbx_b", None).await.0,
         200
@@ -659,9 +742,12 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         provider.call("DELETE", "/sandboxes/sbx_b", None).await.0,
         404
     );
+    provider.assert_no_token_logged();
+}
 
-    // A sandbox cloned from a repository; its room answers 410, which makes the bridge exit
-    // instead of retrying.
+#[tokio::test]
+async fn a_sandbox_clones_its_repository_and_exits_when_the_room_answers_410() {
+    let mut provider = Provider::start();
     let source = provider.workspaces.with_extension("source");
     bridge::git::init_with_readme(&source, "main", "the source repository")
         .await
@@ -676,11 +762,18 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         "# the source repository\n"
     );
     let _ = std::fs::remove_dir_all(&source);
+    // 410: the bridge exits instead of dialling again, and is not started again.
     assert!(gone.accept(Some(410)).await.is_none());
     let exit = provider.wait_for_log("sandbox sbx_c: bridge exited");
-    assert!(!exit.contains("exit status: 0"), "{exit}");
+    assert!(exit.contains("exit status: 3"), "{exit}");
+    provider.assert_no_token_logged();
+}
 
-    // `shutdown` ends the first bridge cleanly; the ended sandbox can still be deleted once.
+#[tokio::test]
+async fn shutdown_ends_the_bridge_cleanly_and_its_sandbox_is_deleted_once() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_a").await;
     send(&mut socket, json!({"type": "shutdown"})).await;
     let exit = provider.wait_for_log("sandbox sbx_a: bridge exited");
     assert!(exit.contains("exit status: 0"), "{exit}");
@@ -692,15 +785,64 @@ async fn sandboxes_run_prompts_resend_unacked_frames_snapshot_and_end() {
         provider.call("DELETE", "/sandboxes/sbx_a", None).await.0,
         404
     );
+    provider.assert_no_token_logged();
+}
 
-    // Nothing of the token reached a log line.
-    while let Ok(line) = provider.lines.try_recv() {
-        provider.seen.lock().unwrap().push(line);
+// ---------------------------------------------------------------------------------------
+// What reaches the agent's environment (SANDBOX_ENV_PASSTHROUGH).
+
+/// The environment a dev-agent command sees in a new sandbox of `provider`.
+async fn agent_environment(provider: &mut Provider) -> String {
+    let room = Room::start().await;
+    let mut socket = provider.sandbox(&room, "sbx_env").await;
+    let frames = run_prompt(&mut socket, "m1", "Show\n$ env").await;
+    provider.assert_no_token_logged();
+    tool_output(&frames)
+}
+
+#[tokio::test]
+async fn model_keys_reach_the_agent_but_no_secret_does() {
+    let mut provider = Provider::start_with(&[
+        ("ANTHROPIC_API_KEY", "test-anthropic-key"),
+        ("NOT_A_MODEL_KEY", "stays-with-the-provider"),
+    ]);
+    let env = agent_environment(&mut provider).await;
+    assert!(
+        env.contains("ANTHROPIC_API_KEY=test-anthropic-key\n"),
+        "{env}"
+    );
+    // The request's own env still reaches the sandbox, as before.
+    assert!(env.contains("EXTRA_SETTING=1\n"), "{env}");
+    for absent in [
+        "NOT_A_MODEL_KEY",
+        "PROVIDER_SECRET",
+        SECRET,
+        "SANDBOX_TOKEN",
+        "token-of-",
+        "must-not-override",
+    ] {
+        assert!(!env.contains(absent), "{absent} in {env}");
     }
-    assert!(!provider
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("token-of-")));
+}
+
+#[tokio::test]
+async fn a_passthrough_list_replaces_the_default_one() {
+    let mut provider = Provider::start_with(&[
+        ("SANDBOX_ENV_PASSTHROUGH", "MY_AGENT_SETTING"),
+        ("MY_AGENT_SETTING", "on"),
+        ("ANTHROPIC_API_KEY", "test-anthropic-key"),
+    ]);
+    let env = agent_environment(&mut provider).await;
+    assert!(env.contains("MY_AGENT_SETTING=on\n"), "{env}");
+    assert!(!env.contains("ANTHROPIC_API_KEY"), "{env}");
+}
+
+#[tokio::test]
+async fn an_empty_passthrough_list_passes_nothing() {
+    let mut provider = Provider::start_with(&[
+        ("SANDBOX_ENV_PASSTHROUGH", ""),
+        ("ANTHROPIC_API_KEY", "test-anthropic-key"),
+    ]);
+    let env = agent_environment(&mut provider).await;
+    assert!(!env.contains("ANTHROPIC_API_KEY"), "{env}");
 }

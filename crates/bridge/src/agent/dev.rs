@@ -12,6 +12,8 @@ use super::{
     context_summary, tool_output, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal,
     ToolUpdate, TOOL_OUTPUT_LIMIT,
 };
+use crate::config::AgentEnv;
+use crate::error::{Error, Result};
 use crate::process::{run_shell, ShellOutcome};
 use crate::workspace::{resolve_for_write, whole_file_diff};
 use protocol::bridge::PromptJob;
@@ -75,11 +77,17 @@ pub struct DevAgent {
     /// Canonical, so writes can be checked against it.
     workspace: PathBuf,
     delay: Duration,
+    /// Added to the environment of the commands it runs.
+    env: AgentEnv,
 }
 
 impl DevAgent {
-    pub fn new(workspace: PathBuf, delay: Duration) -> Self {
-        DevAgent { workspace, delay }
+    pub fn new(workspace: PathBuf, delay: Duration, env: AgentEnv) -> Self {
+        DevAgent {
+            workspace,
+            delay,
+            env,
+        }
     }
 
     /// Streams `text` in word-sized deltas; false when stopped meanwhile.
@@ -162,37 +170,44 @@ impl DevAgent {
             input: Some(input.clone()),
             output: None,
         });
-        let (status, output, note) =
-            match run_shell(command, &self.workspace, TOOL_OUTPUT_LIMIT, stop.stopped()).await {
-                Ok(ShellOutcome::Stopped) => {
-                    // Close the call, so no one is left watching a command that is gone.
-                    sink.tool(ToolUpdate {
-                        call_id,
-                        tool: "bash".into(),
-                        status: ToolStatus::Error,
-                        input: Some(input),
-                        output: Some("stopped".into()),
-                    });
-                    return Some(Outcome::Stopped);
-                }
-                Ok(ShellOutcome::Exited { code, output, cut }) => {
-                    let status = if code == Some(0) {
-                        ToolStatus::Completed
-                    } else {
-                        ToolStatus::Error
-                    };
-                    let note = match code {
-                        Some(code) => format!("exit {code}\n"),
-                        None => "ended by a signal\n".to_string(),
-                    };
-                    (status, tool_output(&output, cut), note)
-                }
-                Err(e) => (
-                    ToolStatus::Error,
-                    format!("cannot run the command: {e}"),
-                    "could not run it\n".to_string(),
-                ),
-            };
+        let (status, output, note) = match run_shell(
+            command,
+            &self.workspace,
+            &self.env,
+            TOOL_OUTPUT_LIMIT,
+            stop.stopped(),
+        )
+        .await
+        {
+            Ok(ShellOutcome::Stopped) => {
+                // Close the call, so no one is left watching a command that is gone.
+                sink.tool(ToolUpdate {
+                    call_id,
+                    tool: "bash".into(),
+                    status: ToolStatus::Error,
+                    input: Some(input),
+                    output: Some("stopped".into()),
+                });
+                return Some(Outcome::Stopped);
+            }
+            Ok(ShellOutcome::Exited { code, output, cut }) => {
+                let status = if code == Some(0) {
+                    ToolStatus::Completed
+                } else {
+                    ToolStatus::Error
+                };
+                let note = match code {
+                    Some(code) => format!("exit {code}\n"),
+                    None => "ended by a signal\n".to_string(),
+                };
+                (status, tool_output(&output, cut), note)
+            }
+            Err(e) => (
+                ToolStatus::Error,
+                format!("cannot run the command: {e}"),
+                "could not run it\n".to_string(),
+            ),
+        };
         sink.tool(ToolUpdate {
             call_id,
             tool: "bash".into(),
@@ -208,7 +223,7 @@ impl DevAgent {
         let content = format!("{text}\n");
         let result = resolve_for_write(&self.workspace, path).and_then(|target| {
             let old = std::fs::read_to_string(&target).ok();
-            std::fs::write(&target, &content).map_err(|e| format!("cannot write {path}: {e}"))?;
+            std::fs::write(&target, &content).map_err(Error::io(format!("cannot write {path}")))?;
             Ok(old)
         });
         match result {
@@ -228,7 +243,7 @@ impl DevAgent {
                     tool: "write".into(),
                     status: ToolStatus::Error,
                     input: Some(json!({ "path": path })),
-                    output: Some(error.clone()),
+                    output: Some(error.to_string()),
                 });
                 sink.token(format!("could not write {path}: {error}\n"));
             }
@@ -245,7 +260,7 @@ impl Agent for DevAgent {
         env!("CARGO_PKG_VERSION").to_string()
     }
 
-    fn start(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn start(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -330,7 +345,7 @@ mod tests {
 
     /// Runs a prompt on a fresh workspace; returns the outcome, the frames and the workspace.
     fn run(content: &str, stop_after: Option<Duration>) -> (Outcome, Vec<FromBridge>, PathBuf) {
-        let workspace = std::env::temp_dir().join(crate::ids::random_id("bridge-dev-"));
+        let workspace = std::env::temp_dir().join(crate::ids::random_id("bridge-dev-").unwrap());
         std::fs::create_dir_all(&workspace).unwrap();
         let workspace = workspace.canonicalize().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -339,7 +354,7 @@ mod tests {
             .unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let outcome = rt.block_on(async {
-            let mut agent = DevAgent::new(workspace.clone(), Duration::ZERO);
+            let mut agent = DevAgent::new(workspace.clone(), Duration::ZERO, AgentEnv::new());
             let sink = EventSink::new("m1".into(), tx);
             let (stop_tx, stop) = stop_pair();
             if let Some(after) = stop_after {
@@ -440,10 +455,14 @@ mod tests {
     }
 
     #[test]
-    fn stop_interrupts_sleeps_and_commands() {
+    fn stop_interrupts_a_sleep() {
         let (outcome, _, workspace) = run("sleep 60000", Some(Duration::from_millis(50)));
         assert_eq!(outcome, Outcome::Stopped);
         let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn stop_interrupts_a_command_and_closes_its_call() {
         let (outcome, frames, workspace) = run("$ sleep 60", Some(Duration::from_millis(200)));
         assert_eq!(outcome, Outcome::Stopped);
         // Unless the stop came before the command started, the call is opened and closed.

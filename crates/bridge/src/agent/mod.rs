@@ -2,10 +2,12 @@
 //! what it does as a stream of events, and that stops when told to.
 //!
 //! - [`dev`]: a deterministic agent for development and tests, no model needed.
-//! - [`opencode`]: drives an OpenCode server; [`opencode_events`] maps its event stream.
+//! - [`opencode`]: drives an OpenCode server, through [`opencode_api`] (its HTTP API and
+//!   event stream); [`opencode_events`] maps the events to frames.
 
 pub mod dev;
 pub mod opencode;
+pub mod opencode_api;
 pub mod opencode_events;
 
 use protocol::bridge::{ArtifactDraft, FromBridge, PromptJob};
@@ -26,7 +28,7 @@ pub trait Agent: Send {
     /// The version sent in `ready`; known after `start` for agents that ask a server.
     fn version(&self) -> String;
     /// Gets ready before the first prompt. A failure is logged; `run` may try again.
-    fn start(&mut self) -> BoxFuture<'_, Result<(), String>>;
+    fn start(&mut self) -> BoxFuture<'_, crate::error::Result<()>>;
     /// Runs one prompt, reporting through `sink`, until it ends or `stop` fires.
     fn run<'a>(
         &'a mut self,

@@ -3,16 +3,17 @@
 //! life, posts each prompt with `prompt_async` and follows `GET /event` until the session is
 //! idle again. The mapping of events lives in [`super::opencode_events`].
 
+use super::opencode_api::{Api, PromptAnswer};
 use super::opencode_events::{EventMapper, Mapped};
 use super::{context_text, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal};
-use crate::config::OpenCodeConfig;
-use crate::http::{self, HttpUrl};
-use crate::sse::SseParser;
-use base64::Engine;
+use crate::config::{AgentEnv, OpenCodeConfig};
+use crate::error::{Error, Result};
+use futures_util::StreamExt;
 use protocol::bridge::PromptJob;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
@@ -21,7 +22,6 @@ use tokio::task::JoinHandle;
 
 /// A fresh OpenCode installs nothing offline but still takes a few seconds to answer.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the event stream may take to say `server.connected` after it is opened.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a prompt waits for the previous one to wind down in OpenCode.
@@ -34,16 +34,17 @@ const ABORT_SETTLE: Duration = Duration::from_secs(5);
 pub struct OpenCodeAgent {
     config: OpenCodeConfig,
     workspace: PathBuf,
+    /// Added to the environment of the `opencode serve` this agent starts.
+    env: AgentEnv,
     version: String,
     running: Option<Running>,
 }
 
 /// A server the agent can talk to, with its event subscription and its session.
 struct Running {
-    base: HttpUrl,
+    api: Arc<Api>,
     /// `Some` when this agent started the server.
     child: Option<Child>,
-    auth: Option<String>,
     events: mpsc::UnboundedReceiver<Value>,
     pump: JoinHandle<()>,
     mapper: EventMapper,
@@ -52,16 +53,17 @@ struct Running {
 }
 
 impl OpenCodeAgent {
-    pub fn new(config: OpenCodeConfig, workspace: PathBuf) -> Self {
+    pub fn new(config: OpenCodeConfig, workspace: PathBuf, env: AgentEnv) -> Self {
         OpenCodeAgent {
             config,
             workspace,
+            env,
             version: String::new(),
             running: None,
         }
     }
 
-    async fn ensure_started(&mut self) -> Result<&mut Running, String> {
+    async fn ensure_started(&mut self) -> Result<&mut Running> {
         if let Some(running) = &mut self.running {
             let exited = match &mut running.child {
                 Some(child) => child.try_wait().ok().flatten().is_some(),
@@ -83,26 +85,23 @@ impl OpenCodeAgent {
         }
         self.running
             .as_mut()
-            .ok_or_else(|| "OpenCode is not running".to_string())
+            .ok_or_else(|| Error::Invalid("OpenCode is not running".into()))
     }
 
-    async fn launch(&mut self) -> Result<Running, String> {
-        let auth = basic_auth();
-        let (base, mut child) = match &self.config.url {
-            Some(url) => (HttpUrl::parse(url)?, None),
+    async fn launch(&mut self) -> Result<Running> {
+        let (api, mut child) = match &self.config.url {
+            Some(url) => (Api::new(url)?, None),
             None => {
                 let port = free_port()?;
-                let child = self.spawn_server(port)?;
-                (
-                    HttpUrl::parse(&format!("http://127.0.0.1:{port}/"))?,
-                    Some(child),
-                )
+                let api = Api::new(&format!("http://127.0.0.1:{port}/"))?;
+                (api, Some(self.spawn_server(port)?))
             }
         };
+        let api = Arc::new(api);
         let started = async {
-            self.version = wait_healthy(&base, auth.as_deref(), child.as_mut()).await?;
-            let (events, pump) = subscribe(&base, auth.clone()).await?;
-            let session_id = match create_session(&base, auth.as_deref()).await {
+            self.version = wait_healthy(&api, child.as_mut()).await?;
+            let (events, pump) = subscribe(api.clone()).await?;
+            let session_id = match api.create_session().await {
                 Ok(session_id) => session_id,
                 Err(e) => {
                     pump.abort();
@@ -111,20 +110,18 @@ impl OpenCodeAgent {
             };
             crate::log!(
                 "opencode",
-                "OpenCode {} ready at {}:{}, session {session_id}",
+                "OpenCode {} ready at {}, session {session_id}",
                 self.version,
-                base.host,
-                base.port
+                api.address()
             );
             let workspace = self.workspace.to_string_lossy().into_owned();
-            Ok::<_, String>((events, pump, EventMapper::new(session_id, workspace)))
+            Ok((events, pump, EventMapper::new(session_id, workspace)))
         }
         .await;
         match started {
             Ok((events, pump, mapper)) => Ok(Running {
-                base,
+                api,
                 child,
-                auth,
                 events,
                 pump,
                 mapper,
@@ -139,7 +136,7 @@ impl OpenCodeAgent {
         }
     }
 
-    fn spawn_server(&self, port: u16) -> Result<Child, String> {
+    fn spawn_server(&self, port: u16) -> Result<Child> {
         let mut cmd = tokio::process::Command::new(&self.config.bin);
         crate::process::die_with_parent(&mut cmd);
         let mut child = cmd
@@ -152,6 +149,7 @@ impl OpenCodeAgent {
             ])
             .current_dir(&self.workspace)
             .env_remove("SANDBOX_TOKEN")
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -159,7 +157,7 @@ impl OpenCodeAgent {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start {:?}: {e}", self.config.bin))?;
+            .map_err(Error::io(format!("cannot start {:?}", self.config.bin)))?;
         if let Some(stdout) = child.stdout.take() {
             tokio::spawn(forward_lines(stdout));
         }
@@ -188,7 +186,7 @@ impl OpenCodeAgent {
         running.mapper.begin_prompt(&text);
         if let Err(e) = running.post_prompt(&body).await {
             running.mapper.end_prompt();
-            return Outcome::Failed(e);
+            return Outcome::Failed(e.to_string());
         }
         loop {
             tokio::select! {
@@ -230,53 +228,35 @@ impl OpenCodeAgent {
 }
 
 impl Running {
-    fn headers(&self) -> Vec<(&str, &str)> {
-        let mut headers = vec![
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json"),
-        ];
-        if let Some(auth) = &self.auth {
-            headers.push(("Authorization", auth.as_str()));
-        }
-        headers
-    }
-
-    async fn post_prompt(&mut self, body: &Value) -> Result<(), String> {
-        let bytes = body.to_string().into_bytes();
-        for attempt in 0..2 {
-            let path = format!("/session/{}/prompt_async", self.mapper.session_id());
-            let response = http::request(
-                "POST",
-                &self.base.with_path(&path),
-                &self.headers(),
-                Some(&bytes),
-                REQUEST_TIMEOUT,
-            )
-            .await
-            .map_err(|e| format!("cannot send the prompt to OpenCode: {e}"))?;
-            match response.status {
-                200..=299 => return Ok(()),
-                // The session is gone (a restarted server): a new one, once.
-                404 if attempt == 0 => {
-                    let session_id = create_session(&self.base, self.auth.as_deref()).await?;
-                    crate::log!(
-                        "opencode",
-                        "the session was gone; continuing in {session_id}"
-                    );
-                    self.mapper.move_to_session(session_id);
-                }
-                status => {
-                    let (detail, _) = crate::process::cut_text(
-                        std::str::from_utf8(&response.body).unwrap_or(""),
-                        500,
-                    );
-                    return Err(format!(
-                        "OpenCode refused the prompt: HTTP {status} {detail}"
-                    ));
+    async fn post_prompt(&mut self, body: &Value) -> Result<()> {
+        match self
+            .api
+            .prompt_async(self.mapper.session_id(), body)
+            .await?
+        {
+            PromptAnswer::Accepted => Ok(()),
+            // The session is gone (a restarted server): a new one, once.
+            PromptAnswer::SessionGone => {
+                let session_id = self.api.create_session().await?;
+                crate::log!(
+                    "opencode",
+                    "the session was gone; continuing in {session_id}"
+                );
+                self.mapper.move_to_session(session_id);
+                match self
+                    .api
+                    .prompt_async(self.mapper.session_id(), body)
+                    .await?
+                {
+                    PromptAnswer::Accepted => Ok(()),
+                    PromptAnswer::SessionGone => Err(Error::Status {
+                        action: "OpenCode refused the prompt",
+                        status: 404,
+                        detail: String::new(),
+                    }),
                 }
             }
         }
-        Err("OpenCode refused the prompt".into())
     }
 
     /// OpenCode stores but never answers a prompt posted while the session is still winding
@@ -299,26 +279,8 @@ impl Running {
                 self.mapper.map(&event);
             }
         }
-        let url = self.base.with_path("/session/status");
         while tokio::time::Instant::now() < deadline {
-            let busy =
-                match http::request("GET", &url, &self.headers(), None, REQUEST_TIMEOUT).await {
-                    Ok(response) if response.status == 200 => {
-                        serde_json::from_slice::<Value>(&response.body)
-                            .ok()
-                            .and_then(|statuses| {
-                                statuses
-                                    .get(self.mapper.session_id())
-                                    .and_then(|s| s.get("type"))
-                                    .and_then(Value::as_str)
-                                    .map(|kind| kind != "idle")
-                            })
-                            .unwrap_or(false)
-                    }
-                    // An older server without this route: go ahead.
-                    _ => false,
-                };
-            if !busy {
+            if !self.api.is_busy(self.mapper.session_id()).await {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -332,44 +294,16 @@ impl Running {
     /// A prompt must never wait for a person: whatever OpenCode asks is refused, and the
     /// model hears why.
     async fn refuse_permission(&self, id: &str) {
-        let body = json!({
-            "reply": "reject",
-            "message": "This runs in an unattended sandbox; stay inside the workspace and do without this.",
-        })
-        .to_string();
-        match http::request(
-            "POST",
-            &self.base.with_path(&format!("/permission/{id}/reply")),
-            &self.headers(),
-            Some(body.as_bytes()),
-            REQUEST_TIMEOUT,
-        )
-        .await
-        {
-            Ok(response) if (200..300).contains(&response.status) => {}
-            Ok(response) => crate::log!(
-                "opencode",
-                "the permission reply answered HTTP {}",
-                response.status
-            ),
-            Err(e) => crate::log!("opencode", "cannot answer the permission request: {e}"),
+        let reason =
+            "This runs in an unattended sandbox; stay inside the workspace and do without this.";
+        if let Err(e) = self.api.reject_permission(id, reason).await {
+            crate::log!("opencode", "{e}");
         }
     }
 
     async fn abort(&self) {
-        let path = format!("/session/{}/abort", self.mapper.session_id());
-        match http::request(
-            "POST",
-            &self.base.with_path(&path),
-            &self.headers(),
-            None,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        {
-            Ok(response) if (200..300).contains(&response.status) => {}
-            Ok(response) => crate::log!("opencode", "abort answered HTTP {}", response.status),
-            Err(e) => crate::log!("opencode", "cannot abort: {e}"),
+        if let Err(e) = self.api.abort(self.mapper.session_id()).await {
+            crate::log!("opencode", "{e}");
         }
     }
 
@@ -425,7 +359,7 @@ impl Agent for OpenCodeAgent {
         self.version.clone()
     }
 
-    fn start(&mut self) -> BoxFuture<'_, Result<(), String>> {
+    fn start(&mut self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { self.ensure_started().await.map(|_| ()) })
     }
 
@@ -447,25 +381,11 @@ impl Agent for OpenCodeAgent {
     }
 }
 
-/// `OPENCODE_SERVER_PASSWORD` protects a server with basic auth; the bridge then uses it too.
-fn basic_auth() -> Option<String> {
-    let password = std::env::var("OPENCODE_SERVER_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty())?;
-    let username = std::env::var("OPENCODE_SERVER_USERNAME")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "opencode".into());
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    Some(format!("Basic {encoded}"))
-}
-
-fn free_port() -> Result<u16, String> {
+fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .map_err(|e| format!("cannot find a free port: {e}"))
+        .map_err(Error::io("cannot find a free port"))
 }
 
 async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin) {
@@ -476,82 +396,40 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin) {
 }
 
 /// Polls `GET /global/health` until the server answers; returns its version.
-async fn wait_healthy(
-    base: &HttpUrl,
-    auth: Option<&str>,
-    mut child: Option<&mut Child>,
-) -> Result<String, String> {
-    let url = base.with_path("/global/health");
-    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+async fn wait_healthy(api: &Api, mut child: Option<&mut Child>) -> Result<String> {
     let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     let mut last_error = String::new();
     while tokio::time::Instant::now() < deadline {
         if let Some(child) = child.as_deref_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("opencode serve exited ({status})"));
+                return Err(Error::Exited {
+                    what: "opencode serve",
+                    status,
+                });
             }
         }
-        match http::request("GET", &url, &headers, None, Duration::from_secs(5)).await {
-            Ok(response) if response.status == 200 => {
-                let health: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-                return Ok(health
-                    .get("version")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string());
-            }
-            Ok(response) => last_error = format!("HTTP {}", response.status),
-            Err(e) => last_error = e,
+        match api.version().await {
+            Ok(version) => return Ok(version),
+            Err(e) => last_error = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(format!(
-        "OpenCode did not answer within {STARTUP_TIMEOUT:?} ({last_error})"
-    ))
-}
-
-async fn create_session(base: &HttpUrl, auth: Option<&str>) -> Result<String, String> {
-    let mut headers = vec![("Content-Type", "application/json")];
-    if let Some(auth) = auth {
-        headers.push(("Authorization", auth));
-    }
-    let response = http::request(
-        "POST",
-        &base.with_path("/session"),
-        &headers,
-        Some(b"{}"),
-        REQUEST_TIMEOUT,
-    )
-    .await
-    .map_err(|e| format!("cannot create an OpenCode session: {e}"))?;
-    if !(200..300).contains(&response.status) {
-        return Err(format!(
-            "cannot create an OpenCode session: HTTP {}",
-            response.status
-        ));
-    }
-    let session: Value = serde_json::from_slice(&response.body)
-        .map_err(|e| format!("OpenCode's session is not JSON: {e}"))?;
-    session
-        .get("id")
-        .and_then(Value::as_str)
-        .map(String::from)
-        .ok_or_else(|| "OpenCode's session has no id".into())
+    Err(Error::NoAnswer {
+        what: "OpenCode",
+        limit: STARTUP_TIMEOUT,
+        last_error,
+    })
 }
 
 /// Opens `GET /event` and keeps it open in a task, reopening it if it drops; returns once the
 /// first event arrived, so nothing a prompt causes can be missed.
-async fn subscribe(
-    base: &HttpUrl,
-    auth: Option<String>,
-) -> Result<(mpsc::UnboundedReceiver<Value>, JoinHandle<()>), String> {
+async fn subscribe(api: Arc<Api>) -> Result<(mpsc::UnboundedReceiver<Value>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-    let url = base.with_path("/event");
     let pump = tokio::spawn(async move {
         let mut first = Some(first_tx);
         loop {
-            let reason = pump_once(&url, auth.as_deref(), &tx, &mut first).await;
+            let reason = pump_once(&api, &tx, &mut first).await;
             if tx.is_closed() {
                 return;
             }
@@ -563,44 +441,35 @@ async fn subscribe(
         Ok(Ok(())) => Ok((rx, pump)),
         _ => {
             pump.abort();
-            Err("OpenCode's event stream did not open".into())
+            Err(Error::TimedOut {
+                what: "opening OpenCode's event stream",
+                limit: SUBSCRIBE_TIMEOUT,
+            })
         }
     }
 }
 
+/// Forwards one opening of the event stream; returns why it ended.
 async fn pump_once(
-    url: &HttpUrl,
-    auth: Option<&str>,
+    api: &Api,
     tx: &mpsc::UnboundedSender<Value>,
     first: &mut Option<tokio::sync::oneshot::Sender<()>>,
 ) -> String {
-    let mut headers = vec![("Accept", "text/event-stream")];
-    if let Some(auth) = auth {
-        headers.push(("Authorization", auth));
-    }
-    let mut body = match http::send("GET", url, &headers, None, REQUEST_TIMEOUT).await {
-        Ok(body) if body.status == 200 => body,
-        Ok(body) => return format!("HTTP {}", body.status),
-        Err(e) => return e,
+    let mut events = match api.events().await {
+        Ok(events) => events,
+        Err(e) => return e.to_string(),
     };
-    let mut parser = SseParser::default();
-    loop {
-        match body.next_chunk().await {
-            Ok(Some(bytes)) => {
-                for event in parser.feed(&bytes) {
-                    let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
-                        continue;
-                    };
-                    if tx.send(value).is_err() {
-                        return "closed".into();
-                    }
-                    if let Some(first) = first.take() {
-                        let _ = first.send(());
-                    }
-                }
-            }
-            Ok(None) => return "end of stream".into(),
-            Err(e) => return e,
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => return e.to_string(),
+        };
+        if tx.send(event).is_err() {
+            return "closed".into();
+        }
+        if let Some(first) = first.take() {
+            let _ = first.send(());
         }
     }
+    "end of stream".into()
 }

@@ -496,117 +496,112 @@ mod tests {
         );
     }
 
+    /// The events of one assistant message whose tool part goes through `states`.
+    fn tool_states(call: &str, name: &str, states: &[Value]) -> Vec<Mapped> {
+        let mut events = vec![user_message("msg_u"), assistant_message("msg_a", "msg_u")];
+        events.extend(
+            states
+                .iter()
+                .map(|state| tool("msg_a", call, name, state.clone())),
+        );
+        feed(&mut mapper(), &events)
+    }
+
+    fn update(
+        call: &str,
+        name: &str,
+        status: ToolStatus,
+        input: Value,
+        output: Option<&str>,
+    ) -> Mapped {
+        Mapped::Event(AgentEvent::Tool(ToolUpdate {
+            call_id: call.into(),
+            tool: name.into(),
+            status,
+            input: Some(input),
+            output: output.map(String::from),
+        }))
+    }
+
     #[test]
-    fn tool_states_map_once_per_change_with_file_edits() {
-        let mut m = mapper();
-        let out = feed(
-            &mut m,
+    fn a_tool_call_maps_once_per_status_change_and_never_while_pending() {
+        let out = tool_states(
+            "call_1",
+            "bash",
             &[
-                user_message("msg_u"),
-                assistant_message("msg_a", "msg_u"),
-                tool(
-                    "msg_a",
-                    "call_1",
-                    "bash",
-                    json!({"status": "pending", "input": {}, "raw": ""}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_1",
-                    "bash",
-                    json!({"status": "running", "input": {"command": "ls"}}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_1",
-                    "bash",
-                    json!({"status": "running", "input": {"command": "ls"},
-                    "metadata": {"output": "README.md\n"}}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_1",
-                    "bash",
-                    json!({"status": "completed", "input": {"command": "ls"},
-                    "output": "README.md\n", "metadata": {"exit": 0}}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_2",
-                    "write",
-                    json!({"status": "running",
-                    "input": {"filePath": "/w/notes.txt", "content": "hello\n"}}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_2",
-                    "write",
-                    json!({"status": "completed",
-                    "input": {"filePath": "/w/notes.txt", "content": "hello\n"},
-                    "output": "Wrote file successfully.", "metadata": {"filepath": "/w/notes.txt", "diff": "@@ +hello"}}),
-                ),
-                tool(
-                    "msg_a",
-                    "call_3",
-                    "read",
-                    json!({"status": "error", "input": {"filePath": "/nope"},
-                    "error": "File not found"}),
-                ),
+                json!({"status": "pending", "input": {}, "raw": ""}),
+                json!({"status": "running", "input": {"command": "ls"}}),
+                json!({"status": "running", "input": {"command": "ls"},
+                       "metadata": {"output": "README.md\n"}}),
+                json!({"status": "completed", "input": {"command": "ls"},
+                       "output": "README.md\n", "metadata": {"exit": 0}}),
             ],
         );
-        let update = |call: &str, name: &str, status, input: Value, output: Option<&str>| {
-            Mapped::Event(AgentEvent::Tool(ToolUpdate {
-                call_id: call.into(),
-                tool: name.into(),
-                status,
-                input: Some(input),
-                output: output.map(String::from),
-            }))
-        };
-        let write_input = json!({"filePath": "/w/notes.txt", "content": "hello\n"});
+        let ls = json!({"command": "ls"});
         assert_eq!(
             out,
             [
-                update(
-                    "call_1",
-                    "bash",
-                    ToolStatus::Running,
-                    json!({"command": "ls"}),
-                    None
-                ),
+                update("call_1", "bash", ToolStatus::Running, ls.clone(), None),
                 update(
                     "call_1",
                     "bash",
                     ToolStatus::Completed,
-                    json!({"command": "ls"}),
+                    ls,
                     Some("README.md\n")
                 ),
-                update(
-                    "call_2",
-                    "write",
-                    ToolStatus::Running,
-                    write_input.clone(),
-                    None
-                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_completed_write_is_also_a_file_edit_relative_to_the_workspace() {
+        let input = json!({"filePath": "/w/notes.txt", "content": "hello\n"});
+        let out = tool_states(
+            "call_2",
+            "write",
+            &[
+                json!({"status": "running", "input": input}),
+                json!({"status": "completed", "input": input, "output": "Wrote file successfully.",
+                       "metadata": {"filepath": "/w/notes.txt", "diff": "@@ +hello"}}),
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                update("call_2", "write", ToolStatus::Running, input.clone(), None),
                 update(
                     "call_2",
                     "write",
                     ToolStatus::Completed,
-                    write_input,
+                    input,
                     Some("Wrote file successfully.")
                 ),
                 Mapped::Event(AgentEvent::FileEdit {
                     path: "notes.txt".into(),
                     diff: Some("@@ +hello".into())
                 }),
-                update(
-                    "call_3",
-                    "read",
-                    ToolStatus::Error,
-                    json!({"filePath": "/nope"}),
-                    Some("File not found")
-                ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_failed_tool_is_an_error_with_its_message() {
+        let out = tool_states(
+            "call_3",
+            "read",
+            &[
+                json!({"status": "error", "input": {"filePath": "/nope"}, "error": "File not found"}),
+            ],
+        );
+        assert_eq!(
+            out,
+            [update(
+                "call_3",
+                "read",
+                ToolStatus::Error,
+                json!({"filePath": "/nope"}),
+                Some("File not found")
+            )]
         );
     }
 

@@ -13,24 +13,35 @@ pub mod allowlist;
 pub mod sandboxes;
 
 use crate::config::ProviderConfig;
-use crate::http::{self, ReadError, Request};
+use crate::error::{Error, Result};
 use allowlist::Allowlist;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use protocol::provider::{
     CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, ProviderHealth, SnapshotTaken,
     SIGNATURE_HEADER,
 };
 use protocol::{ApiError, ErrorCode};
-use sandboxes::{Sandboxes, SNAPSHOTS};
+use sandboxes::{BridgeSetup, Sandboxes, SNAPSHOTS};
 use serde::Serialize;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 /// Request bodies over this are refused with 413.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// How long a client may take to send a request's head, and then its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A refused body is still read up to this much (or for this long), so the client gets the
+/// 413 instead of a reset connection.
+const MAX_DRAINED: usize = 4 * MAX_BODY;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const NOOP_BUILD: &str = "local-noop";
 
 struct Provider {
@@ -63,25 +74,31 @@ pub async fn serve(config: ProviderConfig) -> i32 {
     }
 }
 
-async fn start(config: ProviderConfig) -> Result<i32, String> {
+async fn start(config: ProviderConfig) -> Result<i32> {
     let (allowlist, bad) = Allowlist::new(&config.allowed_coordinators);
     if !bad.is_empty() {
-        return Err(format!("not URLs in the coordinator allowlist: {bad:?}"));
+        return Err(Error::Invalid(format!(
+            "not URLs in the coordinator allowlist: {bad:?}"
+        )));
     }
-    std::fs::create_dir_all(config.workspaces.join(SNAPSHOTS))
-        .map_err(|e| format!("cannot create {}: {e}", config.workspaces.display()))?;
-    let root = config
-        .workspaces
-        .canonicalize()
-        .map_err(|e| format!("cannot resolve {}: {e}", config.workspaces.display()))?;
+    std::fs::create_dir_all(config.workspaces.join(SNAPSHOTS)).map_err(Error::io(format!(
+        "cannot create {}",
+        config.workspaces.display()
+    )))?;
+    let root = config.workspaces.canonicalize().map_err(Error::io(format!(
+        "cannot resolve {}",
+        config.workspaces.display()
+    )))?;
     let bridge_bin = match config.bridge_bin {
         Some(bin) => bin,
-        None => std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?,
+        None => std::env::current_exe().map_err(Error::io("cannot find this executable"))?,
     };
     let listener = TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(Error::io(format!("cannot listen on {}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(Error::io("cannot read the listening address"))?;
     // Deliberately not a URL: a harness reading the dev log takes the first http:// URL it
     // sees for the coordinator's.
     eprintln!(
@@ -89,20 +106,30 @@ async fn start(config: ProviderConfig) -> Result<i32, String> {
         config.agent.as_str()
     );
     crate::log!("provider", "workspaces in {}", root.display());
+    if !config.agent_env.is_empty() {
+        let names: Vec<&str> = config.agent_env.iter().map(|(n, _)| n.as_str()).collect();
+        crate::log!("provider", "passing {} to the agents", names.join(", "));
+    }
+    let setup = BridgeSetup {
+        agent: config.agent,
+        bridge_bin,
+        passthrough: config.passthrough,
+        agent_env: config.agent_env,
+    };
     let provider = Arc::new(Provider {
         secret: config.secret.expose().as_bytes().to_vec(),
         allowlist,
-        sandboxes: Mutex::new(Sandboxes::new(root, config.agent, bridge_bin)),
+        sandboxes: Mutex::new(Sandboxes::new(root, setup)),
     });
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+        .map_err(Error::io("cannot watch SIGTERM"))?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+        .map_err(Error::io("cannot watch SIGINT"))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    tokio::spawn(handle_connection(provider.clone(), socket));
+                    tokio::spawn(serve_connection(provider.clone(), socket));
                 }
                 Err(e) => {
                     crate::log!("provider", "accept failed: {e}");
@@ -123,36 +150,86 @@ async fn start(config: ProviderConfig) -> Result<i32, String> {
     Ok(0)
 }
 
-async fn handle_connection(provider: Arc<Provider>, mut socket: TcpStream) {
-    let (status, body) =
-        match tokio::time::timeout(READ_TIMEOUT, http::read_request(&mut socket, MAX_BODY)).await {
-            Err(_) => return,
-            Ok(Err(ReadError::Closed)) | Ok(Err(ReadError::Io(_))) => return,
-            Ok(Err(ReadError::TooLarge)) => error(ApiError::new(
-                ErrorCode::TooLarge,
-                format!("the request is over {MAX_BODY} bytes"),
-            )),
-            Ok(Err(ReadError::Malformed(e))) => error(ApiError::new(ErrorCode::InvalidJson, e)),
-            Ok(Ok(request)) => route(&provider, &request).await,
-        };
-    if let Err(e) = http::write_json(&mut socket, status, &body).await {
-        crate::log!("provider", "cannot answer: {e}");
-        return;
+/// HTTP/1.1 on one connection, keep-alive included; hyper answers malformed requests itself.
+async fn serve_connection(provider: Arc<Provider>, socket: TcpStream) {
+    let service = hyper::service::service_fn(move |request| {
+        let provider = provider.clone();
+        async move { Ok::<_, Infallible>(handle(&provider, request).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(socket), service);
+    if let Err(e) = connection.await {
+        if !e.is_incomplete_message() {
+            crate::log!("provider", "connection failed: {e}");
+        }
     }
-    // A refused request may still be arriving; closing with it unread would reset the
-    // connection and could destroy the answer before the client reads it.
-    let _ = socket.shutdown().await;
-    let mut sink = [0u8; 8192];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        let mut n_drained = 0;
-        while n_drained < 4 * MAX_BODY {
-            match socket.read(&mut sink).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n_drained += n,
+}
+
+async fn handle(provider: &Provider, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (head, body) = request.into_parts();
+    let (status, body) = match tokio::time::timeout(READ_TIMEOUT, read_body(body)).await {
+        Err(_) => error(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body did not arrive within {READ_TIMEOUT:?}"),
+        )),
+        Ok(Err(BodyError::TooLarge)) => error(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the request is over {MAX_BODY} bytes"),
+        )),
+        Ok(Err(BodyError::Broken(e))) => error(ApiError::new(ErrorCode::InvalidJson, e)),
+        Ok(Ok(body)) => {
+            let signature = head
+                .headers
+                .get(SIGNATURE_HEADER)
+                .and_then(|value| value.to_str().ok());
+            route(provider, &head.method, head.uri.path(), signature, &body).await
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+/// The whole body, if it is at most [`MAX_BODY`] bytes. A longer one is read on (and thrown
+/// away) for a while, so the client is still reading when the 413 comes.
+async fn read_body(mut body: Incoming) -> Result<Vec<u8>, BodyError> {
+    let mut bytes = Vec::new();
+    let mut n_received = 0;
+    while n_received <= MAX_BODY {
+        match body.frame().await {
+            None => return Ok(bytes),
+            Some(Err(e)) => return Err(BodyError::Broken(e.to_string())),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    n_received += data.len();
+                    if n_received <= MAX_BODY {
+                        bytes.extend_from_slice(data);
+                    }
+                }
+            }
+        }
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while n_received < MAX_DRAINED {
+            match body.frame().await {
+                Some(Ok(frame)) => n_received += frame.data_ref().map_or(0, Bytes::len),
+                _ => break,
             }
         }
     })
     .await;
+    Err(BodyError::TooLarge)
 }
 
 fn now_ms() -> u64 {
@@ -162,14 +239,19 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-async fn route(provider: &Provider, request: &Request) -> Reply {
-    let segments: Vec<&str> = request
-        .path
+async fn route(
+    provider: &Provider,
+    method: &Method,
+    path: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let method = request.method.as_str();
+    let method = method.as_str();
     if method == "GET" && segments == ["health"] {
         return ok(
             200,
@@ -180,19 +262,14 @@ async fn route(provider: &Provider, request: &Request) -> Reply {
             },
         );
     }
-    if let Err(e) = protocol::provider::verify(
-        &provider.secret,
-        request.header(SIGNATURE_HEADER),
-        &request.body,
-        now_ms(),
-    ) {
+    if let Err(e) = protocol::provider::verify(&provider.secret, signature, body, now_ms()) {
         return error(ApiError::new(
             ErrorCode::Unauthorized,
             format!("bad request signature ({e:?})").to_lowercase(),
         ));
     }
     match (method, segments.as_slice()) {
-        ("POST", ["sandboxes"]) => create(provider, &request.body).await,
+        ("POST", ["sandboxes"]) => create(provider, body).await,
         ("POST", ["sandboxes", id, "snapshot"]) => snapshot(provider, id).await,
         ("DELETE", ["sandboxes", id]) => delete(provider, id).await,
         ("POST", ["images"]) => ok(
@@ -300,14 +377,17 @@ async fn snapshot(provider: &Provider, sandbox_id: &str) -> Reply {
             None => return error(ApiError::not_found("sandbox")),
         }
     };
-    let snapshot_id = crate::ids::random_id("snap_");
+    let snapshot_id = match crate::ids::random_id("snap_") {
+        Ok(id) => id,
+        Err(e) => return error(ApiError::new(ErrorCode::Internal, e.to_string())),
+    };
     let dest = root.join(SNAPSHOTS).join(&snapshot_id);
     match sandboxes::copy_tree(&workspace, &dest).await {
         Ok(()) => {
             crate::log!("provider", "sandbox {sandbox_id}: snapshot {snapshot_id}");
             ok(200, &SnapshotTaken { snapshot_id })
         }
-        Err(e) => error(ApiError::new(ErrorCode::Internal, e)),
+        Err(e) => error(ApiError::new(ErrorCode::Internal, e.to_string())),
     }
 }
 

@@ -1,11 +1,13 @@
 //! The local provider's sandboxes: a folder under the workspaces root and a `bridge run`
 //! process in its own process group.
 
-use crate::config::{is_plain_id, AgentKind};
+use crate::config::{is_env_name, is_plain_id, AgentEnv, AgentKind, PASSTHROUGH_VAR};
+use crate::error::{Error, Result};
 use crate::process::signal_group;
 use protocol::provider::CreateSandbox;
 use protocol::{ApiError, ErrorCode};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +22,8 @@ pub const SNAPSHOTS: &str = "snapshots";
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// Variables a bridge inherits from the provider when they are set: what it needs to find
-/// programs and a home, and the bridge's own settings. Nothing else (the provider's secret in
-/// particular) reaches a sandbox.
+/// programs and a home, and the bridge's own settings. Besides these only the passthrough
+/// variables (`SANDBOX_ENV_PASSTHROUGH`) reach a sandbox; the provider's secret never does.
 const INHERITED: &[&str] = &[
     "PATH",
     "HOME",
@@ -48,6 +50,7 @@ const RESERVED: &[&str] = &[
     "SANDBOX_TOKEN",
     "WORKSPACE",
     "AGENT",
+    PASSTHROUGH_VAR,
 ];
 
 enum Slot {
@@ -67,7 +70,7 @@ struct Bridge {
 /// How a sandbox's `bridge run` is started (the environment holds its token: never logged).
 struct BridgeCommand {
     workspace: PathBuf,
-    env: Vec<(String, String)>,
+    env: Vec<(String, OsString)>,
 }
 
 /// A bridge that died is started again after this pause, at most this often.
@@ -133,20 +136,28 @@ impl Bridge {
     }
 }
 
+/// What every bridge this provider starts is given, besides its own sandbox's settings.
+pub struct BridgeSetup {
+    pub agent: AgentKind,
+    pub bridge_bin: PathBuf,
+    /// The names of the passthrough variables, told to each bridge.
+    pub passthrough: Vec<String>,
+    /// Those of them set in the provider's environment, with their values.
+    pub agent_env: AgentEnv,
+}
+
 pub struct Sandboxes {
     root: PathBuf,
-    agent: AgentKind,
-    bridge_bin: PathBuf,
+    setup: BridgeSetup,
     slots: HashMap<String, Slot>,
 }
 
 impl Sandboxes {
     /// `root` must exist and be canonical.
-    pub fn new(root: PathBuf, agent: AgentKind, bridge_bin: PathBuf) -> Self {
+    pub fn new(root: PathBuf, setup: BridgeSetup) -> Self {
         Sandboxes {
             root,
-            agent,
-            bridge_bin,
+            setup,
             slots: HashMap::new(),
         }
     }
@@ -193,14 +204,14 @@ impl Sandboxes {
     /// shutdown, or the room refusing it for good) or was ended by the provider is not.
     pub fn start_bridge(&mut self, request: &CreateSandbox) -> Result<u32, ApiError> {
         let command = self.bridge_command(request);
-        let mut child = spawn_bridge(&command, &self.bridge_bin)?;
+        let mut child = spawn_bridge(&command, &self.setup.bridge_bin)?;
         let first_pid = child.id().unwrap_or(0);
         let label = request.sandbox_id.clone();
         let (exited_tx, exited) = watch::channel(false);
         let (pgid_tx, pgid) = watch::channel(first_pid);
         let ending = Arc::new(AtomicBool::new(false));
         let supervisor_ending = ending.clone();
-        let bridge_bin = self.bridge_bin.clone();
+        let bridge_bin = self.setup.bridge_bin.clone();
         tokio::spawn(async move {
             let mut restarts: Vec<Instant> = Vec::new();
             loop {
@@ -256,29 +267,28 @@ impl Sandboxes {
     /// Everything `bridge run` is started with, kept to start it again.
     fn bridge_command(&self, request: &CreateSandbox) -> BridgeCommand {
         let workspace = self.workspace(&request.sandbox_id);
-        let mut env: Vec<(String, String)> = INHERITED
+        let mut env: Vec<(String, OsString)> = INHERITED
             .iter()
-            .filter_map(|name| {
-                std::env::var(name)
-                    .ok()
-                    .map(|value| (name.to_string(), value))
-            })
+            .filter_map(|name| std::env::var_os(name).map(|value| (name.to_string(), value)))
             .collect();
+        env.extend(self.setup.agent_env.iter().cloned());
         for (name, value) in &request.env {
             if is_env_name(name) && !RESERVED.contains(&name.as_str()) {
-                env.push((name.clone(), value.clone()));
+                env.push((name.clone(), value.into()));
             }
         }
+        let passthrough = self.setup.passthrough.join(",");
         for (name, value) in [
             ("COORDINATOR_URL", request.coordinator_url.as_str()),
             ("SESSION_ID", &request.session_id),
             ("SANDBOX_ID", &request.sandbox_id),
             ("SANDBOX_TOKEN", &request.sandbox_token),
-            ("AGENT", self.agent.as_str()),
+            ("AGENT", self.setup.agent.as_str()),
+            (PASSTHROUGH_VAR, &passthrough),
         ] {
-            env.push((name.to_string(), value.to_string()));
+            env.push((name.to_string(), value.into()));
         }
-        env.push(("WORKSPACE".into(), workspace.display().to_string()));
+        env.push(("WORKSPACE".into(), workspace.clone().into_os_string()));
         BridgeCommand { workspace, env }
     }
 
@@ -329,12 +339,6 @@ impl BridgeHandle {
     }
 }
 
-fn is_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, label: String) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -359,7 +363,7 @@ pub async fn prepare_workspace(
         }
         return copy_tree(&snapshot, dest)
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e));
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
     }
     let repo = &request.repo;
     if !crate::git::is_safe_branch(&repo.branch) {
@@ -389,18 +393,18 @@ pub async fn prepare_workspace(
     }
     crate::git::init_with_readme(dest, &repo.branch, &title)
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e))
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
 /// `cp -a src dest` through a temporary name, so a half-made copy never has the final name.
-pub async fn copy_tree(src: &Path, dest: &Path) -> Result<(), String> {
+pub async fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
     let file_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = dest.with_file_name(format!(
         ".tmp-{file_name}-{:08x}",
-        crate::ids::random_u64() as u32
+        crate::ids::random_u64()? as u32
     ));
     let output = tokio::process::Command::new("cp")
         .arg("-a")
@@ -409,17 +413,18 @@ pub async fn copy_tree(src: &Path, dest: &Path) -> Result<(), String> {
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| format!("cannot run cp: {e}"))?;
+        .map_err(Error::io("cannot run cp"))?;
     if !output.status.success() {
         let _ = tokio::fs::remove_dir_all(&temp).await;
-        return Err(format!(
-            "copying failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
+        return Err(Error::CommandFailed {
+            what: "copying",
+            status: output.status,
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
     tokio::fs::rename(&temp, dest)
         .await
-        .map_err(|e| format!("cannot move the copy in place: {e}"))
+        .map_err(Error::io("cannot move the copy in place"))
 }
 
 #[cfg(test)]
@@ -427,21 +432,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn env_names() {
-        assert!(is_env_name("NPM_TOKEN"));
-        assert!(is_env_name("_X1"));
-        assert!(!is_env_name("1X"));
-        assert!(!is_env_name("A-B"));
-        assert!(!is_env_name(""));
-        assert!(!is_env_name("A=B"));
-    }
-
-    #[test]
     fn reservations() {
         let mut sandboxes = Sandboxes::new(
             PathBuf::from("/nonexistent"),
-            AgentKind::Dev,
-            PathBuf::from("bridge"),
+            BridgeSetup {
+                agent: AgentKind::Dev,
+                bridge_bin: PathBuf::from("bridge"),
+                passthrough: vec![],
+                agent_env: vec![],
+            },
         );
         assert!(sandboxes.reserve("sbx_1").is_ok());
         assert_eq!(
