@@ -4,7 +4,7 @@
 //!
 //! The local provider builds no images: `POST /images` answers `202 {"build_id":
 //! "local-noop"}` and `GET /images/local-noop` answers `{"status": "ready"}` with no image id,
-//! so the coordinator's scheduled rebuilds succeed and sandboxes start from a clone.
+//! so a coordinator that asks for an image gets an answer and sandboxes start from a clone.
 //!
 //! - [`sandboxes`]: workspaces and bridge processes.
 //! - [`allowlist`]: which coordinator URLs a bridge may be pointed at.
