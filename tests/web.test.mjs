@@ -253,8 +253,8 @@ test('a dropped connection and an expired token reconnect with since, showing th
 });
 
 test('presence deltas show who joined, who is typing until it runs out, and who left', { timeout: 60_000 }, async (t) => {
-  // The room is moving to deltas after one full frame; the page is checked against that shape
-  // by adding delta frames to a real socket, whose full frames keep coming as well.
+  // The room sends one full frame at join, then deltas; the page is checked against that shape
+  // by adding frames of its own to a real socket.
   const { alice, bob, sid } = await roomOfTwo(server, 'Deltas');
   const context = await contextFor(t, alice);
   let route = null;
@@ -284,10 +284,16 @@ test('presence deltas show who joined, who is typing until it runs out, and who 
   delta('idle');
   await page.waitForFunction(() => document.querySelector('.typing-line').textContent === '', null, { timeout: 2_000 });
 
-  // A full presence frame from the room (Bob arrives) replaces the view: Carol was never real.
+  // Bob arrives: the room tells Alice's page with a delta, and Carol stays.
   const bobPage = await openSession(await contextFor(t, bob), server, sid);
   await page.locator('.people li', { hasText: 'Bob' }).waitFor();
+  await page.locator('.people li', { hasText: 'Carol' }).waitFor();
+  // A full presence frame replaces the view: Carol was never real.
+  const detail = await http.get(`/v1/sessions/${sid}`, { key: alice.key });
+  const online = detail.json.participants.filter((p) => p.online).map(({ id, user_id, name }) => ({ id, user_id, name }));
+  route.send(JSON.stringify({ type: 'presence', online, typing: [] }));
   await page.locator('.people li', { hasText: 'Carol' }).waitFor({ state: 'detached' });
+  await page.locator('.people li', { hasText: 'Bob' }).waitFor();
   delta('joined');
   await page.locator('.people li', { hasText: 'Carol' }).waitFor();
   delta('left');
