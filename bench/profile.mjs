@@ -9,7 +9,8 @@
 //     socket writes; JIT and wasm code show as unknown addresses there),
 // and writes a summary of both to bench/results/profile-<workload>.txt.
 //
-// Workloads: fanout64 (64 participants, prompts kept in flight for 5 s), replay100k (a
+// Workloads: fanout64 (64 participants, prompts kept in flight for 5 s), join256 (256
+// participants joining one session, 32 at a time), replay100k (a
 // client reconnecting to 100,000 missed events, three times), queue1 (one participant,
 // prompts in flight for 8 s on a new session: the queue of waiting prompts grows meanwhile),
 // ingest16 (a fake bridge streaming token frames for 4 s to 16 watchers; needs the sandbox
@@ -224,6 +225,13 @@ async function main() {
         const room = `${floor.wsBase}/rooms/profile-fanout-${rooms}/ws`;
         const r = await loadgen({ kind: 'fanout', subject: 'floor', server_pid: floor.pid, runs: 1, rooms: [Array.from({ length: 64 }, () => room)], content_bytes: 100, pad_to: 372, flood: { secs: 5, window: 32 } });
         return { summary: r.runs[0].flood };
+      });
+    }
+    if (only.includes('join256')) {
+      await withProfiles('join256-coordinator', coordinator, 'core:user:coordinator', async () => {
+        const session = await api.session(256, 'profile joins');
+        const r = await loadgen({ kind: 'fanout', subject: 'coordinator', server_pid: coordinator.pid, runs: 1, rooms: [session.urls], content_bytes: 100, flood: { secs: 1, window: 1 } });
+        return { summary: { join_ms: r.runs[0].join_ms } };
       });
     }
     if (only.includes('replay100k')) {

@@ -204,6 +204,22 @@ impl Config {
         })
     }
 
+    /// The configuration of this isolate, parsed on its first request: vars and secrets are
+    /// fixed for the life of an isolate, and parsing `REPOS` and `LIMITS` on every request
+    /// would cost each one a few JSON parses.
+    #[cfg(target_arch = "wasm32")]
+    pub fn for_isolate(env: &worker::Env) -> Result<std::rc::Rc<Config>, String> {
+        thread_local! {
+            static PARSED: std::cell::OnceCell<Result<std::rc::Rc<Config>, String>> =
+                const { std::cell::OnceCell::new() };
+        }
+        PARSED.with(|parsed| {
+            parsed
+                .get_or_init(|| Config::from_env(env).map(std::rc::Rc::new))
+                .clone()
+        })
+    }
+
     /// Reads the configuration from the Worker's vars and secrets (a secret wins over a var).
     #[cfg(target_arch = "wasm32")]
     pub fn from_env(env: &worker::Env) -> Result<Config, String> {

@@ -264,7 +264,7 @@ test('presence deltas show who joined, who is typing until it runs out, and who 
   });
   const page = await openSession(context, server, sid);
   const carol = { id: 'par_carol', user_id: 'usr_carol', name: 'Carol' };
-  const delta = (change, extra = {}) => route.send(JSON.stringify({ type: 'presence_delta', change, participant: carol, ...extra }));
+  const delta = (change, extra = {}) => route.send(JSON.stringify({ type: 'presence_delta', changes: [{ change, participant: carol, ...extra }] }));
   const typingLine = page.locator('.typing-line');
 
   delta('joined');

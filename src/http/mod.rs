@@ -34,8 +34,8 @@ mod serve {
         }
     }
 
-    fn config(env: &Env) -> Result<Config> {
-        Config::from_env(env).map_err(|message| {
+    fn config(env: &Env) -> Result<std::rc::Rc<Config>> {
+        Config::for_isolate(env).map_err(|message| {
             crate::log::error(&format!("configuration: {message}"));
             Error::Api(ApiError::new(
                 ErrorCode::Unavailable,

@@ -51,6 +51,10 @@ impl Alarm {
         for due in situation(cx, tokens)?.due(rules, cx.now) {
             let outcome = match due {
                 Due::FlushTokens => flush_tokens(cx, tokens),
+                Due::FlushPresence => {
+                    cx.hub.flush_presence(cx.state, cx.now);
+                    Ok(())
+                }
                 Due::SpawnTimedOut => {
                     let reason = format!(
                         "the sandbox did not connect within {} s",
@@ -114,5 +118,6 @@ fn situation(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<Situation> {
         snapshot_pending: meta.snapshot_pending.is_some(),
         cleanup_pending: !meta.to_delete.is_empty(),
         token_flush_at: tokens.borrow().flush_at(),
+        presence_flush_at: cx.hub.presence_due(),
     })
 }

@@ -4,7 +4,7 @@
 //! ([`Coalescer`]) and stored before any other event of their prompt.
 
 use super::context::Ctx;
-use super::hub::{self, BridgeLink};
+use super::hub;
 use super::lifecycle::{Coalescer, TokenBatch};
 use super::prompts;
 use super::sandbox::status_event;
@@ -65,6 +65,11 @@ pub fn accept(cx: &Ctx, req: &Request) -> Result<Response> {
     // Any frame proves life; the connection itself is the first.
     cx.store.sandbox_heartbeat(&sandbox.id, cx.now)?;
     Ok(Response::from_websocket(pair.client)?)
+}
+
+/// The sandbox on a bridge socket, as its attachment says.
+pub struct BridgeLink {
+    pub sandbox_id: String,
 }
 
 /// What a bridge frame did, for the shell to follow up on.

@@ -1,22 +1,26 @@
 //! The room's sockets: participant sockets and the bridge's (through the hibernation API),
 //! live SSE streams held in memory, broadcast to all of them, and presence.
 //!
-//! A socket carries its owner as the hibernation attachment (a [`Participant`] or a
-//! [`BridgeLink`]), so the room knows who is on each socket after it wakes without SQL.
+//! A socket carries its owner as a short string in its hibernation attachment
+//! (`p:<participant id>` or `b:<sandbox id>`), so the room knows who is on each socket after it
+//! wakes, and reading it on every frame costs one short string across the boundary.
 
 use super::presence::{Delta, Presence, TYPING_MS};
-use super::store::Participant;
+use super::store::{Participant, Store};
 use crate::error::Result;
 use futures_channel::mpsc::UnboundedSender;
 use protocol::event::ParticipantInfo;
-use protocol::frames::ServerFrame;
+use protocol::frames::{PresenceChange, ServerFrame};
 use protocol::CloseCode;
-use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
-use wasm_bindgen::JsCast;
+use std::cell::{Cell, RefCell};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{State, WebSocket};
 
 const PARTICIPANT_TAG: &str = "participant";
+/// Presence changes closer together than this go out together, as one frame per socket: a
+/// burst of joins costs O(N) frames, not one per join per socket.
+const PRESENCE_BATCH_MS: u64 = 50;
 
 fn user_tag(user_id: &str) -> String {
     format!("user:{user_id}")
@@ -27,27 +31,32 @@ fn sandbox_tag(sandbox_id: &str) -> String {
     format!("sandbox:{sandbox_id}")
 }
 
-/// The attachment of a bridge socket: which sandbox is on it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BridgeLink {
-    pub sandbox_id: String,
-}
-
-/// Who is on a socket, read from its attachment in one pass (a failed attempt at the wrong
-/// type would cost a JavaScript error per frame).
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// Who is on a socket, as its attachment says.
 pub enum SocketOwner {
-    Bridge(BridgeLink),
-    Participant(Participant),
+    /// A participant, by participant id.
+    Participant(String),
+    /// A sandbox's bridge, by sandbox id.
+    Bridge(String),
 }
 
-#[wasm_bindgen::prelude::wasm_bindgen]
+#[wasm_bindgen(inline_js = r#"
+export function broadcast(state, tag, text, except) {
+  for (const socket of state.getWebSockets(tag)) {
+    if (socket === except) continue;
+    try { socket.send(text); } catch (_) { /* closing: its close handler cleans up */ }
+  }
+}
+export function attachment(socket) {
+  const value = socket.deserializeAttachment();
+  return typeof value === "string" ? value : undefined;
+}
+"#)]
 extern "C" {
-    /// The platform's WebSocket, for `send` with a string that is already a JavaScript value.
-    type RawSocket;
-    #[wasm_bindgen(method, catch)]
-    fn send(this: &RawSocket, data: &wasm_bindgen::JsValue) -> Result<(), wasm_bindgen::JsValue>;
+    /// Sends the same text to every socket with `tag` but `except`, in one call: the loop runs
+    /// in JavaScript, so the text crosses the boundary once and no socket is wrapped for Rust.
+    fn broadcast(state: &JsValue, tag: &str, text: &str, except: &JsValue);
+    /// The socket's attachment when it is a string (every socket this room accepts).
+    fn attachment(socket: &JsValue) -> Option<String>;
 }
 
 /// Sends a frame, ignoring a socket that is already closing: its close handler cleans up.
@@ -59,134 +68,188 @@ pub fn close(socket: &WebSocket, code: CloseCode, reason: &str) {
     let _ = socket.close(Some(code.code()), Some(reason));
 }
 
+fn raw(socket: &WebSocket) -> &JsValue {
+    socket.as_ref().unchecked_ref()
+}
+
 /// In-memory state of the hub; lost on hibernation, which is harmless for all of it:
 /// presence is read back from the sockets, typing expires in seconds, and SSE streams keep
 /// the room awake while they are open.
 #[derive(Default)]
 pub struct Hub {
     presence: RefCell<Presence>,
+    /// Presence changes not yet sent, and when the last batch went out.
+    pending: RefCell<Vec<Delta>>,
+    last_presence_ms: Cell<u64>,
     sse: RefCell<Vec<UnboundedSender<Vec<u8>>>>,
 }
 
 impl Hub {
     pub fn owner_of(socket: &WebSocket) -> Option<SocketOwner> {
-        socket
-            .deserialize_attachment::<SocketOwner>()
-            .ok()
-            .flatten()
+        let text = attachment(raw(socket))?;
+        match text.split_once(':')? {
+            ("p", id) => Some(SocketOwner::Participant(id.to_owned())),
+            ("b", id) => Some(SocketOwner::Bridge(id.to_owned())),
+            _ => None,
+        }
     }
 
-    fn participant_of(socket: &WebSocket) -> Option<Participant> {
-        socket
-            .deserialize_attachment::<Participant>()
-            .ok()
-            .flatten()
+    fn participant_id(socket: &WebSocket) -> Option<String> {
+        match Self::owner_of(socket)? {
+            SocketOwner::Participant(id) => Some(id),
+            SocketOwner::Bridge(_) => None,
+        }
     }
 
     // --- participants ------------------------------------------------------------------------
 
-    /// Accepts a participant's socket and sends it the full presence; everyone else hears
-    /// that the participant joined if this is their first socket.
+    /// Accepts a participant's socket. Call [`Hub::joined`] once the socket has its welcome.
     pub fn accept(
         &self,
         state: &State,
+        store: &Store,
         socket: &WebSocket,
         participant: &Participant,
     ) -> Result<()> {
-        self.load_presence(state, None);
+        self.load_presence(state, store)?;
         state.accept_websocket_with_tags(
             socket,
             &[PARTICIPANT_TAG, &user_tag(&participant.user_id)],
         );
-        socket.serialize_attachment(participant)?;
-        let delta = self.presence.borrow_mut().opened(&participant.info());
-        if let Some(delta) = delta {
-            self.broadcast_delta(state, delta, Some(socket));
-        }
+        socket.serialize_attachment(format!("p:{}", participant.id))?;
         Ok(())
     }
 
+    /// The participant's socket is in: everyone hears that they joined, if it is their first.
+    pub fn joined(&self, state: &State, participant: &Participant, now_ms: u64) {
+        let delta = self.presence.borrow_mut().opened(&participant.info());
+        if let Some(delta) = delta {
+            self.announce(state, delta, now_ms);
+        }
+    }
+
     /// Who is online (each participant once).
-    pub fn online(&self, state: &State) -> Vec<ParticipantInfo> {
-        self.load_presence(state, None);
-        self.presence.borrow().online()
+    pub fn online(&self, state: &State, store: &Store) -> Result<Vec<ParticipantInfo>> {
+        self.load_presence(state, store)?;
+        Ok(self.presence.borrow().online())
     }
 
     /// Who is typing now.
-    pub fn typing_now(&self, state: &State, now_ms: u64) -> Vec<ParticipantInfo> {
-        self.load_presence(state, None);
+    pub fn typing_now(&self, now_ms: u64) -> Vec<ParticipantInfo> {
         self.presence.borrow_mut().typing_now(now_ms)
     }
 
     /// A socket went away (closed or failed); a participant's last one means they left.
-    pub fn socket_gone(&self, state: &State, socket: &WebSocket) {
+    pub fn socket_gone(&self, state: &State, store: &Store, socket: &WebSocket, now_ms: u64) {
         close(
             socket,
             CloseCode::Normal,
             CloseCode::Normal.default_reason(),
         );
-        let Some(participant) = Self::participant_of(socket) else {
-            // A bridge that went away reconnects; only a missed heartbeat ends its sandbox.
+        // A bridge that went away reconnects; only a missed heartbeat ends its sandbox.
+        let Some(participant_id) = Self::participant_id(socket) else {
             return;
         };
-        self.load_presence(state, Some(socket));
-        let others_open = state
-            .get_websockets_with_tag(&user_tag(&participant.user_id))
-            .iter()
-            .any(|other| other != socket);
+        if let Err(error) = self.load_presence(state, store) {
+            crate::log::error(&format!("presence could not be read back: {error:?}"));
+            return;
+        }
+        let user_id = self.presence.borrow().user_of(&participant_id);
+        let others_open = user_id.is_some_and(|user_id| {
+            state
+                .get_websockets_with_tag(&user_tag(&user_id))
+                .iter()
+                .any(|other| other != socket)
+        });
         let delta = self
             .presence
             .borrow_mut()
-            .closed(&participant.id, others_open);
+            .closed(&participant_id, others_open);
         if let Some(delta) = delta {
-            self.broadcast_delta(state, delta, None);
+            self.announce(state, delta, now_ms);
         }
     }
 
-    pub fn typing(&self, state: &State, participant: &Participant, now_ms: u64) {
-        self.load_presence(state, None);
+    pub fn typing(
+        &self,
+        state: &State,
+        store: &Store,
+        participant: &Participant,
+        now_ms: u64,
+    ) -> Result<()> {
+        self.load_presence(state, store)?;
         let delta = self
             .presence
             .borrow_mut()
             .typing(&participant.info(), now_ms);
-        self.broadcast_delta(state, delta, None);
+        self.announce(state, delta, now_ms);
+        Ok(())
     }
 
     /// The participant sent a prompt: if they were typing, they are not any more.
     pub fn idle(&self, state: &State, participant: &Participant, now_ms: u64) {
         let delta = self.presence.borrow_mut().idle(&participant.id, now_ms);
         if let Some(delta) = delta {
-            self.broadcast_delta(state, delta, None);
+            self.announce(state, delta, now_ms);
         }
     }
 
-    fn load_presence(&self, state: &State, except: Option<&WebSocket>) {
+    /// Reads who is online back from the sockets, once after the room wakes. A socket that is
+    /// closing counts too: its close handler then tells everyone the participant left.
+    fn load_presence(&self, state: &State, store: &Store) -> Result<()> {
         if self.presence.borrow().is_loaded() {
+            return Ok(());
+        }
+        let mut owners = Vec::new();
+        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
+            if let Some(id) = Self::participant_id(&socket) {
+                if let Some(participant) = store.participant(&id)? {
+                    owners.push(participant.info());
+                }
+            }
+        }
+        self.presence.borrow_mut().load(owners);
+        Ok(())
+    }
+
+    /// Tells everyone of a presence change: at once after a quiet spell, otherwise together
+    /// with the changes that follow it, when [`Hub::presence_due`] says.
+    fn announce(&self, state: &State, delta: Delta, now_ms: u64) {
+        self.pending.borrow_mut().push(delta);
+        if now_ms.saturating_sub(self.last_presence_ms.get()) >= PRESENCE_BATCH_MS {
+            self.flush_presence(state, now_ms);
+        }
+    }
+
+    /// When the presence changes held back must go out, if any are.
+    pub fn presence_due(&self) -> Option<u64> {
+        (!self.pending.borrow().is_empty()).then(|| self.last_presence_ms.get() + PRESENCE_BATCH_MS)
+    }
+
+    /// Sends the presence changes held back, as one `presence_delta` frame to every socket.
+    pub fn flush_presence(&self, state: &State, now_ms: u64) {
+        let changes = std::mem::take(&mut *self.pending.borrow_mut());
+        if changes.is_empty() {
             return;
         }
-        let owners: Vec<_> = state
-            .get_websockets_with_tag(PARTICIPANT_TAG)
-            .iter()
-            .filter(|socket| Some(*socket) != except)
-            .filter_map(Self::participant_of)
-            .map(|participant| participant.info())
+        self.last_presence_ms.set(now_ms);
+        let changes = changes
+            .into_iter()
+            .map(|delta| protocol::frames::PresenceDelta {
+                expires_in_ms: (delta.change == PresenceChange::Typing).then_some(TYPING_MS),
+                change: delta.change,
+                participant: delta.participant,
+            })
             .collect();
-        self.presence.borrow_mut().load(owners);
-    }
-
-    fn broadcast_delta(&self, state: &State, delta: Delta, except: Option<&WebSocket>) {
-        let expires_in_ms =
-            (delta.change == protocol::frames::PresenceChange::Typing).then_some(TYPING_MS);
-        let frame = ServerFrame::PresenceDelta {
-            change: delta.change,
-            participant: delta.participant,
-            expires_in_ms,
-        };
-        self.broadcast_sockets(state, &frame.to_json(), except);
+        self.broadcast_sockets(
+            state,
+            &ServerFrame::PresenceDelta { changes }.to_json(),
+            None,
+        );
     }
 
     /// Closes every socket and stream of a user who is no longer a member.
-    pub fn remove_user(&self, state: &State, participant: &Participant) {
+    pub fn remove_user(&self, state: &State, participant: &Participant, now_ms: u64) {
         for socket in state.get_websockets_with_tag(&user_tag(&participant.user_id)) {
             close(
                 &socket,
@@ -194,10 +257,9 @@ impl Hub {
                 CloseCode::Removed.default_reason(),
             );
         }
-        self.load_presence(state, None);
         let delta = self.presence.borrow_mut().closed(&participant.id, false);
         if let Some(delta) = delta {
-            self.broadcast_delta(state, delta, None);
+            self.announce(state, delta, now_ms);
         }
     }
 
@@ -212,16 +274,8 @@ impl Hub {
     // --- broadcast ---------------------------------------------------------------------------
 
     fn broadcast_sockets(&self, state: &State, text: &str, except: Option<&WebSocket>) {
-        // One JavaScript string for every socket: passing `&str` would copy and decode the
-        // UTF-8 across the wasm boundary once per socket.
-        let text = wasm_bindgen::JsValue::from_str(text);
-        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
-            if Some(&socket) == except {
-                continue;
-            }
-            let raw: &RawSocket = socket.as_ref().unchecked_ref();
-            let _ = raw.send(&text);
-        }
+        let except = except.map_or(JsValue::UNDEFINED, |socket| raw(socket).clone());
+        broadcast(state.as_raw().as_ref(), PARTICIPANT_TAG, text, &except);
     }
 
     /// Sends a stored event to every participant socket and SSE stream.
@@ -250,9 +304,7 @@ impl Hub {
             );
         }
         state.accept_websocket_with_tags(socket, &[&sandbox_tag(sandbox_id)]);
-        socket.serialize_attachment(BridgeLink {
-            sandbox_id: sandbox_id.to_owned(),
-        })?;
+        socket.serialize_attachment(format!("b:{sandbox_id}"))?;
         Ok(())
     }
 

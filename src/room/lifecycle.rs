@@ -67,11 +67,14 @@ pub struct Situation {
     pub cleanup_pending: bool,
     /// When the token batch in memory must be stored.
     pub token_flush_at: Option<u64>,
+    /// When presence changes held back must be sent.
+    pub presence_flush_at: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
     FlushTokens,
+    FlushPresence,
     /// The provider said yes, but the bridge never connected.
     SpawnTimedOut,
     HeartbeatStale,
@@ -88,6 +91,9 @@ impl Situation {
         let mut deadlines = Vec::new();
         if let Some(at) = self.token_flush_at {
             deadlines.push((at, Due::FlushTokens));
+        }
+        if let Some(at) = self.presence_flush_at {
+            deadlines.push((at, Due::FlushPresence));
         }
         if let Some(sandbox) = &self.sandbox {
             match sandbox.heartbeat_at {

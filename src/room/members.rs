@@ -41,7 +41,7 @@ pub fn ensure_participant(cx: &Ctx, caller: &Caller) -> Result<Participant> {
 /// The member's sockets close with 4003, and a `participant_left` event is stored.
 pub fn remove(cx: &Ctx, user_id: &str) -> Result<()> {
     if let Some(participant) = cx.store.participant_by_user(user_id)? {
-        cx.hub.remove_user(cx.state, &participant);
+        cx.hub.remove_user(cx.state, &participant, cx.now);
         cx.emit(EventBody::ParticipantLeft {
             participant: participant.info(),
         })?;
@@ -67,7 +67,7 @@ pub fn archive(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<()> {
 /// Participants (with who is online), the queue, the sandbox and the last `seq`.
 pub fn describe(cx: &Ctx) -> Result<Value> {
     cx.store.existing_session()?;
-    let online = cx.hub.online(cx.state);
+    let online = cx.hub.online(cx.state, cx.store)?;
     let participants: Vec<Value> = cx
         .store
         .participants()?

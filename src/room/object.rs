@@ -4,6 +4,7 @@
 
 use super::alarm::Alarm;
 use super::api::{Caller, Init, Member, RemovedMember, RoomRoute, CALLER_HEADER};
+use super::bridge::BridgeLink;
 use super::bridge::{self, Handled};
 use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
@@ -83,20 +84,23 @@ impl DurableObject for SessionRoom {
     ) -> worker::Result<()> {
         let cx = self.cx(now_ms());
         match Hub::owner_of(&socket) {
-            Some(SocketOwner::Participant(participant)) => {
+            Some(SocketOwner::Participant(participant_id)) => {
                 let moved = sockets::on_frame(
                     &cx,
                     &self.rates,
                     &self.tokens,
                     &socket,
-                    participant,
+                    &participant_id,
                     message,
                 );
                 if moved {
                     self.kick(&cx).await;
+                } else {
+                    self.presence_alarm(&cx).await;
                 }
             }
-            Some(SocketOwner::Bridge(link)) => {
+            Some(SocketOwner::Bridge(sandbox_id)) => {
+                let link = BridgeLink { sandbox_id };
                 let WebSocketIncomingMessage::String(text) = message else {
                     crate::log::error("binary frame from a bridge ignored");
                     return Ok(());
@@ -126,7 +130,10 @@ impl DurableObject for SessionRoom {
         _reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        self.hub.socket_gone(&self.state, &socket);
+        let cx = self.cx(now_ms());
+        self.hub
+            .socket_gone(&self.state, &self.store, &socket, cx.now);
+        self.presence_alarm(&cx).await;
         Ok(())
     }
 
@@ -135,7 +142,10 @@ impl DurableObject for SessionRoom {
         socket: WebSocket,
         _error: worker::Error,
     ) -> worker::Result<()> {
-        self.hub.socket_gone(&self.state, &socket);
+        let cx = self.cx(now_ms());
+        self.hub
+            .socket_gone(&self.state, &self.store, &socket, cx.now);
+        self.presence_alarm(&cx).await;
         Ok(())
     }
 
@@ -182,7 +192,11 @@ impl SessionRoom {
                 self.kick(&cx).await;
                 respond::json(201, &answer)
             }
-            RoomRoute::Connect { since } => sockets::join(&cx, &caller(req)?, since),
+            RoomRoute::Connect { since } => {
+                let response = sockets::join(&cx, &caller(req)?, since)?;
+                self.presence_alarm(&cx).await;
+                Ok(response)
+            }
             RoomRoute::Describe => respond::json(200, &members::describe(&cx)?),
             RoomRoute::Prompt => {
                 let participant = members::ensure_participant(&cx, &caller(req)?)?;
@@ -257,6 +271,15 @@ impl SessionRoom {
             None => None,
         };
         Ok(json!({ "participant": participant.info(), "message_id": message_id }))
+    }
+
+    /// Presence changes held back go out at the alarm, if no later change sends them first.
+    async fn presence_alarm(&self, cx: &Ctx<'_>) {
+        if let Some(at) = self.hub.presence_due() {
+            if let Err(error) = self.alarm.no_later_than(cx, at).await {
+                crate::log::error(&format!("room could not set its alarm: {error:?}"));
+            }
+        }
     }
 
     /// After the queue changed: run the next prompt if a sandbox is free, and set the alarm

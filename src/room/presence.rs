@@ -89,6 +89,14 @@ impl Presence {
         })
     }
 
+    /// The user behind an online participant.
+    pub fn user_of(&self, participant_id: &str) -> Option<String> {
+        self.online
+            .as_ref()?
+            .get(participant_id)
+            .map(|p| p.user_id.clone())
+    }
+
     pub fn online(&self) -> Vec<ParticipantInfo> {
         self.online
             .iter()

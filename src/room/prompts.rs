@@ -9,7 +9,7 @@ use super::queue::{self, MessageStatus};
 use super::ratelimit::RateLimits;
 use super::store::{MessageRow, NewMessage, Participant};
 use crate::error::Result;
-use crate::ids::new_id;
+use crate::ids::new_sortable_id;
 use protocol::bridge::{GitAuthor, PromptContext, PromptJob, ToBridge};
 use protocol::event::{EventBody, MessageEvent, PromptStatus, SandboxState, Source};
 use protocol::frames::PromptInput;
@@ -64,7 +64,7 @@ pub fn submit(
         Ok(position) => position,
         Err(refusal) => return earlier()?.ok_or_else(|| refusal.into()),
     };
-    let message_id = new_id("msg")?;
+    let message_id = new_sortable_id("msg", cx.now)?;
     let source = input.source.unwrap_or(default_source);
     let seq = cx.store.last_seq()? + 1;
     let message = NewMessage {

@@ -9,7 +9,6 @@ use super::lifecycle::Coalescer;
 use super::members::ensure_participant;
 use super::prompts;
 use super::ratelimit::RateLimits;
-use super::store::Participant;
 use crate::error::Result;
 use crate::respond;
 use protocol::event::Source;
@@ -18,9 +17,9 @@ use protocol::{ApiError, CloseCode, ErrorCode};
 use std::cell::RefCell;
 use worker::{Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-/// Accepts a participant socket: `welcome`, then every event after `since`, then the full
-/// presence, then live events. Nothing awaits in between, so no event can slip between
-/// replay and live.
+/// Accepts a participant socket: `welcome` (with the full presence), then every event after
+/// `since`, then live events. Nothing awaits in between, so no event can slip between replay
+/// and live.
 pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>) -> Result<Response> {
     let session = cx.store.existing_session()?;
     if session.is_archived() {
@@ -30,21 +29,23 @@ pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>) -> Result<Response> {
     let participant = ensure_participant(cx, caller)?;
     let pair = WebSocketPair::new()?;
     let socket = pair.server;
-    cx.hub.accept(cx.state, &socket, &participant)?;
-    let online = cx.hub.online(cx.state);
-    let typing = cx.hub.typing_now(cx.state, cx.now);
+    cx.hub.accept(cx.state, cx.store, &socket, &participant)?;
+    let mut online = cx.hub.online(cx.state, cx.store)?;
+    if !online.iter().any(|p| p.id == participant.id) {
+        online.push(participant.info());
+    }
     let welcome = ServerFrame::Welcome {
         participant: participant.info(),
         session: serde_json::to_value(&session)?,
-        online: online.clone(),
-        typing: typing.clone(),
+        online,
+        typing: cx.hub.typing_now(cx.now),
         last_seq: cx.store.last_seq()?,
     };
     hub::send(&socket, &welcome.to_json());
     if let Some(since) = since {
         history::replay(cx, &socket, since)?;
     }
-    hub::send(&socket, &ServerFrame::Presence { online, typing }.to_json());
+    cx.hub.joined(cx.state, &participant, cx.now);
     Ok(Response::from_websocket(pair.client)?)
 }
 
@@ -54,7 +55,7 @@ pub fn on_frame(
     rates: &RefCell<RateLimits>,
     tokens: &RefCell<Coalescer>,
     socket: &WebSocket,
-    participant: Participant,
+    participant_id: &str,
     message: WebSocketIncomingMessage,
 ) -> bool {
     let refuse = |error: ApiError, client_request_id: Option<String>| {
@@ -73,6 +74,18 @@ pub fn on_frame(
             None,
         );
         return false;
+    };
+    let participant = match cx.store.participant(participant_id) {
+        Ok(Some(participant)) => participant,
+        Ok(None) => {
+            let internal = CloseCode::Internal;
+            hub::close(socket, internal, internal.default_reason());
+            return false;
+        }
+        Err(error) => {
+            refuse(error.into_api(), None);
+            return false;
+        }
     };
     if let Err(error) = rates.borrow_mut().frames.take(&participant.user_id, cx.now) {
         refuse(error, None);
@@ -108,10 +121,7 @@ pub fn on_frame(
                 },
             )
         }
-        ClientFrame::Typing => {
-            cx.hub.typing(cx.state, &participant, cx.now);
-            Ok(())
-        }
+        ClientFrame::Typing => cx.hub.typing(cx.state, cx.store, &participant, cx.now),
         ClientFrame::Cancel { message_id } => prompts::cancel(cx, &message_id),
         ClientFrame::Stop => prompts::stop(cx, tokens),
         ClientFrame::History { before_seq, limit } => {

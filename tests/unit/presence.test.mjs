@@ -96,3 +96,21 @@ test('the typing sentence', () => {
   assert.equal(typingSentence(['Bob', 'Carol']), 'Bob and Carol are typing…');
   assert.equal(typingSentence(['Bob', 'Carol', 'Dan']), 'Bob, Carol and Dan are typing…');
 });
+
+test('a presence_delta frame carries the changes of a batch, in order', () => {
+  const p = new Presence();
+  p.apply({ type: 'welcome', participant: alice, online: [alice], typing: [], last_seq: 0 }, 0);
+  p.apply({
+    type: 'presence_delta',
+    changes: [
+      { change: 'joined', participant: bob },
+      { change: 'joined', participant: carol },
+      { change: 'typing', participant: bob, expires_in_ms: 6000 },
+      { change: 'left', participant: carol },
+    ],
+  }, 100);
+  assert.deepEqual(seen(p, 200), { online: [['Alice', true, false], ['Bob', false, true]], typingText: 'Bob is typing…' });
+  // The joiner's own join in a batch changes nothing.
+  p.apply({ type: 'presence_delta', changes: [{ change: 'joined', participant: alice }] }, 300);
+  assert.equal(seen(p, 300).online.length, 2);
+});

@@ -378,6 +378,16 @@ pub enum PresenceChange {
     Idle,
 }
 
+/// One change of presence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PresenceDelta {
+    pub change: PresenceChange,
+    pub participant: ParticipantInfo,
+    /// For `typing`: how long to show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+}
+
 /// Frames the room sends that are not stored events. Only ever written, never read, by the
 /// coordinator, so history pages can carry the stored events' JSON as it is.
 #[derive(Debug, Serialize)]
@@ -391,17 +401,11 @@ pub enum ServerFrame {
         last_seq: u64,
     },
     Pong,
-    /// The full presence: sent once to a participant that joins.
-    Presence {
-        online: Vec<ParticipantInfo>,
-        typing: Vec<ParticipantInfo>,
-    },
-    /// One change of presence, sent to everyone else: joins cost O(1) per socket, not O(N).
+    /// Changes of presence since the last such frame, in order. A joiner gets the whole
+    /// picture in its `welcome`; everyone else gets these, so a burst of joins costs each
+    /// socket a frame per batch, not a full list per join.
     PresenceDelta {
-        change: PresenceChange,
-        participant: ParticipantInfo,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        expires_in_ms: Option<u64>,
+        changes: Vec<PresenceDelta>,
     },
     PromptAck {
         client_request_id: Option<String>,

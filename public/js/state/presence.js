@@ -1,11 +1,12 @@
 // Who is in the session and who is typing, without DOM or clock: every change takes the time it
 // happens at (`now`, in ms), so tests drive it with plain numbers.
 //
-// The room sends a joiner `welcome` (with `online`, and `typing` from servers that send deltas)
-// and a full `presence {online, typing}`; after that, `presence_delta` frames:
-//   {change: 'joined' | 'left' | 'typing' | 'idle', participant: {id, user_id, name}, expires_in_ms?}
-// `typing` shows for `expires_in_ms` (renewed by the next `typing`), `idle` ends it early. A full
-// `presence` may come at any time and replaces everything; older servers send only those.
+// The room sends a joiner `welcome` with the full picture (`online`, and `typing` from servers
+// that send deltas); after that, `presence_delta` frames carry the changes since the last one:
+//   {changes: [{change: 'joined' | 'left' | 'typing' | 'idle', participant: {id, user_id, name}, expires_in_ms?}]}
+// (a frame with one change and no list is taken as that change). `typing` shows for
+// `expires_in_ms` (renewed by the next `typing`), `idle` ends it early. A full `presence` frame
+// may come at any time and replaces everything; older servers send only those.
 
 /** How long "typing" shows when the frame does not say (the coordinator's own span). */
 export const TYPING_SHOWN_MS = 6_000;
@@ -45,7 +46,7 @@ export class Presence {
         this.replace(frame.online, frame.typing, now);
         return true;
       case 'presence_delta':
-        this.delta(frame, now);
+        for (const change of Array.isArray(frame.changes) ? frame.changes : [frame]) this.delta(change, now);
         return true;
       default:
         return false;

@@ -21,6 +21,7 @@ use crate::time::rfc3339;
 use protocol::api::Session;
 use serde::Deserialize;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use worker::{SqlStorage, SqlStorageValue as V};
 
 /// The key of the lifecycle record in `room_meta`.
@@ -43,6 +44,8 @@ pub struct Store {
     /// The session row and the number of waiting prompts, cached the same way.
     session: RefCell<Option<Session>>,
     waiting: Cell<Option<usize>>,
+    /// Participants by id, as read: every frame of a socket names its participant.
+    participants: RefCell<HashMap<String, Participant>>,
 }
 
 fn s(value: &str) -> V {
@@ -66,6 +69,7 @@ impl Store {
             live_sandbox_id: RefCell::new(None),
             session: RefCell::new(None),
             waiting: Cell::new(None),
+            participants: RefCell::new(HashMap::new()),
         }
     }
 
@@ -111,11 +115,6 @@ impl Store {
     fn run(&self, query: &str, bindings: Vec<V>) -> Result<()> {
         self.sql.exec(query, bindings)?;
         Ok(())
-    }
-
-    /// Runs a write and says how many rows it changed.
-    fn written(&self, query: &str, bindings: Vec<V>) -> Result<usize> {
-        Ok(self.sql.exec(query, bindings)?.rows_written())
     }
 
     /// Applies the pending schema steps, each recorded with the time it ran.
@@ -181,6 +180,7 @@ impl Store {
     }
 
     pub fn insert_participant(&self, participant: &Participant, now_ms: u64) -> Result<()> {
+        self.remember(participant);
         self.run(
             "INSERT INTO participants (id, user_id, name, email, joined_at) VALUES (?, ?, ?, ?, ?)",
             vec![
@@ -194,6 +194,7 @@ impl Store {
     }
 
     pub fn update_participant_name(&self, participant: &Participant) -> Result<()> {
+        self.remember(participant);
         self.run(
             "UPDATE participants SET name = ?, email = ? WHERE id = ?",
             vec![
@@ -204,11 +205,25 @@ impl Store {
         )
     }
 
+    /// A participant by id, from memory once read.
     pub fn participant(&self, id: &str) -> Result<Option<Participant>> {
-        self.first(
+        if let Some(participant) = self.participants.borrow().get(id) {
+            return Ok(Some(participant.clone()));
+        }
+        let participant: Option<Participant> = self.first(
             "SELECT id, user_id, name, email FROM participants WHERE id = ?",
             vec![s(id)],
-        )
+        )?;
+        if let Some(participant) = &participant {
+            self.remember(participant);
+        }
+        Ok(participant)
+    }
+
+    fn remember(&self, participant: &Participant) {
+        self.participants
+            .borrow_mut()
+            .insert(participant.id.clone(), participant.clone());
     }
 
     pub fn participants(&self) -> Result<Vec<Participant>> {

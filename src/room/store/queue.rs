@@ -22,14 +22,13 @@ impl Store {
     }
 
     /// Stores a new prompt under `seq`; false, and nothing stored, when its author already
-    /// sent a prompt with the same `client_request_id` (the unique index decides, so a new
-    /// prompt costs no lookup first).
+    /// sent a prompt with the same `client_request_id`. The unique index decides, so a new
+    /// prompt costs one plain INSERT and no lookup; only a repeat pays for the refusal.
     pub fn insert_message(&self, message: &NewMessage<'_>, seq: u64, now_ms: u64) -> Result<bool> {
-        let written = self.written(
+        let inserted = self.sql.exec(
             "INSERT INTO messages (id, seq, author_id, author_user_id, author_name, content, source, client_request_id,
                                    attachments, selection_ids, status, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)
-             ON CONFLICT (author_user_id, client_request_id) WHERE client_request_id IS NOT NULL DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
             vec![
                 s(message.id),
                 int(seq),
@@ -43,9 +42,17 @@ impl Store {
                 s(&serde_json::to_string(message.selection_ids)?),
                 s(&rfc3339(now_ms)),
             ],
-        )?;
-        if written == 0 {
-            return Ok(false);
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .to_string()
+                    .contains("UNIQUE constraint failed: messages.author_user_id") =>
+            {
+                return Ok(false)
+            }
+            Err(error) => return Err(error.into()),
         }
         if let Some(n) = self.waiting.get() {
             self.waiting.set(Some(n + 1));
