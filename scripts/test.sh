@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native Rust tests (wire types, validation, tokens, queue rules,
-# routing, the bridge and its agents), the Modal app's tests, then the integration tests
-# against the built wasm Worker in local workerd, with the real bridge and Chromium.
+# routing, the bridge and its agents), the Modal app's tests, a deploy dry run of the built Worker,
+# then the integration tests against it in local workerd, with the real bridge and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -22,6 +22,11 @@ node --test tests/unit/*.test.mjs
 
 echo "== build the release Worker once"
 bash scripts/build.sh
+
+echo "== wrangler deploy --dry-run: the built Worker bundles with wrangler.toml as a deploy takes them (offline)"
+dry_run=$(mktemp -d)
+wrangler deploy --dry-run --outdir "$dry_run/bundle" >"$dry_run/log" 2>&1 || { cat "$dry_run/log" >&2; exit 1; }
+rm -rf "$dry_run"
 
 echo "== integration tests (wrangler dev / workerd)"
 node --test --test-concurrency=2 --test-timeout=300000 tests/*.test.mjs
