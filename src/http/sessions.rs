@@ -35,7 +35,7 @@ fn require_owner(membership: &Membership) -> Result<()> {
     Ok(())
 }
 
-fn require_active(membership: &Membership) -> Result<()> {
+pub fn require_active(membership: &Membership) -> Result<()> {
     if membership.session.is_archived() {
         return Err(ApiError::new(ErrorCode::Conflict, "the session is archived").into());
     }
@@ -87,12 +87,16 @@ pub async fn create(
 ) -> Result<Response> {
     let input: CreateSession = parse_json(body)?;
     input.validate()?;
-    let repo = config.repo(&input.repo).ok_or_else(|| {
-        ApiError::invalid_field(format!(
-            "unknown repo {:?}; GET /v1/repos lists the configured ones",
-            input.repo
-        ))
-    })?;
+    let repos = crate::github::app::repos(config).await;
+    let repo = repos
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(&input.repo))
+        .ok_or_else(|| {
+            ApiError::invalid_field(format!(
+                "unknown repo {:?}; GET /v1/repos lists the configured ones",
+                input.repo
+            ))
+        })?;
     if !user.scopes.allows_repo(&repo.name) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -44,6 +44,30 @@ pub struct RemovedMember {
     pub user_id: String,
 }
 
+/// `PullRequestDraft`'s answer: what the Worker needs to open a pull request for the session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PullRequestDraft {
+    pub repo: String,
+    /// The session's base branch.
+    pub base: String,
+    pub title: String,
+    /// The session's branch as last pushed; `None` before the first push.
+    pub branch: Option<protocol::git::BranchData>,
+    /// The newest `pr` artifact's data, if any.
+    pub pull_request: Option<protocol::git::PullRequestData>,
+    pub first_prompt: Option<String>,
+    /// Who prompted, in the order they first did.
+    pub authors: Vec<String>,
+    /// Paths the agent edited.
+    pub files: Vec<String>,
+}
+
+/// `PullRequestOpened`: a pull request opened (or found open) for the session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PullRequestOpened {
+    pub pull_request: protocol::git::PullRequestData,
+}
+
 /// Every request the Worker makes of a room. Query values are already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomRoute {
@@ -85,6 +109,15 @@ pub enum RoomRoute {
     /// Body [`RemovedMember`].
     RemoveMember,
     Archive,
+    /// A sandbox's git credential helper; the sandbox's credentials travel in headers, the
+    /// body is a `protocol::git::CredentialRequest`.
+    GitCredentials,
+    /// What a pull request is opened from ([`PullRequestDraft`]).
+    PullRequestDraft,
+    /// Body [`PullRequestOpened`].
+    PullRequestOpened,
+    /// Body `github::webhook::PullRequestChange`.
+    PullRequestChanged,
 }
 
 impl RoomRoute {
@@ -97,10 +130,10 @@ impl RoomRoute {
             | EventStream { .. }
             | Messages { .. }
             | Artifacts { .. }
-            | Bridge => "GET",
-            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive => {
-                "POST"
-            }
+            | Bridge
+            | PullRequestDraft => "GET",
+            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive
+            | GitCredentials | PullRequestOpened | PullRequestChanged => "POST",
         }
     }
 
@@ -128,6 +161,10 @@ impl RoomRoute {
             AddMember => "/members".into(),
             RemoveMember => "/members/remove".into(),
             Archive => "/archive".into(),
+            GitCredentials => "/sandbox/git-credentials".into(),
+            PullRequestDraft => "/pull-request/draft".into(),
+            PullRequestOpened => "/pull-request".into(),
+            PullRequestChanged => "/pull-request/changed".into(),
         }
     }
 
@@ -165,6 +202,10 @@ impl RoomRoute {
             "/members" => AddMember,
             "/members/remove" => RemoveMember,
             "/archive" => Archive,
+            "/sandbox/git-credentials" => GitCredentials,
+            "/pull-request/draft" => PullRequestDraft,
+            "/pull-request" => PullRequestOpened,
+            "/pull-request/changed" => PullRequestChanged,
             _ => return None,
         };
         (route.method() == method).then_some(route)
@@ -256,21 +297,25 @@ mod client {
                 .await
         }
 
-        /// Forwards a bridge's WebSocket upgrade with its credentials; the room checks them.
-        pub async fn connect_bridge(
+        /// Forwards a sandbox's request (the bridge's WebSocket upgrade, or its git credential
+        /// helper's) with its credentials; the room checks them.
+        pub async fn as_sandbox(
             &self,
-            authorization: Option<String>,
-            sandbox_id: Option<String>,
+            route: RoomRoute,
+            req: &worker::Request,
+            body: Option<Vec<u8>>,
         ) -> Result<Response> {
             let headers = Headers::new();
-            headers.set("upgrade", "websocket")?;
-            if let Some(authorization) = authorization {
-                headers.set("authorization", &authorization)?;
+            for name in [
+                "upgrade",
+                "authorization",
+                protocol::bridge::SANDBOX_ID_HEADER,
+            ] {
+                if let Some(value) = req.headers().get(name)? {
+                    headers.set(name, &value)?;
+                }
             }
-            if let Some(sandbox_id) = sandbox_id {
-                headers.set(protocol::bridge::SANDBOX_ID_HEADER, &sandbox_id)?;
-            }
-            self.send(&RoomRoute::Bridge, headers, None).await
+            self.send(&route, headers, body).await
         }
     }
 }
@@ -307,6 +352,10 @@ mod tests {
             AddMember,
             RemoveMember,
             Archive,
+            GitCredentials,
+            PullRequestDraft,
+            PullRequestOpened,
+            PullRequestChanged,
         ];
         for route in routes {
             let path = route.path();

@@ -3,14 +3,16 @@
 //! handles it, and after anything that may move the queue, sets the alarm.
 
 use super::alarm::Alarm;
-use super::api::{Caller, Init, Member, RemovedMember, RoomRoute, CALLER_HEADER};
+use super::api::{
+    Caller, Init, Member, PullRequestOpened, RemovedMember, RoomRoute, CALLER_HEADER,
+};
 use super::bridge::{self, Handled};
 use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
 use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
 use super::store::Store;
-use super::{artifacts, history, members, prompts, sockets};
+use super::{artifacts, git, history, members, prompts, pulls, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
 use crate::respond;
@@ -234,6 +236,18 @@ impl SessionRoom {
                 members::archive(&cx, &self.tokens)?;
                 self.kick(&cx).await;
                 respond::json(200, &json!({ "archived": true }))
+            }
+            RoomRoute::GitCredentials => git::credentials(&cx, req).await,
+            RoomRoute::PullRequestDraft => respond::json(200, &pulls::draft(&cx)?),
+            RoomRoute::PullRequestOpened => {
+                let caller = caller(req)?;
+                let opened: PullRequestOpened = body(req).await?;
+                let artifact_id = pulls::opened(&cx, &caller, opened.pull_request)?;
+                respond::json(200, &json!({ "artifact_id": artifact_id }))
+            }
+            RoomRoute::PullRequestChanged => {
+                let updated = pulls::changed(&cx, body(req).await?)?;
+                respond::json(200, &json!({ "updated": updated }))
             }
         }
     }

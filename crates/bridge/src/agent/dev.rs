@@ -325,6 +325,7 @@ mod tests {
             },
             attachments: vec![],
             context: PromptContext::default(),
+            push_branch: None,
         }
     }
 

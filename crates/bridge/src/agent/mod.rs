@@ -309,6 +309,7 @@ mod tests {
             },
             attachments,
             context: PromptContext { selections },
+            push_branch: None,
         }
     }
 
