@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 pub const EXPIRY_MARGIN_MS: u64 = 5 * 60_000;
 
 /// What an installation token is for; each asks for no more than it needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Use {
     /// A sandbox's git: `contents: write` on the session's repository.
     Git,
@@ -87,7 +87,6 @@ mod io {
     use protocol::crypto::b64url;
     use protocol::{ApiError, ErrorCode};
     use std::cell::RefCell;
-    use std::collections::HashMap;
     use worker::Method;
 
     /// How long the installations' repository list is kept.
@@ -102,8 +101,9 @@ mod io {
 
     thread_local! {
         static JWT: RefCell<Option<Token>> = const { RefCell::new(None) };
-        static INSTALLATIONS: RefCell<HashMap<String, u64>> = RefCell::new(HashMap::new());
-        static TOKENS: RefCell<HashMap<(String, Use), Token>> = RefCell::new(HashMap::new());
+        // A few repositories per isolate: a list searched in order is smaller than a map.
+        static INSTALLATIONS: RefCell<Vec<(String, u64)>> = const { RefCell::new(Vec::new()) };
+        static TOKENS: RefCell<Vec<(String, Use, Token)>> = const { RefCell::new(Vec::new()) };
         static REPOS: RefCell<Option<(u64, Vec<Repo>)>> = const { RefCell::new(None) };
     }
 
@@ -149,7 +149,8 @@ mod io {
     /// `GET /repos/{owner}/{repo}/installation`, remembered per repository.
     async fn installation_id(gh: &GithubConfig, app: &AppSettings, repo: &str) -> Result<u64> {
         let key = repo.to_ascii_lowercase();
-        if let Some(id) = INSTALLATIONS.with_borrow(|m| m.get(&key).copied()) {
+        let known = INSTALLATIONS.with_borrow(|m| m.iter().find(|(r, _)| *r == key).map(|e| e.1));
+        if let Some(id) = known {
             return Ok(id);
         }
         let path = format!("/repos/{repo}/installation");
@@ -160,7 +161,7 @@ mod io {
         }
         let id = answer.json["id"].as_u64().filter(|_| answer.ok());
         let id = id.ok_or_else(|| answer.refusal("find the App's installation"))?;
-        INSTALLATIONS.with_borrow_mut(|m| m.insert(key, id));
+        INSTALLATIONS.with_borrow_mut(|m| m.push((key, id)));
         Ok(id)
     }
 
@@ -186,15 +187,22 @@ mod io {
     /// A token for `repo` and no other repository, with the permissions `purpose` needs.
     pub async fn installation_token(gh: &GithubConfig, repo: &str, purpose: Use) -> Result<Token> {
         let app = gh.app.as_ref().ok_or_else(not_configured)?;
-        let key = (repo.to_ascii_lowercase(), purpose);
+        let key = repo.to_ascii_lowercase();
         let now = now_ms();
-        let cached = TOKENS.with_borrow(|m| m.get(&key).cloned());
-        if let Some(token) = cached.filter(|t| fresh(t.expires_ms, now)) {
+        let cached = TOKENS.with_borrow(|m| {
+            m.iter()
+                .find(|(r, p, t)| *r == key && *p == purpose && fresh(t.expires_ms, now))
+                .map(|e| e.2.clone())
+        });
+        if let Some(token) = cached {
             return Ok(token);
         }
         let installation = installation_id(gh, app, repo).await?;
         let token = mint(gh, app, installation, &token_request(repo, purpose)).await?;
-        TOKENS.with_borrow_mut(|m| m.insert(key, token.clone()));
+        TOKENS.with_borrow_mut(|m| {
+            m.retain(|(r, p, _)| !(*r == key && *p == purpose));
+            m.push((key, purpose, token.clone()));
+        });
         Ok(token)
     }
 

@@ -2,8 +2,7 @@
 //! GitHub's pull request as the `pr` artifact's data, and the calls that find an open one for
 //! the session's branch or open a new one.
 
-use protocol::git::{OpenedBy, PullRequestData, PullRequestState};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// GitHub shows about this much of a title in lists.
 const TITLE_CHARS: usize = 72;
@@ -52,25 +51,33 @@ pub fn default_body(summary: &Summary) -> String {
     body
 }
 
-/// A pull request of GitHub's REST API as the `pr` artifact's data.
-pub fn pull_request_of(json: &Value, opened_by: OpenedBy) -> Option<PullRequestData> {
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    let state = match (json["state"].as_str()?, json["merged_at"].is_string()) {
-        (_, true) => PullRequestState::Merged,
-        ("open", _) => PullRequestState::Open,
-        _ => PullRequestState::Closed,
+/// A pull request of GitHub's REST API as the `pr` artifact's data
+/// (`protocol::git::PullRequestData`, built as JSON: the Worker never needs it as a struct).
+/// `opened_by` is `{user_id, name, github_login}`.
+pub fn pull_request_of(pr: &Value, opened_by: Value) -> Option<Value> {
+    let state = match (pr["state"].as_str()?, pr["merged_at"].is_string()) {
+        (_, true) => "merged",
+        ("open", _) => "open",
+        _ => "closed",
     };
-    Some(PullRequestData {
-        number: json["number"].as_u64()?,
-        url: text(&json["html_url"])?,
-        state,
-        head: text(&json["head"]["ref"])?,
-        base: text(&json["base"]["ref"])?,
-        opened_by,
-        head_commit: text(&json["head"]["sha"]),
-        merged_at: text(&json["merged_at"]),
-        closed_at: text(&json["closed_at"]),
-    })
+    let mut data = json!({
+        "number": pr["number"].as_u64()?,
+        "url": pr["html_url"].as_str()?,
+        "state": state,
+        "head": pr["head"]["ref"].as_str()?,
+        "base": pr["base"]["ref"].as_str()?,
+        "opened_by": opened_by,
+    });
+    for (field, value) in [
+        ("head_commit", &pr["head"]["sha"]),
+        ("merged_at", &pr["merged_at"]),
+        ("closed_at", &pr["closed_at"]),
+    ] {
+        if value.is_string() {
+            data[field] = value.clone();
+        }
+    }
+    Some(data)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -163,31 +170,34 @@ mod tests {
     }
 
     #[test]
-    fn github_pull_requests() {
-        let by = OpenedBy {
-            user_id: "usr_1".into(),
-            name: "Ada".into(),
-            github_login: Some("ada".into()),
-        };
+    fn github_pull_requests_are_the_protocol_s_shape() {
+        use protocol::git::{PullRequestData, PullRequestState};
+        let by = json!({"user_id": "usr_1", "name": "Ada", "github_login": "ada"});
         let open = json!({"number": 7, "html_url": "https://github.com/acme/demo/pull/7", "state": "open",
             "head": {"ref": "agent/ses_1", "sha": "abc"}, "base": {"ref": "main"}, "merged_at": null, "closed_at": null});
-        let pr = pull_request_of(&open, by.clone()).unwrap();
+        let data = pull_request_of(&open, by.clone()).unwrap();
+        let pr: PullRequestData = serde_json::from_value(data.clone()).unwrap();
         assert_eq!(
             (pr.number, pr.state, pr.head_commit.as_deref()),
             (7, PullRequestState::Open, Some("abc"))
         );
+        assert_eq!(pr.opened_by.github_login.as_deref(), Some("ada"));
+        assert_eq!(
+            serde_json::to_value(&pr).unwrap(),
+            data,
+            "nothing lost or added"
+        );
         let mut merged = open.clone();
         merged["state"] = json!("closed");
         merged["merged_at"] = json!("2026-01-01T00:00:00Z");
-        assert_eq!(
-            pull_request_of(&merged, by.clone()).unwrap().state,
-            PullRequestState::Merged
-        );
+        let state = |json: &Value| {
+            serde_json::from_value::<PullRequestData>(pull_request_of(json, by.clone()).unwrap())
+                .unwrap()
+                .state
+        };
+        assert_eq!(state(&merged), PullRequestState::Merged);
         merged["merged_at"] = Value::Null;
-        assert_eq!(
-            pull_request_of(&merged, by.clone()).unwrap().state,
-            PullRequestState::Closed
-        );
+        assert_eq!(state(&merged), PullRequestState::Closed);
         assert_eq!(pull_request_of(&json!({"number": 1}), by), None);
     }
 }

@@ -5,8 +5,7 @@
 
 use protocol::crypto::{hmac_sha256_verify, unhex};
 use protocol::git::PullRequestState;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Whether `header` (`sha256=<hex>`) is the body's HMAC under the webhook secret.
 pub fn signature_valid(secret: &str, body: &[u8], header: Option<&str>) -> bool {
@@ -17,18 +16,30 @@ pub fn signature_valid(secret: &str, body: &[u8], header: Option<&str>) -> bool 
 }
 
 /// A pull request of a session that changed: what the room updates its `pr` artifact with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PullRequestChange {
     pub session_id: String,
     pub repo: String,
     pub number: u64,
     pub state: PullRequestState,
-    #[serde(default)]
     pub head_commit: Option<String>,
-    #[serde(default)]
     pub merged_at: Option<String>,
-    #[serde(default)]
     pub closed_at: Option<String>,
+}
+
+impl PullRequestChange {
+    /// The body of the room's `PullRequestChanged` route: the fields of the `pr` artifact that
+    /// change, plus the repository and the number that identify it.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "repo": self.repo,
+            "number": self.number,
+            "state": self.state.as_str(),
+            "head_commit": self.head_commit,
+            "merged_at": self.merged_at,
+            "closed_at": self.closed_at,
+        })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

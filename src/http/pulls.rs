@@ -14,13 +14,12 @@ use crate::github::tokens;
 use crate::github::webhook::{self, Webhook};
 use crate::index::{Index, Membership};
 use crate::respond;
-use crate::room::api::{Caller, PullRequestDraft, PullRequestOpened, RoomClient, RoomRoute};
+use crate::room::api::{Caller, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
 use protocol::api::{CreatePullRequest, User};
 use protocol::frames::parse_json;
-use protocol::git::OpenedBy;
 use protocol::{ApiError, ErrorCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use worker::{Env, Request, Response, Url};
 
 /// GitHub, when it can open pull requests: sign-in (the user's own token), or the App with
@@ -55,11 +54,12 @@ pub async fn open(
     require_active(membership)?;
     let session_id = &membership.session.id;
     let room = RoomClient::open(env, session_id)?;
-    let draft: PullRequestDraft = serde_json::from_value(
-        room.call_json(RoomRoute::PullRequestDraft, &caller(user), None)
-            .await?,
-    )?;
-    let Some(branch) = &draft.branch else {
+    let draft = room
+        .call_json(RoomRoute::PullRequestDraft, &caller(user), None)
+        .await?;
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let repo = text(&draft["repo"]);
+    let Some(branch) = draft["branch"]["name"].as_str() else {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             "nothing has been pushed yet: a prompt that changes files pushes the session's branch first",
@@ -74,7 +74,8 @@ pub async fn open(
     let (token, github_login) = match user_token {
         Some(token) => (token, user.github_login.clone()),
         None if gh.pr_as_app_fallback && gh.app.is_some() => {
-            (app::installation_token(gh, &draft.repo, Use::PullRequest).await?.value, None)
+            let token = app::installation_token(gh, &repo, Use::PullRequest).await?;
+            (token.value, None)
         }
         None => {
             return Err(ApiError::new(
@@ -84,60 +85,61 @@ pub async fn open(
             .into())
         }
     };
-    let mut opened_by = OpenedBy {
-        user_id: user.id.clone(),
-        name: user.name.clone(),
-        github_login,
-    };
-    let existing = pulls::find_open(gh, &token, &draft.repo, &branch.name).await?;
-    let (json, created) = match existing {
-        Some(json) => (json, false),
+    let (found, created) = match pulls::find_open(gh, &token, &repo, branch).await? {
+        Some(found) => (found, false),
         None => {
+            let strings = |value: &Value| -> Vec<String> {
+                value.as_array().into_iter().flatten().map(text).collect()
+            };
+            let (authors, files) = (strings(&draft["authors"]), strings(&draft["files"]));
             let session_url = format!("{}/#/s/{session_id}", url.origin().ascii_serialization());
             let summary = Summary {
-                session_title: &draft.title,
-                first_prompt: draft.first_prompt.as_deref(),
-                authors: &draft.authors,
-                files: &draft.files,
-                files_changed: branch.files_changed,
+                session_title: draft["title"].as_str().unwrap_or_default(),
+                first_prompt: draft["first_prompt"].as_str(),
+                authors: &authors,
+                files: &files,
+                files_changed: draft["branch"]["files_changed"].as_u64().unwrap_or(0) as u32,
                 session_url: &session_url,
             };
             let fields = json!({
                 "title": input.title.unwrap_or_else(|| pulls::default_title(&summary)),
                 "body": input.body.unwrap_or_else(|| pulls::default_body(&summary)),
-                "head": branch.name,
-                "base": draft.base,
+                "head": branch,
+                "base": draft["base"],
                 "draft": input.draft.unwrap_or(false),
             });
-            let answer = pulls::create(gh, &token, &draft.repo, fields).await?;
-            match answer.status {
-                201 => (answer.json, true),
-                // Opened meanwhile (another request, or on GitHub): the open one is used.
-                422 => match pulls::find_open(gh, &token, &draft.repo, &branch.name).await? {
-                    Some(json) => (json, false),
-                    None => return Err(answer.refusal("open the pull request")),
-                },
+            let answer = pulls::create(gh, &token, &repo, fields).await?;
+            // 422: opened meanwhile (another request, or on GitHub); the open one is used.
+            let again = match answer.status {
+                201 => None,
+                422 => pulls::find_open(gh, &token, &repo, branch).await?,
                 _ => return Err(answer.refusal("open the pull request")),
+            };
+            match again {
+                None if answer.status == 201 => (answer.json, true),
+                Some(found) => (found, false),
+                None => return Err(answer.refusal("open the pull request")),
             }
         }
     };
     // A reused pull request keeps the name of whoever opened it.
-    if let Some(known) = draft
-        .pull_request
-        .filter(|pr| Some(pr.number) == json["number"].as_u64())
-    {
-        opened_by = known.opened_by;
-    }
-    let pull_request = pulls::pull_request_of(&json, opened_by)
+    let known = &draft["pull_request"];
+    let opened_by = match known["number"] == found["number"] {
+        true => known["opened_by"].clone(),
+        false => json!({"user_id": user.id, "name": user.name, "github_login": github_login}),
+    };
+    let pull_request = pulls::pull_request_of(&found, opened_by)
         .ok_or_else(|| Error::Runtime("GitHub's pull request lacks its fields".into()))?;
-    let opened = serde_json::to_vec(&PullRequestOpened {
-        pull_request: pull_request.clone(),
-    })?;
+    let body = json!({ "pull_request": pull_request });
     let stored = room
-        .call_json(RoomRoute::PullRequestOpened, &caller(user), Some(opened))
+        .call_json(
+            RoomRoute::PullRequestOpened,
+            &caller(user),
+            Some(serde_json::to_vec(&body)?),
+        )
         .await?;
     index
-        .record_pull_request(session_id, &draft.repo, &pull_request, &rfc3339(now_ms()))
+        .record_pull_request(session_id, &repo, &pull_request, &rfc3339(now_ms()))
         .await?;
     let status = if created { 201 } else { 200 };
     respond::json(
@@ -195,7 +197,7 @@ pub async fn webhook(
         return respond::json(200, &json!({ "duplicate": true }));
     }
     let room = RoomClient::open(env, &change.session_id)?;
-    let body = serde_json::to_vec(&change)?;
+    let body = serde_json::to_vec(&change.to_json())?;
     let updated = match room
         .call_json(RoomRoute::PullRequestChanged, &github_caller(), Some(body))
         .await

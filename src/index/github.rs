@@ -218,27 +218,28 @@ impl Index {
         .await
     }
 
-    /// A pull request opened (or found open) for a session.
+    /// A pull request opened (or found open) for a session; `pr` is a `pr` artifact's data.
     pub async fn record_pull_request(
         &self,
         session_id: &str,
         repo: &str,
-        pr: &protocol::git::PullRequestData,
+        pr: &serde_json::Value,
         now: &str,
     ) -> Result<()> {
+        let field = |name: &str| text(pr[name].as_str().unwrap_or_default());
         self.run(
             "INSERT INTO pull_requests (repo, number, session_id, url, state, head, base, opened_by, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(repo, number) DO UPDATE SET state = ?5",
             &[
                 text(&repo.to_ascii_lowercase()),
-                number(pr.number),
+                number(pr["number"].as_u64().unwrap_or(0)),
                 text(session_id),
-                text(&pr.url),
-                text(pr.state.as_str()),
-                text(&pr.head),
-                text(&pr.base),
-                text(&pr.opened_by.user_id),
+                field("url"),
+                field("state"),
+                field("head"),
+                field("base"),
+                text(pr["opened_by"]["user_id"].as_str().unwrap_or_default()),
                 text(now),
             ],
         )

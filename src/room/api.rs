@@ -44,30 +44,6 @@ pub struct RemovedMember {
     pub user_id: String,
 }
 
-/// `PullRequestDraft`'s answer: what the Worker needs to open a pull request for the session.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PullRequestDraft {
-    pub repo: String,
-    /// The session's base branch.
-    pub base: String,
-    pub title: String,
-    /// The session's branch as last pushed; `None` before the first push.
-    pub branch: Option<protocol::git::BranchData>,
-    /// The newest `pr` artifact's data, if any.
-    pub pull_request: Option<protocol::git::PullRequestData>,
-    pub first_prompt: Option<String>,
-    /// Who prompted, in the order they first did.
-    pub authors: Vec<String>,
-    /// Paths the agent edited.
-    pub files: Vec<String>,
-}
-
-/// `PullRequestOpened`: a pull request opened (or found open) for the session.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PullRequestOpened {
-    pub pull_request: protocol::git::PullRequestData,
-}
-
 /// Every request the Worker makes of a room. Query values are already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomRoute {
@@ -112,11 +88,12 @@ pub enum RoomRoute {
     /// A sandbox's git credential helper; the sandbox's credentials travel in headers, the
     /// body is a `protocol::git::CredentialRequest`.
     GitCredentials,
-    /// What a pull request is opened from ([`PullRequestDraft`]).
+    /// What a pull request is opened from: `{repo, base, title, branch?, pull_request?,
+    /// first_prompt?, authors[], files[]}` (`room::pulls::draft`).
     PullRequestDraft,
-    /// Body [`PullRequestOpened`].
+    /// Body `{pull_request}`: a `pr` artifact's data.
     PullRequestOpened,
-    /// Body `github::webhook::PullRequestChange`.
+    /// Body: `github::webhook::PullRequestChange::to_json`.
     PullRequestChanged,
 }
 

@@ -236,13 +236,12 @@ fn apply(
             ..
         } => {
             flush_tokens(cx, tokens)?;
-            let pushed = protocol::git::BranchData {
-                name: branch,
+            let pushed = super::git::Pushed {
+                branch,
                 commit,
                 files_changed,
                 additions,
                 deletions,
-                url: None,
             };
             super::git::pushed(cx, &message_id, pushed)
         }

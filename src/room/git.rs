@@ -12,10 +12,10 @@ use crate::respond;
 use crate::time::rfc3339;
 use protocol::frames::parse_json;
 use protocol::git::{
-    session_branch, sign_local_token, BranchData, Credential, CredentialRequest, PullRequestData,
-    PullRequestState, TOKEN_USERNAME,
+    session_branch, sign_local_token, Credential, CredentialRequest, TOKEN_USERNAME,
 };
 use protocol::{ApiError, ErrorCode};
+use serde_json::json;
 use worker::{Request, Response};
 
 /// A local git host token lasts this long; the helper asks again after.
@@ -81,20 +81,36 @@ pub async fn credentials(cx: &Ctx<'_>, req: &mut Request) -> Result<Response> {
     respond::json(200, &credential)
 }
 
-/// The bridge pushed the session's branch: the `branch` artifact is created or updated, and an
-/// open pull request shows the new head commit.
-pub fn pushed(cx: &Ctx, message_id: &str, mut branch: BranchData) -> Result<()> {
+/// What the bridge reports of a push.
+pub struct Pushed {
+    pub branch: String,
+    pub commit: String,
+    pub files_changed: u32,
+    pub additions: u32,
+    pub deletions: u32,
+}
+
+/// The bridge pushed the session's branch: the `branch` artifact (`protocol::git::BranchData`)
+/// is created or updated, and an open pull request shows the new head commit.
+pub fn pushed(cx: &Ctx, message_id: &str, pushed: Pushed) -> Result<()> {
     let session = cx.store.existing_session()?;
     let gh = cx.config.github.as_ref();
     let expected = gh.map(|g| session_branch(&g.branch_prefix, &session.id));
-    if expected.as_deref() != Some(branch.name.as_str()) {
+    if expected.as_deref() != Some(pushed.branch.as_str()) {
         return Err(
             ApiError::invalid_field("pushed names a branch this session did not ask for").into(),
         );
     }
-    branch.url = gh.and_then(|g| g.branch_url(&session.repo, &branch.name));
-    let commit = branch.commit.clone();
-    let data = serde_json::to_value(&branch)?;
+    let mut data = json!({
+        "name": pushed.branch,
+        "commit": pushed.commit,
+        "files_changed": pushed.files_changed,
+        "additions": pushed.additions,
+        "deletions": pushed.deletions,
+    });
+    if let Some(url) = gh.and_then(|g| g.branch_url(&session.repo, &pushed.branch)) {
+        data["url"] = url.into();
+    }
     match cx.store.latest_artifact("branch")? {
         Some(row) => artifacts::update(cx, &row, data).map(drop)?,
         None => {
@@ -105,15 +121,12 @@ pub fn pushed(cx: &Ctx, message_id: &str, mut branch: BranchData) -> Result<()> 
             artifacts::add(cx, "branch", author.as_ref(), Some(message_id), data).map(drop)?
         }
     }
-    let Some(row) = cx.store.latest_artifact("pr")? else {
-        return Ok(());
-    };
-    let Ok(mut pr) = serde_json::from_value::<PullRequestData>(row.data()) else {
-        return Ok(());
-    };
-    if pr.state == PullRequestState::Open {
-        pr.head_commit = Some(commit);
-        artifacts::update(cx, &row, serde_json::to_value(&pr)?)?;
+    if let Some(row) = cx.store.latest_artifact("pr")? {
+        let mut pr = row.data();
+        if pr["state"] == "open" {
+            pr["head_commit"] = pushed.commit.into();
+            artifacts::update(cx, &row, pr)?;
+        }
     }
     Ok(())
 }

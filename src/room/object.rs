@@ -3,9 +3,7 @@
 //! handles it, and after anything that may move the queue, sets the alarm.
 
 use super::alarm::Alarm;
-use super::api::{
-    Caller, Init, Member, PullRequestOpened, RemovedMember, RoomRoute, CALLER_HEADER,
-};
+use super::api::{Caller, Init, Member, RemovedMember, RoomRoute, CALLER_HEADER};
 use super::bridge::{self, Handled};
 use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
@@ -241,12 +239,11 @@ impl SessionRoom {
             RoomRoute::PullRequestDraft => respond::json(200, &pulls::draft(&cx)?),
             RoomRoute::PullRequestOpened => {
                 let caller = caller(req)?;
-                let opened: PullRequestOpened = body(req).await?;
-                let artifact_id = pulls::opened(&cx, &caller, opened.pull_request)?;
+                let artifact_id = pulls::opened(&cx, &caller, &body(req).await?)?;
                 respond::json(200, &json!({ "artifact_id": artifact_id }))
             }
             RoomRoute::PullRequestChanged => {
-                let updated = pulls::changed(&cx, body(req).await?)?;
+                let updated = pulls::changed(&cx, &body(req).await?)?;
                 respond::json(200, &json!({ "updated": updated }))
             }
         }
