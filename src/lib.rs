@@ -10,7 +10,7 @@
 //! - [`github`]: the GitHub App (JWT, installation tokens), sign-in, pull requests, webhooks.
 //! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
-//! - [`error`], [`ids`], [`time`], [`log`]: small shared pieces.
+//! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
 //!
 //! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
 //! (routing, queue rules, rate limits, configuration, time formatting) are tested natively.
@@ -30,6 +30,7 @@ pub mod provider;
 pub mod respond;
 pub mod room;
 pub mod time;
+pub mod url;
 
 #[cfg(target_arch = "wasm32")]
 pub use room::SessionRoom;

@@ -7,9 +7,8 @@ use serde_json::{json, Value};
 /// GitHub shows about this much of a title in lists.
 const TITLE_CHARS: usize = 72;
 
-/// What the session says about the work, for a title and body nobody wrote.
+/// What the session says about the work, for a body nobody wrote.
 pub struct Summary<'a> {
-    pub session_title: &'a str,
     pub first_prompt: Option<&'a str>,
     pub authors: &'a [String],
     pub files: &'a [String],
@@ -18,11 +17,10 @@ pub struct Summary<'a> {
 }
 
 /// The first prompt's first line, cut to 72 characters; the session's title without one.
-pub fn default_title(summary: &Summary) -> String {
-    let line = summary
-        .first_prompt
+pub fn default_title(session_title: &str, first_prompt: Option<&str>) -> String {
+    let line = first_prompt
         .and_then(|p| p.lines().map(str::trim).find(|l| !l.is_empty()))
-        .unwrap_or(summary.session_title);
+        .unwrap_or(session_title);
     let mut title: String = line.chars().take(TITLE_CHARS).collect();
     if line.chars().count() > TITLE_CHARS {
         title.pop();
@@ -136,7 +134,6 @@ mod tests {
         files: &'a [String],
     ) -> Summary<'a> {
         Summary {
-            session_title: "acme/demo",
             first_prompt: prompt,
             authors,
             files,
@@ -147,13 +144,14 @@ mod tests {
 
     #[test]
     fn titles() {
+        let title = |prompt| default_title("acme/demo", prompt);
         assert_eq!(
-            default_title(&summary(Some("\n  write hello.txt: hi\nmore"), &[], &[])),
+            title(Some("\n  write hello.txt: hi\nmore")),
             "write hello.txt: hi"
         );
-        assert_eq!(default_title(&summary(None, &[], &[])), "acme/demo");
+        assert_eq!(title(None), "acme/demo");
         let long = "x".repeat(100);
-        let title = default_title(&summary(Some(&long), &[], &[]));
+        let title = title(Some(&long));
         assert_eq!(title.chars().count(), 72);
         assert!(title.ends_with('…'));
     }

@@ -49,13 +49,13 @@ async fn cookie_user(req: &Request, index: &Index, config: &Config, value: &str)
     let user_id = open_session(&key, value, crate::time::now_ms())
         .filter(|_| config.token_secret.is_some())
         .ok_or_else(|| unauthorized("the sign-in has expired; sign in again"))?;
-    let own_origin = req.url()?.origin().ascii_serialization();
+    let url = crate::url::of(req);
     let origin = req.headers().get("origin")?;
     if !may_act(
         config,
         req.method().as_ref(),
         origin.as_deref(),
-        &own_origin,
+        url.origin(),
     ) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,

@@ -51,10 +51,10 @@ mod serve {
     }
 
     async fn dispatch(req: &mut Request, env: &Env) -> Result<Response> {
-        let url = req.url()?;
+        let url = crate::url::of(req);
         let endpoint = resolve(req.method().as_ref(), url.path())?;
         let config = config(env)?;
-        let query_string = url.query().unwrap_or("").to_owned();
+        let query_string = url.query().to_owned();
         if endpoint == Endpoint::Health {
             let provider = &config.provider;
             let mut health = json!({"status": "healthy", "env": config.env, "version": env!("CARGO_PKG_VERSION"), "provider": provider.kind.as_str()});

@@ -9,18 +9,18 @@ use crate::config::github::GithubConfig;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::github::app::{self, Use};
-use crate::github::pulls::{self, Summary};
 use crate::github::tokens;
 use crate::github::webhook::{self, Webhook};
 use crate::index::{Index, Membership};
 use crate::respond;
 use crate::room::api::{Caller, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
+use crate::url::RequestUrl;
 use protocol::api::{CreatePullRequest, User};
 use protocol::frames::parse_json;
 use protocol::{ApiError, ErrorCode};
-use serde_json::{json, Value};
-use worker::{Env, Request, Response, Url};
+use serde_json::json;
+use worker::{Env, Request, Response};
 
 /// GitHub, when it can open pull requests: sign-in (the user's own token), or the App with
 /// the fallback allowed; never the local git host of `npm run dev`.
@@ -43,7 +43,7 @@ pub async fn open(
     env: &Env,
     index: &Index,
     config: &Config,
-    url: &Url,
+    url: &RequestUrl,
     membership: &Membership,
     user: &User,
     body: &[u8],
@@ -52,20 +52,7 @@ pub async fn open(
     let input: CreatePullRequest = parse_json(body)?;
     input.validate()?;
     require_active(membership)?;
-    let session_id = &membership.session.id;
-    let room = RoomClient::open(env, session_id)?;
-    let draft = room
-        .call_json(RoomRoute::PullRequestDraft, &caller(user), None)
-        .await?;
-    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-    let repo = text(&draft["repo"]);
-    let Some(branch) = draft["branch"]["name"].as_str() else {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "nothing has been pushed yet: a prompt that changes files pushes the session's branch first",
-        )
-        .into());
-    };
+    let session = &membership.session;
     // The acting user's own token; the App's only when allowed and the user has none.
     let user_token = match gh.sign_in {
         Some(_) => tokens::usable(index, gh, &user.id).await?,
@@ -74,7 +61,7 @@ pub async fn open(
     let (token, github_login) = match user_token {
         Some(token) => (token, user.github_login.clone()),
         None if gh.pr_as_app_fallback && gh.app.is_some() => {
-            let token = app::installation_token(gh, &repo, Use::PullRequest).await?;
+            let token = app::installation_token(gh, &session.repo, Use::PullRequest).await?;
             (token.value, None)
         }
         None => {
@@ -85,66 +72,29 @@ pub async fn open(
             .into())
         }
     };
-    let (found, created) = match pulls::find_open(gh, &token, &repo, branch).await? {
-        Some(found) => (found, false),
-        None => {
-            let strings = |value: &Value| -> Vec<String> {
-                value.as_array().into_iter().flatten().map(text).collect()
-            };
-            let (authors, files) = (strings(&draft["authors"]), strings(&draft["files"]));
-            let session_url = format!("{}/#/s/{session_id}", url.origin().ascii_serialization());
-            let summary = Summary {
-                session_title: draft["title"].as_str().unwrap_or_default(),
-                first_prompt: draft["first_prompt"].as_str(),
-                authors: &authors,
-                files: &files,
-                files_changed: draft["branch"]["files_changed"].as_u64().unwrap_or(0) as u32,
-                session_url: &session_url,
-            };
-            let fields = json!({
-                "title": input.title.unwrap_or_else(|| pulls::default_title(&summary)),
-                "body": input.body.unwrap_or_else(|| pulls::default_body(&summary)),
-                "head": branch,
-                "base": draft["base"],
-                "draft": input.draft.unwrap_or(false),
-            });
-            let answer = pulls::create(gh, &token, &repo, fields).await?;
-            // 422: opened meanwhile (another request, or on GitHub); the open one is used.
-            let again = match answer.status {
-                201 => None,
-                422 => pulls::find_open(gh, &token, &repo, branch).await?,
-                _ => return Err(answer.refusal("open the pull request")),
-            };
-            match again {
-                None if answer.status == 201 => (answer.json, true),
-                Some(found) => (found, false),
-                None => return Err(answer.refusal("open the pull request")),
-            }
-        }
-    };
-    // A reused pull request keeps the name of whoever opened it.
-    let known = &draft["pull_request"];
-    let opened_by = match known["number"] == found["number"] {
-        true => known["opened_by"].clone(),
-        false => json!({"user_id": user.id, "name": user.name, "github_login": github_login}),
-    };
-    let pull_request = pulls::pull_request_of(&found, opened_by)
-        .ok_or_else(|| Error::Runtime("GitHub's pull request lacks its fields".into()))?;
-    let body = json!({ "pull_request": pull_request });
-    let stored = room
+    let request = json!({
+        "token": token,
+        "github_login": github_login,
+        "title": input.title,
+        "body": input.body,
+        "draft": input.draft,
+        "origin": url.origin(),
+    });
+    let opened = RoomClient::open(env, &session.id)?
         .call_json(
-            RoomRoute::PullRequestOpened,
+            RoomRoute::PullRequest,
             &caller(user),
-            Some(serde_json::to_vec(&body)?),
+            Some(serde_json::to_vec(&request)?),
         )
         .await?;
+    let pull_request = &opened["pull_request"];
     index
-        .record_pull_request(session_id, &repo, &pull_request, &rfc3339(now_ms()))
+        .record_pull_request(&session.id, &session.repo, pull_request, &rfc3339(now_ms()))
         .await?;
-    let status = if created { 201 } else { 200 };
+    let status = if opened["created"] == true { 201 } else { 200 };
     respond::json(
         status,
-        &json!({ "pull_request": pull_request, "artifact_id": stored["artifact_id"] }),
+        &json!({ "pull_request": pull_request, "artifact_id": opened["artifact_id"] }),
     )
 }
 

@@ -13,11 +13,12 @@ use crate::ids::{new_id, new_secret_token};
 use crate::index::Index;
 use crate::respond;
 use crate::time::{now_ms, rfc3339};
+use crate::url::RequestUrl;
 use protocol::api::User;
 use protocol::crypto::constant_time_eq;
 use protocol::{ApiError, ErrorCode};
 use serde_json::json;
-use worker::{Request, Response, Url};
+use worker::{Request, Response};
 
 const LOGIN_PATH: &str = "/v1/auth/github";
 
@@ -38,23 +39,18 @@ fn sign_in(config: &Config) -> Result<(&GithubConfig, &SignIn, &str)> {
     }
 }
 
-fn redirect_uri(url: &Url) -> String {
-    format!(
-        "{}{LOGIN_PATH}/callback",
-        url.origin().ascii_serialization()
-    )
+fn redirect_uri(url: &RequestUrl) -> String {
+    format!("{}{LOGIN_PATH}/callback", url.origin())
 }
 
 /// `GET /v1/auth/github/login?return_to=`: to GitHub's authorize page, with the state and the
 /// PKCE verifier in a signed cookie only the callback reads.
-pub fn login(config: &Config, url: &Url) -> Result<Response> {
+pub fn login(config: &Config, url: &RequestUrl) -> Result<Response> {
     let (gh, sign_in, secret) = sign_in(config)?;
     let login = LoginState {
         state: new_secret_token()?,
         verifier: new_secret_token()?,
-        return_to: oauth::return_to(
-            query::param(url.query().unwrap_or(""), "return_to").as_deref(),
-        ),
+        return_to: oauth::return_to(query::param(url.query(), "return_to").as_deref()),
         expires_ms: now_ms() + LOGIN_TTL_MS,
     };
     let cookie = set_cookie(
@@ -74,7 +70,7 @@ struct Refused(&'static str, String);
 /// user read and admitted, created or linked, their token stored, the session cookie set.
 pub async fn callback(index: &Index, config: &Config, req: &Request) -> Result<Response> {
     let (gh, sign_in, secret) = sign_in(config)?;
-    let url = req.url()?;
+    let url = crate::url::of(req);
     let clear_login = set_cookie(LOGIN_COOKIE, "", LOGIN_PATH, 0);
     match finish(index, gh, sign_in, secret, req, &url).await? {
         Ok((user, return_to)) => {
@@ -96,9 +92,9 @@ async fn finish(
     sign_in: &SignIn,
     secret: &str,
     req: &Request,
-    url: &Url,
+    url: &RequestUrl,
 ) -> Result<Result<(User, String), Refused>> {
-    let q = url.query().unwrap_or("");
+    let q = url.query();
     if let Some(error) = query::param(q, "error") {
         let reason = format!("GitHub did not authorize the sign-in ({error})");
         return Ok(Err(Refused("denied", reason)));

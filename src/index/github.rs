@@ -135,7 +135,7 @@ impl Index {
         let changed = self
             .changes(
                 "UPDATE github_tokens SET refreshing_until = ? WHERE user_id = ? AND version = ?
-                 AND (refreshing_until IS NULL OR refreshing_until < ?)",
+                 AND (refreshing_until IS NULL OR refreshing_until < ?) RETURNING version",
                 &[
                     number(until_ms),
                     text(user_id),
@@ -162,7 +162,7 @@ impl Index {
                 "UPDATE github_tokens SET key_id = ?2, access_nonce = ?3, access_ciphertext = ?4,
                     access_expires_at = ?5, refresh_nonce = ?6, refresh_ciphertext = ?7,
                     refresh_expires_at = ?8, version = version + 1, refreshing_until = NULL, updated_at = ?9
-                 WHERE user_id = ?1 AND version = ?10",
+                 WHERE user_id = ?1 AND version = ?10 RETURNING version",
                 &values,
             )
             .await?;
@@ -202,7 +202,7 @@ impl Index {
         .await?;
         let changed = self
             .changes(
-                "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, event, received_at) VALUES (?, ?, ?) RETURNING delivery_id",
                 &[text(delivery_id), text(event), number(now_ms)],
             )
             .await?;

@@ -127,15 +127,16 @@ impl Index {
     }
 
     async fn run(&self, sql: &str, values: &[JsValue]) -> Result<()> {
-        self.changes(sql, values).await.map(drop)
+        let result = self.statement(sql, values)?.run().await?;
+        match result.error() {
+            Some(error) => Err(Error::Runtime(format!("d1: {error}"))),
+            None => Ok(()),
+        }
     }
 
-    /// Runs a write and says how many rows it changed.
+    /// Runs a write ending in `RETURNING …` and says how many rows it changed (one row comes
+    /// back for each), without decoding them.
     async fn changes(&self, sql: &str, values: &[JsValue]) -> Result<usize> {
-        let result = self.statement(sql, values)?.run().await?;
-        if let Some(error) = result.error() {
-            return Err(Error::Runtime(format!("d1: {error}")));
-        }
-        Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0))
+        Ok(self.statement(sql, values)?.raw_js_value().await?.len())
     }
 }

@@ -88,11 +88,9 @@ pub enum RoomRoute {
     /// A sandbox's git credential helper; the sandbox's credentials travel in headers, the
     /// body is a `protocol::git::CredentialRequest`.
     GitCredentials,
-    /// What a pull request is opened from: `{repo, base, title, branch?, pull_request?,
-    /// first_prompt?, authors[], files[]}` (`room::pulls::draft`).
-    PullRequestDraft,
-    /// Body `{pull_request}`: a `pr` artifact's data.
-    PullRequestOpened,
+    /// Body `{token, github_login, title?, body?, draft?, origin}`: the room opens (or finds)
+    /// the session's pull request with that token and keeps it as the `pr` artifact.
+    PullRequest,
     /// Body: `github::webhook::PullRequestChange::to_json`.
     PullRequestChanged,
 }
@@ -107,10 +105,9 @@ impl RoomRoute {
             | EventStream { .. }
             | Messages { .. }
             | Artifacts { .. }
-            | Bridge
-            | PullRequestDraft => "GET",
+            | Bridge => "GET",
             Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive
-            | GitCredentials | PullRequestOpened | PullRequestChanged => "POST",
+            | GitCredentials | PullRequest | PullRequestChanged => "POST",
         }
     }
 
@@ -139,8 +136,7 @@ impl RoomRoute {
             RemoveMember => "/members/remove".into(),
             Archive => "/archive".into(),
             GitCredentials => "/sandbox/git-credentials".into(),
-            PullRequestDraft => "/pull-request/draft".into(),
-            PullRequestOpened => "/pull-request".into(),
+            PullRequest => "/pull-request".into(),
             PullRequestChanged => "/pull-request/changed".into(),
         }
     }
@@ -180,8 +176,7 @@ impl RoomRoute {
             "/members/remove" => RemoveMember,
             "/archive" => Archive,
             "/sandbox/git-credentials" => GitCredentials,
-            "/pull-request/draft" => PullRequestDraft,
-            "/pull-request" => PullRequestOpened,
+            "/pull-request" => PullRequest,
             "/pull-request/changed" => PullRequestChanged,
             _ => return None,
         };
@@ -330,8 +325,7 @@ mod tests {
             RemoveMember,
             Archive,
             GitCredentials,
-            PullRequestDraft,
-            PullRequestOpened,
+            PullRequest,
             PullRequestChanged,
         ];
         for route in routes {

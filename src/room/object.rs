@@ -171,8 +171,8 @@ impl SessionRoom {
     }
 
     async fn serve(&self, req: &mut Request) -> Result<Response> {
-        let url = req.url()?;
-        let route = RoomRoute::parse(req.method().as_ref(), url.path(), url.query().unwrap_or(""))
+        let url = crate::url::of(req);
+        let route = RoomRoute::parse(req.method().as_ref(), url.path(), url.query())
             .ok_or_else(|| ApiError::not_found("room endpoint"))?;
         let cx = self.cx(now_ms());
         match route {
@@ -236,11 +236,10 @@ impl SessionRoom {
                 respond::json(200, &json!({ "archived": true }))
             }
             RoomRoute::GitCredentials => git::credentials(&cx, req).await,
-            RoomRoute::PullRequestDraft => respond::json(200, &pulls::draft(&cx)?),
-            RoomRoute::PullRequestOpened => {
+            RoomRoute::PullRequest => {
                 let caller = caller(req)?;
-                let artifact_id = pulls::opened(&cx, &caller, &body(req).await?)?;
-                respond::json(200, &json!({ "artifact_id": artifact_id }))
+                let opened = pulls::open(&cx, &caller, &body(req).await?).await?;
+                respond::json(200, &opened)
             }
             RoomRoute::PullRequestChanged => {
                 let updated = pulls::changed(&cx, &body(req).await?)?;

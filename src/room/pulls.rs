@@ -1,49 +1,97 @@
-//! The session's pull request: what the Worker opens it from (the branch as last pushed, the
-//! prompts, their authors, the files edited), the `pr` artifact once it is open, and the
-//! artifact's updates when GitHub says it was merged, closed, reopened or pushed to. The
-//! artifact's data is `protocol::git::PullRequestData`, handled here as JSON.
+//! The session's pull request: opened (or found open) on GitHub from the session's branch
+//! with the token the Worker hands over for this one request (the acting user's, or the App's),
+//! kept as the `pr` artifact, and updated when GitHub says it was merged, closed, reopened or
+//! pushed to. The artifact's data is `protocol::git::PullRequestData`, handled here as JSON.
 
 use super::api::Caller;
 use super::artifacts;
 use super::context::Ctx;
 use super::members::ensure_participant;
-use crate::error::Result;
-use serde_json::{json, Value};
+use crate::error::{Error, Result};
+use crate::github::pulls::{self, Summary};
 
-pub fn draft(cx: &Ctx) -> Result<Value> {
-    let session = cx.store.existing_session()?;
-    let data = |kind: &str| -> Result<Value> {
-        Ok(cx
-            .store
-            .latest_artifact(kind)?
-            .map_or(Value::Null, |row| row.data()))
-    };
+fn first_prompt(cx: &Ctx) -> Result<Option<String>> {
     let (first, _) = cx.store.messages(0, 1)?;
-    Ok(json!({
-        "repo": session.repo,
-        "base": session.branch,
-        "title": session.title,
-        "branch": data("branch")?,
-        "pull_request": data("pr")?,
-        "first_prompt": first.into_iter().next().map(|m| m.content),
-        "authors": cx.store.prompt_authors()?,
-        "files": cx.store.edited_paths()?,
-    }))
+    Ok(first.into_iter().next().map(|m| m.content))
 }
 
-/// A pull request opened (or found open) by `caller`: a new `pr` artifact, or the one with its
-/// number updated. Returns the artifact's id.
-pub fn opened(cx: &Ctx, caller: &Caller, body: &Value) -> Result<String> {
-    let data = body["pull_request"].clone();
-    let number = data["number"]
-        .as_u64()
-        .ok_or_else(|| protocol::ApiError::invalid_field("pull_request.number is missing"))?;
-    if let Some(row) = cx.store.pull_request_artifact(number)? {
-        artifacts::update(cx, &row, data)?;
-        return Ok(row.id);
-    }
-    let participant = ensure_participant(cx, caller)?;
-    artifacts::add(cx, "pr", Some(&participant), None, data)
+/// The first prompt, who prompted, the files changed and a link back to the session.
+fn default_body(cx: &Ctx, session_id: &str, branch: &Value, input: &Value) -> Result<String> {
+    let origin = input["origin"].as_str().unwrap_or_default();
+    Ok(pulls::default_body(&Summary {
+        first_prompt: first_prompt(cx)?.as_deref(),
+        authors: &cx.store.prompt_authors()?,
+        files: &cx.store.edited_paths()?,
+        files_changed: branch["files_changed"].as_u64().unwrap_or(0) as u32,
+        session_url: &format!("{origin}/#/s/{session_id}"),
+    }))
+}
+use protocol::{ApiError, ErrorCode};
+use serde_json::{json, Value};
+
+/// `POST /v1/sessions/:id/pull-request`, from the Worker with `{token, github_login, title?,
+/// body?, draft?, origin}`: `{pull_request, artifact_id, created}`.
+pub async fn open(cx: &Ctx<'_>, caller: &Caller, input: &Value) -> Result<Value> {
+    let session = cx.store.existing_session()?;
+    let branch = cx.store.latest_artifact("branch")?.map(|row| row.data());
+    let (Some(gh), Some(branch)) = (&cx.config.github, branch) else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "nothing has been pushed yet: a prompt that changes files pushes the session's branch first",
+        )
+        .into());
+    };
+    let token = input["token"].as_str().unwrap_or_default();
+    let head = branch["name"].as_str().unwrap_or_default();
+    let repo = &session.repo;
+    let fields = json!({
+        "title": match input["title"].as_str() {
+            Some(given) => given.to_owned(),
+            None => pulls::default_title(&session.title, first_prompt(cx)?.as_deref()),
+        },
+        "body": match input["body"].as_str() {
+            Some(given) => given.to_owned(),
+            None => default_body(cx, &session.id, &branch, input)?,
+        },
+        "head": head,
+        "base": session.branch,
+        "draft": input["draft"].as_bool().unwrap_or(false),
+    });
+    // An open pull request for the branch is reused: GitHub says 422 and it is looked up.
+    let answer = pulls::create(gh, token, repo, fields).await?;
+    let (found, created) = match answer.status {
+        201 => (answer.json, true),
+        422 => match pulls::find_open(gh, token, repo, head).await? {
+            Some(found) => (found, false),
+            None => return Err(answer.refusal("open the pull request")),
+        },
+        _ => return Err(answer.refusal("open the pull request")),
+    };
+    let cx = &cx.at(crate::time::now_ms());
+    let number = found["number"].as_u64().unwrap_or(0);
+    let existing = cx.store.pull_request_artifact(number)?;
+    // A reused pull request keeps the name of whoever opened it.
+    let opened_by = match &existing {
+        Some(row) => row.data()["opened_by"].clone(),
+        None => json!({
+            "user_id": caller.user_id,
+            "name": caller.name,
+            "github_login": input["github_login"],
+        }),
+    };
+    let data = pulls::pull_request_of(&found, opened_by)
+        .ok_or_else(|| Error::Runtime("GitHub's pull request lacks its fields".into()))?;
+    let artifact_id = match existing {
+        Some(row) => {
+            artifacts::update(cx, &row, data.clone())?;
+            row.id
+        }
+        None => {
+            let participant = ensure_participant(cx, caller)?;
+            artifacts::add(cx, "pr", Some(&participant), None, data.clone())?
+        }
+    };
+    Ok(json!({ "pull_request": data, "artifact_id": artifact_id, "created": created }))
 }
 
 /// What a webhook said of one of the session's pull requests; `false` when it changes nothing

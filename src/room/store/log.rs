@@ -130,27 +130,11 @@ impl Store {
 
     /// Who prompted, in the order they first did.
     pub fn prompt_authors(&self) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Name {
-            name: String,
-        }
-        let rows: Vec<Name> = self.rows(
-            "SELECT author_name AS name FROM messages GROUP BY author_user_id ORDER BY MIN(seq) LIMIT 20",
-            vec![],
-        )?;
-        Ok(rows.into_iter().map(|r| r.name).collect())
+        self.texts("SELECT author_name AS value FROM messages GROUP BY author_user_id ORDER BY MIN(seq) LIMIT 20")
     }
 
     /// The paths the agent edited (its `file_edit` events), each once.
     pub fn edited_paths(&self) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Path {
-            path: Option<String>,
-        }
-        let rows: Vec<Path> = self.rows(
-            "SELECT DISTINCT json_extract(json, '$.path') AS path FROM events WHERE type = 'file_edit' LIMIT 100",
-            vec![],
-        )?;
-        Ok(rows.into_iter().filter_map(|r| r.path).collect())
+        self.texts("SELECT DISTINCT json_extract(json, '$.path') AS value FROM events WHERE type = 'file_edit' LIMIT 100")
     }
 }
