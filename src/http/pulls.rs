@@ -23,12 +23,11 @@ use serde_json::json;
 use worker::{Env, Request, Response};
 
 /// GitHub, when it can open pull requests: sign-in (the user's own token), or the App with
-/// the fallback allowed; never the local git host of `npm run dev`.
+/// the fallback allowed.
 fn github_for_pulls(config: &Config) -> Result<&GithubConfig> {
     config
         .github
         .as_ref()
-        .filter(|g| !g.git.is_local())
         .filter(|g| g.sign_in.is_some() || (g.app.is_some() && g.pr_as_app_fallback))
         .ok_or_else(|| {
             ApiError::new(
