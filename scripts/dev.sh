@@ -5,6 +5,11 @@
 #   PORT           the coordinator's port (default 8787)
 #   PROVIDER_PORT  the local provider's port (default PORT + 3)
 #   AGENT          the agent in sandboxes: dev (default, needs no model key) or opencode
+# GitHub settings exported before `npm run dev` reach the Worker (see README, Connect GitHub):
+#   GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET
+#   GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST
+#   ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES
+#   BRANCH_PREFIX PR_AS_APP_FALLBACK
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -56,8 +61,21 @@ cargo build --quiet -p bridge
 wrangler d1 migrations apply DB --local >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log
 
+# The GitHub settings set in this environment go to the Worker as vars. wrangler shows every
+# --var as "(hidden)", and nothing here echoes them; a value with line breaks (a PEM) is fine.
+github_vars=()
+for name in GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
+  GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST \
+  ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES \
+  BRANCH_PREFIX PR_AS_APP_FALLBACK; do
+  if [ -n "${!name:-}" ]; then github_vars+=(--var "$name:${!name}"); fi
+done
+if [ ${#github_vars[@]} -gt 0 ]; then
+  echo "dev: passing $(( ${#github_vars[@]} / 2 )) GitHub setting(s) from the environment to the Worker" >&2
+fi
+
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false \
-  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" &
+  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${github_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes.
 # It prints no URL of its own, so the coordinator's is the first one in this log.
