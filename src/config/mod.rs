@@ -2,6 +2,7 @@
 //! Parsing is pure (a lookup function in, a [`Config`] out) so it is tested natively; the
 //! GitHub settings are in [`github`].
 
+mod git_host;
 pub mod github;
 
 pub use github::GithubConfig;
