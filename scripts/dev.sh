@@ -10,6 +10,11 @@
 #                  model-provider keys, see README, Configuration)
 # `npm run dev -- --env NAME` runs a second, isolated stack beside the default one: its state, secrets
 # and dev user under .wrangler/envs/NAME, its ports derived from NAME (PORT still overrides).
+# GitHub settings exported before `npm run dev` reach the Worker (see README, Connect GitHub):
+#   GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET
+#   GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST
+#   ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES
+#   BRANCH_PREFIX PR_AS_APP_FALLBACK
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.wrangler dev_vars=.dev.vars env_flags=() persist=()
@@ -70,8 +75,21 @@ cargo build --quiet -p bridge
 wrangler d1 migrations apply DB --local "${persist[@]}" >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log
 
+# The GitHub settings set in this environment go to the Worker as vars. wrangler shows every
+# --var as "(hidden)", and nothing here echoes them; a value with line breaks (a PEM) is fine.
+github_vars=()
+for name in GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
+  GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST \
+  ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES \
+  BRANCH_PREFIX PR_AS_APP_FALLBACK; do
+  if [ -n "${!name:-}" ]; then github_vars+=(--var "$name:${!name}"); fi
+done
+if [ ${#github_vars[@]} -gt 0 ]; then
+  echo "dev: passing $(( ${#github_vars[@]} / 2 )) GitHub setting(s) from the environment to the Worker" >&2
+fi
+
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
-  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" &
+  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${github_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes.
 # It prints no URL of its own, so the coordinator's is the first one in this log.

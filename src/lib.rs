@@ -5,15 +5,20 @@
 //! - [`index`]: the D1 index of users, API keys, sessions and members.
 //! - [`room`]: the `SessionRoom` Durable Object, one per session: SQLite store, socket hub,
 //!   prompt queue, rate limits.
-//! - [`config`]: vars and secrets, parsed once per request.
+//! - [`config`]: vars and secrets, parsed once per request (the GitHub settings in
+//!   [`config::github`]).
+//! - [`github`]: the GitHub App (JWT, installation tokens), sign-in, pull requests, webhooks.
+//! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
-//! - [`error`], [`ids`], [`time`], [`log`]: small shared pieces.
+//! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
 //!
 //! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
 //! (routing, queue rules, rate limits, configuration, time formatting) are tested natively.
 
 pub mod config;
+pub mod crypto;
 pub mod error;
+pub mod github;
 pub mod http;
 pub mod ids;
 #[cfg(target_arch = "wasm32")]
@@ -25,6 +30,7 @@ pub mod provider;
 pub mod respond;
 pub mod room;
 pub mod time;
+pub mod url;
 
 #[cfg(target_arch = "wasm32")]
 pub use room::SessionRoom;

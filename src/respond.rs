@@ -32,6 +32,25 @@ pub fn error(error: &ApiError) -> worker::Result<Response> {
     json_text(error.status(), error.to_body())
 }
 
+/// A 302 to `location` (on this origin, or GitHub's authorize page), setting `cookies`.
+pub fn redirect(location: &str, cookies: &[String]) -> Result<Response> {
+    let headers = headers("text/plain; charset=utf-8");
+    headers.set("location", location)?;
+    for cookie in cookies {
+        headers.append("set-cookie", cookie)?;
+    }
+    Ok(Response::empty()?.with_status(302).with_headers(headers))
+}
+
+/// 204, setting `cookies`.
+pub fn no_content(cookies: &[String]) -> Result<Response> {
+    let headers = headers("text/plain; charset=utf-8");
+    for cookie in cookies {
+        headers.append("set-cookie", cookie)?;
+    }
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
+
 pub fn event_stream(response: Response) -> Response {
     let headers = headers("text/event-stream; charset=utf-8");
     let _ = headers.set("x-accel-buffering", "no");

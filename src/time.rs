@@ -44,15 +44,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// The inverse of [`rfc3339`] for the exact shape it writes; `None` for anything else.
+/// The inverse of [`rfc3339`] for the exact shape it writes, and the same without the
+/// milliseconds (`2026-11-23T02:54:50Z`, as GitHub writes times); `None` for anything else.
 pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let b = text.as_bytes();
-    if b.len() != 24
+    let whole_seconds = b.len() == 20 && b[19] == b'Z';
+    if !(whole_seconds || b.len() == 24 && b[19] == b'.' && b[23] == b'Z')
         || b[4] != b'-'
         || b[7] != b'-'
         || b[10] != b'T'
-        || b[19] != b'.'
-        || b[23] != b'Z'
     {
         return None;
     }
@@ -64,7 +64,8 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     let days = days_from_civil(year, month as i64, day as i64);
     let secs =
         u64::try_from(days).ok()? * 86_400 + n(11, 13)? * 3600 + n(14, 16)? * 60 + n(17, 19)?;
-    Some(secs * 1000 + n(20, 23)?)
+    let millis = if whole_seconds { 0 } else { n(20, 23)? };
+    Some(secs * 1000 + millis)
 }
 
 /// Days since 1970-01-01 of a civil date, after Howard Hinnant's `days_from_civil`.
@@ -97,10 +98,14 @@ mod tests {
             "",
             "2026-11-23",
             "2026-13-01T00:00:00.000Z",
-            "2026-11-23T02:54:50Z",
+            "2026-11-23T02:54:50",
             "2026-11-23T02:54:50.12xZ",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+        assert_eq!(
+            parse_rfc3339("2026-11-23T02:54:50Z"),
+            Some(1_795_402_490_000)
+        );
     }
 }

@@ -449,6 +449,25 @@ test('archive: sockets close 4009, prompts and joins are refused, history stays 
   assert.equal((await http.get(`/v1/sessions/${sid}/messages`, { key: quinn.key })).status, 200);
 });
 
+test('without GitHub configured: pull requests are not_configured, sign-in is not offered, the rest is as before', { timeout: 30_000 }, async () => {
+  const ann = await user('Ann');
+  const s = await createSession(server, ann);
+  const pr = await http.post(`/v1/sessions/${s.session.id}/pull-request`, { key: ann.key, body: {} });
+  assert.equal(pr.status, 409);
+  assert.equal(errorCode(pr), 'not_configured');
+  assert.match(pr.json.error.message, /GitHub/);
+  assert.deepEqual((await http.get('/v1/auth/methods')).json, { api_key: true, github: false });
+  const login = await http.get('/v1/auth/github/login');
+  assert.equal(errorCode(login), 'not_configured');
+  assert.equal((await http.post('/v1/github/webhook', { body: {} })).status, 404);
+  const me = await http.get('/v1/me', { key: ann.key });
+  assert.deepEqual(me.json.github, { login: null, connected: false });
+  assert.equal((await http.get('/health')).json.github, undefined);
+  // Prompts carry no branch to push to when there is no git host.
+  const prompt = await http.post(`/v1/sessions/${s.session.id}/prompts`, { key: ann.key, body: { content: 'hello' } });
+  assert.equal(prompt.status, 202);
+});
+
 test('no secret appears in responses, events or the Worker log', { timeout: 30_000 }, async () => {
   const sam = await user('Sam');
   const s = await createSession(server, sam);

@@ -1,5 +1,7 @@
-//! Who is calling: the admin key, a user's API key, or a participant token.
+//! Who is calling: the admin key, a user's API key, or the session cookie of a browser signed
+//! in with GitHub (which may change state only from the page's own origin).
 
+use super::cookie::{cookie, may_act, open_session, session_key, SESSION_COOKIE};
 use crate::config::Config;
 use crate::error::Result;
 use crate::index::Index;
@@ -33,8 +35,50 @@ fn bearer(req: &Request) -> Result<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
+/// The value of cookie `name`, when the request carries it.
+pub fn cookie_value(req: &Request, name: &str) -> Result<Option<String>> {
+    Ok(req
+        .headers()
+        .get("cookie")?
+        .and_then(|header| cookie(&header, name).map(str::to_owned)))
+}
+
+/// The user a session cookie names, with the cross-site rule applied.
+async fn cookie_user(req: &Request, index: &Index, config: &Config, value: &str) -> Result<User> {
+    let key = session_key(config.token_secret.as_deref().unwrap_or_default());
+    let user_id = open_session(&key, value, crate::time::now_ms())
+        .filter(|_| config.token_secret.is_some())
+        .ok_or_else(|| unauthorized("the sign-in has expired; sign in again"))?;
+    let url = crate::url::of(req);
+    let origin = req.headers().get("origin")?;
+    if !may_act(
+        config,
+        req.method().as_ref(),
+        origin.as_deref(),
+        url.origin(),
+    ) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "a signed-in browser may change things only from this coordinator's own page",
+        )
+        .into());
+    }
+    index
+        .user(&user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(|| unauthorized("this user no longer exists or is disabled").into())
+}
+
 pub async fn authenticate(req: &Request, index: &Index, config: &Config) -> Result<Principal> {
-    let key = bearer(req)?.ok_or_else(|| unauthorized("missing Authorization: Bearer <key>"))?;
+    let Some(key) = bearer(req)? else {
+        return match cookie_value(req, SESSION_COOKIE)? {
+            Some(value) => Ok(Principal::User(
+                cookie_user(req, index, config, &value).await?,
+            )),
+            None => Err(unauthorized("missing Authorization: Bearer <key>").into()),
+        };
+    };
     let key_hash = sha256_hex(key.as_bytes());
     if let Some(admin_key) = &config.admin_key {
         if constant_time_eq(

@@ -3,10 +3,15 @@
 
 #[cfg(target_arch = "wasm32")]
 mod auth;
+pub mod cookie;
+#[cfg(target_arch = "wasm32")]
+mod pulls;
 pub mod query;
 pub mod route;
 #[cfg(target_arch = "wasm32")]
 mod sessions;
+#[cfg(target_arch = "wasm32")]
+mod signin;
 #[cfg(target_arch = "wasm32")]
 mod users;
 
@@ -15,9 +20,10 @@ pub use serve::handle;
 
 #[cfg(target_arch = "wasm32")]
 mod serve {
-    use super::auth::{authenticate, require_admin, require_user};
+    use super::auth::{self, authenticate, require_admin, require_user};
+    use super::cookie;
     use super::route::{resolve, Endpoint};
-    use super::{query, sessions, users};
+    use super::{pulls, query, sessions, signin, users};
     use crate::config::Config;
     use crate::error::{Error, Result};
     use crate::index::Index;
@@ -45,15 +51,18 @@ mod serve {
     }
 
     async fn dispatch(req: &mut Request, env: &Env) -> Result<Response> {
-        let url = req.url()?;
+        let url = crate::url::of(req);
         let endpoint = resolve(req.method().as_ref(), url.path())?;
         let config = config(env)?;
-        let query_string = url.query().unwrap_or("").to_owned();
+        let query_string = url.query().to_owned();
         if endpoint == Endpoint::Health {
             let provider = &config.provider;
             let mut health = json!({"status": "healthy", "env": config.env, "version": env!("CARGO_PKG_VERSION"), "provider": provider.kind.as_str()});
             if let Some(reason) = provider.unusable(&config.env) {
                 health["provider_detail"] = json!(reason);
+            }
+            if let Some(gh) = &config.github {
+                health["github"] = json!({"app": gh.app.is_some(), "sign_in": gh.sign_in.is_some(), "webhooks": gh.webhook_secret.is_some(), "git_host": gh.git.base_url()});
             }
             if query::param(&query_string, "deep").is_some_and(|v| v != "0") {
                 let checked = match crate::provider::ProviderClient::new(provider, &config.env) {
@@ -74,20 +83,33 @@ mod serve {
                 return sessions::connect(env, &index, &config, req, session_id).await
             }
             Endpoint::SandboxConnect(session_id) => {
-                let headers = req.headers();
-                if !headers
+                if !req
+                    .headers()
                     .get("upgrade")?
                     .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
                 {
                     return Err(ApiError::invalid_field("expected a WebSocket upgrade").into());
                 }
-                let authorization = headers.get("authorization")?;
-                let sandbox_id = headers.get(protocol::bridge::SANDBOX_ID_HEADER)?;
                 return RoomClient::open(env, session_id)?
-                    .connect_bridge(authorization, sandbox_id)
+                    .as_sandbox(RoomRoute::Bridge, req, None)
                     .await;
             }
-            Endpoint::Events(session_id) if req.headers().get("authorization")?.is_none() => {
+            Endpoint::GitCredentials(session_id) => {
+                let body = respond::read_body(req, 4096).await?;
+                return RoomClient::open(env, session_id)?
+                    .as_sandbox(RoomRoute::GitCredentials, req, Some(body))
+                    .await;
+            }
+            Endpoint::AuthMethods => return signin::methods(&config),
+            Endpoint::GithubLogin => return signin::login(&config, &url),
+            Endpoint::GithubCallback => return signin::callback(&index, &config, req).await,
+            Endpoint::Logout => return signin::logout(),
+            Endpoint::GithubWebhook => return pulls::webhook(env, &index, &config, req).await,
+            Endpoint::Events(session_id)
+                if req.headers().get("authorization")?.is_none()
+                    && (query::param(&query_string, "token").is_some()
+                        || auth::cookie_value(req, cookie::SESSION_COOKIE)?.is_none()) =>
+            {
                 // Browsers' EventSource cannot send headers: a participant token in the query works too.
                 let token = query::param(&query_string, "token").unwrap_or_default();
                 return match sessions::check_token(&index, &config, session_id, &token).await? {
@@ -113,8 +135,8 @@ mod serve {
         let user = require_user(principal)?;
         let Some(session_id) = endpoint.member_session() else {
             return match endpoint {
-                Endpoint::Me => users::me(&user),
-                Endpoint::ListRepos => users::repos(&config, &user),
+                Endpoint::Me => users::me(&index, &config, &user).await,
+                Endpoint::ListRepos => users::repos(&config, &user).await,
                 Endpoint::ListSessions => sessions::list(&index, &user, &query_string).await,
                 Endpoint::CreateSession => {
                     let body = body(req, &config).await?;
@@ -176,6 +198,10 @@ mod serve {
                 sessions::remove_member(env, &index, &membership, &user, &member).await
             }
             Endpoint::MintToken(_) => sessions::token(&config, &url, &membership, &user),
+            Endpoint::PullRequest(_) => {
+                let body = body(req, &config).await?;
+                pulls::open(env, &index, &config, &url, &membership, &user, &body).await
+            }
             Endpoint::Events(_) => sessions::event_stream(env, &membership, &user, req).await,
             _ => Err(ApiError::not_found("endpoint").into()),
         }

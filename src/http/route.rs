@@ -27,6 +27,16 @@ pub enum Endpoint {
     Stop(String),
     Cancel(String),
     SandboxConnect(String),
+    /// Which sign-in methods this coordinator offers.
+    AuthMethods,
+    /// The start and the end of sign-in with GitHub.
+    GithubLogin,
+    GithubCallback,
+    Logout,
+    GithubWebhook,
+    /// A sandbox's git credential helper (sandbox token).
+    GitCredentials(String),
+    PullRequest(String),
 }
 
 impl Endpoint {
@@ -56,9 +66,11 @@ impl Endpoint {
             | Messages(id)
             | Artifacts(id)
             | Stop(id)
-            | Cancel(id) => Some(id),
+            | Cancel(id)
+            | PullRequest(id) => Some(id),
             Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
-            | ListSessions | Connect(_) | SandboxConnect(_) => None,
+            | ListSessions | Connect(_) | SandboxConnect(_) | AuthMethods | GithubLogin
+            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) => None,
         }
     }
 }
@@ -91,6 +103,11 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "users"] => vec![("GET", ListUsers), ("POST", CreateUser)],
         ["v1", "users", id] if is_plain_id(id) => vec![("PATCH", UpdateUser(id.to_string()))],
         ["v1", "me"] => vec![("GET", Me)],
+        ["v1", "auth", "methods"] => vec![("GET", AuthMethods)],
+        ["v1", "auth", "github", "login"] => vec![("GET", GithubLogin)],
+        ["v1", "auth", "github", "callback"] => vec![("GET", GithubCallback)],
+        ["v1", "auth", "logout"] => vec![("POST", Logout)],
+        ["v1", "github", "webhook"] => vec![("POST", GithubWebhook)],
         ["v1", "repos"] => vec![("GET", ListRepos)],
         ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
@@ -114,6 +131,8 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
                 ["stop"] => vec![("POST", Stop(id))],
                 ["cancel"] => vec![("POST", Cancel(id))],
                 ["sandbox"] => vec![("GET", SandboxConnect(id))],
+                ["sandbox", "git-credentials"] => vec![("POST", GitCredentials(id))],
+                ["pull-request"] => vec![("POST", PullRequest(id))],
                 _ => return Err(not_found()),
             }
         }
@@ -188,6 +207,21 @@ mod tests {
             Ok(RemoveMember(sid.clone(), "usr_2".into())),
         );
         check("HEAD", "/v1/me", Ok(Me));
+        check("GET", "/v1/auth/methods", Ok(AuthMethods));
+        check("GET", "/v1/auth/github/login", Ok(GithubLogin));
+        check("GET", "/v1/auth/github/callback", Ok(GithubCallback));
+        check("POST", "/v1/auth/logout", Ok(Logout));
+        check("POST", "/v1/github/webhook", Ok(GithubWebhook));
+        check(
+            "POST",
+            &format!("/v1/sessions/{SID}/sandbox/git-credentials"),
+            Ok(GitCredentials(sid.clone())),
+        );
+        check(
+            "POST",
+            &format!("/v1/sessions/{SID}/pull-request"),
+            Ok(PullRequest(sid.clone())),
+        );
     }
 
     #[test]
@@ -212,6 +246,18 @@ mod tests {
             "sockets authenticate with tokens"
         );
         assert_eq!(of("GET", format!("/v1/sessions/{SID}/sandbox")), None);
+        assert_eq!(
+            of(
+                "POST",
+                format!("/v1/sessions/{SID}/sandbox/git-credentials")
+            ),
+            None,
+            "the git credential helper authenticates with the sandbox token"
+        );
+        assert_eq!(
+            of("POST", format!("/v1/sessions/{SID}/pull-request")).as_deref(),
+            Some(SID)
+        );
         assert_eq!(of("GET", "/v1/sessions".into()), None);
     }
 
@@ -226,6 +272,11 @@ mod tests {
         );
         check("GET", "/v1/users/a%2Fb", Err(ErrorCode::NotFound));
         check("DELETE", "/v1/me", Err(ErrorCode::MethodNotAllowed));
+        check(
+            "GET",
+            "/v1/github/webhook",
+            Err(ErrorCode::MethodNotAllowed),
+        );
         check(
             "GET",
             &format!("/v1/sessions/{SID}/prompts"),

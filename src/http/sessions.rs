@@ -10,13 +10,14 @@ use crate::index::{Index, Membership};
 use crate::respond;
 use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
+use crate::url::RequestUrl;
 use protocol::api::{AddMember, CreateSession, Session, User};
 use protocol::crypto::{b64url, unb64url};
 use protocol::frames::parse_json;
 use protocol::token::{self, Claims, TokenError};
 use protocol::{ApiError, CloseCode, ErrorCode};
 use serde_json::json;
-use worker::{Env, Request, Response, Url};
+use worker::{Env, Request, Response};
 
 /// A member's view of a session, or `not_found` for anyone else.
 pub async fn membership(index: &Index, session_id: &str, user: &User) -> Result<Membership> {
@@ -35,7 +36,7 @@ fn require_owner(membership: &Membership) -> Result<()> {
     Ok(())
 }
 
-fn require_active(membership: &Membership) -> Result<()> {
+pub fn require_active(membership: &Membership) -> Result<()> {
     if membership.session.is_archived() {
         return Err(ApiError::new(ErrorCode::Conflict, "the session is archived").into());
     }
@@ -59,7 +60,7 @@ fn token_secret(config: &Config) -> Result<&[u8]> {
 /// A fresh participant token and the WebSocket URL that uses it.
 fn mint_token(
     config: &Config,
-    url: &Url,
+    url: &RequestUrl,
     session_id: &str,
     user_id: &str,
 ) -> Result<serde_json::Value> {
@@ -70,10 +71,9 @@ fn mint_token(
         exp: expires_ms,
     };
     let token = token::sign(token_secret(config)?, &claims);
-    let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
-    let host = url.host_str().unwrap_or("127.0.0.1");
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let ws_url = format!("{scheme}://{host}{port}/v1/sessions/{session_id}/ws?token={token}");
+    let scheme = if url.is_https() { "wss" } else { "ws" };
+    let host = url.host();
+    let ws_url = format!("{scheme}://{host}/v1/sessions/{session_id}/ws?token={token}");
     Ok(json!({ "token": token, "expires_at": rfc3339(expires_ms), "ws_url": ws_url }))
 }
 
@@ -81,18 +81,22 @@ pub async fn create(
     env: &Env,
     index: &Index,
     config: &Config,
-    url: &Url,
+    url: &RequestUrl,
     user: &User,
     body: &[u8],
 ) -> Result<Response> {
     let input: CreateSession = parse_json(body)?;
     input.validate()?;
-    let repo = config.repo(&input.repo).ok_or_else(|| {
-        ApiError::invalid_field(format!(
-            "unknown repo {:?}; GET /v1/repos lists the configured ones",
-            input.repo
-        ))
-    })?;
+    let repos = crate::github::app::repos(config).await;
+    let repo = repos
+        .iter()
+        .find(|r| r.name.eq_ignore_ascii_case(&input.repo))
+        .ok_or_else(|| {
+            ApiError::invalid_field(format!(
+                "unknown repo {:?}; GET /v1/repos lists the configured ones",
+                input.repo
+            ))
+        })?;
     if !user.scopes.allows_repo(&repo.name) {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -116,7 +120,7 @@ pub async fn create(
     let init = Init {
         session: session.clone(),
         prompt: input.prompt,
-        origin: url.origin().ascii_serialization(),
+        origin: url.origin().to_owned(),
     };
     let joined = room
         .call_json(
@@ -239,7 +243,12 @@ pub async fn remove_member(
     respond::json(200, &json!({ "user_id": user_id, "removed": true }))
 }
 
-pub fn token(config: &Config, url: &Url, membership: &Membership, user: &User) -> Result<Response> {
+pub fn token(
+    config: &Config,
+    url: &RequestUrl,
+    membership: &Membership,
+    user: &User,
+) -> Result<Response> {
     require_active(membership)?;
     respond::json(
         200,
@@ -331,8 +340,8 @@ pub async fn connect(
     req: &Request,
     session_id: &str,
 ) -> Result<Response> {
-    let url = req.url()?;
-    let query_string = url.query().unwrap_or("");
+    let url = crate::url::of(req);
+    let query_string = url.query();
     if !req
         .headers()
         .get("upgrade")?
@@ -341,8 +350,7 @@ pub async fn connect(
         return Err(ApiError::invalid_field("this endpoint needs a WebSocket upgrade").into());
     }
     if let Some(origin) = req.headers().get("origin")? {
-        let own_origin = url.origin().ascii_serialization();
-        if !config.origin_allowed(&origin, &own_origin) {
+        if !config.origin_allowed(&origin, url.origin()) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "this origin may not open session sockets",
@@ -372,8 +380,8 @@ pub async fn event_stream(
     user: &User,
     req: &Request,
 ) -> Result<Response> {
-    let url = req.url()?;
-    let query_string = url.query().unwrap_or("");
+    let url = crate::url::of(req);
+    let query_string = url.query();
     let last_event_id = match req.headers().get("last-event-id")? {
         Some(id) => Some(
             id.trim()

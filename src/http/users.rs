@@ -1,4 +1,5 @@
-//! `/v1/users` (admin key only), `/v1/me` and `/v1/repos`.
+//! `/v1/users` (admin key only), `/v1/me` and `/v1/repos` (REPOS, and the GitHub App's
+//! installed repositories when it is configured).
 
 use crate::config::Config;
 use crate::error::Result;
@@ -53,14 +54,20 @@ pub async fn update(index: &Index, id: &str, body: &[u8]) -> Result<Response> {
     respond::json(200, &json!({ "user": user }))
 }
 
-pub fn me(user: &User) -> Result<Response> {
-    respond::json(200, &json!({ "user": user }))
+/// The caller, and whether their GitHub account is connected (a token is stored).
+pub async fn me(index: &Index, config: &Config, user: &User) -> Result<Response> {
+    let connected = match config.github {
+        Some(_) => index.github_token(&user.id).await?.is_some(),
+        None => false,
+    };
+    let github = json!({ "login": user.github_login, "connected": connected });
+    respond::json(200, &json!({ "user": user, "github": github }))
 }
 
-pub fn repos(config: &Config, user: &User) -> Result<Response> {
-    let repos: Vec<_> = config
-        .repos
-        .iter()
+pub async fn repos(config: &Config, user: &User) -> Result<Response> {
+    let repos: Vec<_> = crate::github::app::repos(config)
+        .await
+        .into_iter()
         .filter(|r| user.scopes.allows_repo(&r.name))
         .collect();
     respond::json(200, &json!({ "repos": repos }))

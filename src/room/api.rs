@@ -85,6 +85,14 @@ pub enum RoomRoute {
     /// Body [`RemovedMember`].
     RemoveMember,
     Archive,
+    /// A sandbox's git credential helper; the sandbox's credentials travel in headers, the
+    /// body is a `protocol::git::CredentialRequest`.
+    GitCredentials,
+    /// Body `{token, github_login, title?, body?, draft?, origin}`: the room opens (or finds)
+    /// the session's pull request with that token and keeps it as the `pr` artifact.
+    PullRequest,
+    /// Body: `github::webhook::PullRequestChange::to_json`.
+    PullRequestChanged,
 }
 
 impl RoomRoute {
@@ -98,9 +106,8 @@ impl RoomRoute {
             | Messages { .. }
             | Artifacts { .. }
             | Bridge => "GET",
-            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive => {
-                "POST"
-            }
+            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive
+            | GitCredentials | PullRequest | PullRequestChanged => "POST",
         }
     }
 
@@ -128,6 +135,9 @@ impl RoomRoute {
             AddMember => "/members".into(),
             RemoveMember => "/members/remove".into(),
             Archive => "/archive".into(),
+            GitCredentials => "/sandbox/git-credentials".into(),
+            PullRequest => "/pull-request".into(),
+            PullRequestChanged => "/pull-request/changed".into(),
         }
     }
 
@@ -165,6 +175,9 @@ impl RoomRoute {
             "/members" => AddMember,
             "/members/remove" => RemoveMember,
             "/archive" => Archive,
+            "/sandbox/git-credentials" => GitCredentials,
+            "/pull-request" => PullRequest,
+            "/pull-request/changed" => PullRequestChanged,
             _ => return None,
         };
         (route.method() == method).then_some(route)
@@ -256,21 +269,25 @@ mod client {
                 .await
         }
 
-        /// Forwards a bridge's WebSocket upgrade with its credentials; the room checks them.
-        pub async fn connect_bridge(
+        /// Forwards a sandbox's request (the bridge's WebSocket upgrade, or its git credential
+        /// helper's) with its credentials; the room checks them.
+        pub async fn as_sandbox(
             &self,
-            authorization: Option<String>,
-            sandbox_id: Option<String>,
+            route: RoomRoute,
+            req: &worker::Request,
+            body: Option<Vec<u8>>,
         ) -> Result<Response> {
             let headers = Headers::new();
-            headers.set("upgrade", "websocket")?;
-            if let Some(authorization) = authorization {
-                headers.set("authorization", &authorization)?;
+            for name in [
+                "upgrade",
+                "authorization",
+                protocol::bridge::SANDBOX_ID_HEADER,
+            ] {
+                if let Some(value) = req.headers().get(name)? {
+                    headers.set(name, &value)?;
+                }
             }
-            if let Some(sandbox_id) = sandbox_id {
-                headers.set(protocol::bridge::SANDBOX_ID_HEADER, &sandbox_id)?;
-            }
-            self.send(&RoomRoute::Bridge, headers, None).await
+            self.send(&route, headers, body).await
         }
     }
 }
@@ -307,6 +324,9 @@ mod tests {
             AddMember,
             RemoveMember,
             Archive,
+            GitCredentials,
+            PullRequest,
+            PullRequestChanged,
         ];
         for route in routes {
             let path = route.path();

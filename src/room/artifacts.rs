@@ -1,5 +1,6 @@
-//! Artifacts: what the session produced or was given (a DOM selection from a participant, a
-//! file or a PR from the agent), each stored with its `artifact_created` event.
+//! Artifacts: what the session produced or was given (a DOM selection from a participant, the
+//! session's branch, its pull request, a file from the agent), each stored with its
+//! `artifact_created` event, and changed later with an `artifact_updated` one.
 
 use super::context::Ctx;
 use super::prompts::refuse_if_archived;
@@ -41,6 +42,31 @@ pub fn add(
         cx.store.insert_artifact(&ArtifactRow { seq, ..row })
     })?;
     Ok(id)
+}
+
+/// New data for an artifact, with its `artifact_updated` event (the whole artifact as it is
+/// now); nothing is stored or sent when the data did not change.
+pub fn update(cx: &Ctx, row: &ArtifactRow, data: Value) -> Result<bool> {
+    if row.data() == data {
+        return Ok(false);
+    }
+    let author = match &row.author_id {
+        Some(id) => cx.store.participant(id)?.map(|p| p.author()),
+        None => None,
+    };
+    let text = serde_json::to_string(&data)?;
+    let artifact = Artifact {
+        id: row.id.clone(),
+        kind: row.kind.clone(),
+        created_at: row.created_at.clone(),
+        author,
+        message_id: row.message_id.clone(),
+        data,
+    };
+    cx.emit_with_rows(EventBody::ArtifactUpdated { artifact }, |seq| {
+        cx.store.update_artifact(&row.id, seq, &text)
+    })?;
+    Ok(true)
 }
 
 /// A participant's DOM selection (from the Chrome extension).

@@ -1,5 +1,5 @@
-//! The sandbox's side of the room: the bridge's socket (who may connect), and its frames
-//! turned into events. Frames with an `ack_id` are stored with the ack id, then acknowledged;
+//! The sandbox's side of the room: who a sandbox's request comes from, the bridge's socket,
+//! and its frames turned into events. Frames with an `ack_id` are stored with the ack id, then acknowledged;
 //! one seen before is only acknowledged again. Token deltas are batched in memory
 //! ([`Coalescer`]) and stored before any other event of their prompt.
 
@@ -8,6 +8,7 @@ use super::hub;
 use super::lifecycle::{Coalescer, TokenBatch};
 use super::prompts;
 use super::sandbox::status_event;
+use super::store::SandboxRow;
 use crate::error::Result;
 use protocol::bridge::{FromBridge, ToBridge};
 use protocol::crypto::sha256_hex;
@@ -24,10 +25,10 @@ pub fn to_bridge(frame: &ToBridge) -> String {
     serde_json::to_string(frame).unwrap_or_default()
 }
 
-/// `GET /v1/sessions/:id/sandbox`: 401 for a token no sandbox of this room holds, 403 for
-/// another sandbox's token, 410 once that sandbox has ended. A newer connection of the same
-/// sandbox replaces the older one.
-pub fn accept(cx: &Ctx, req: &Request) -> Result<Response> {
+/// The sandbox a request comes from, by its token (`Authorization: Bearer`) and its claimed
+/// id (`X-Sandbox-Id`): 401 for a token no sandbox of this room holds, 403 for another
+/// sandbox's token, 410 once that sandbox (or the session) has ended.
+pub fn authenticate(cx: &Ctx, req: &Request) -> Result<SandboxRow> {
     let session = cx.store.existing_session()?;
     let token = req
         .headers()
@@ -60,6 +61,13 @@ pub fn accept(cx: &Ctx, req: &Request) -> Result<Response> {
             ApiError::new(ErrorCode::Gone, "this sandbox has ended; do not reconnect").into(),
         );
     }
+    Ok(sandbox)
+}
+
+/// `GET /v1/sessions/:id/sandbox`: the sandbox's socket, once [`authenticate`]d. A newer
+/// connection of the same sandbox replaces the older one.
+pub fn accept(cx: &Ctx, req: &Request) -> Result<Response> {
+    let sandbox = authenticate(cx, req)?;
     let pair = WebSocketPair::new()?;
     cx.hub.accept_bridge(cx.state, &pair.server, &sandbox.id)?;
     // Any frame proves life; the connection itself is the first.
@@ -222,6 +230,26 @@ fn apply(
             .store
             .update_lifecycle(|meta| meta.latest_snapshot = Some(snapshot_id))
             .map(drop),
+        // A push moved the branch on the git host, whether or not its prompt still runs.
+        FromBridge::Pushed {
+            message_id,
+            branch,
+            commit,
+            files_changed,
+            additions,
+            deletions,
+            ..
+        } => {
+            flush_tokens(cx, tokens)?;
+            let pushed = super::git::Pushed {
+                branch,
+                commit,
+                files_changed,
+                additions,
+                deletions,
+            };
+            super::git::pushed(cx, &message_id, pushed)
+        }
         // Work for a prompt that is no longer running (stopped, timed out): dropped.
         FromBridge::ToolCall { .. }
         | FromBridge::FileEdit { .. }

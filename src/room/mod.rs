@@ -13,7 +13,9 @@
 //! - `sandbox`: spawn, end, snapshot and delete through the provider.
 //! - `alarm`: the one alarm: the next deadline, and what it does when it fires.
 //! - `history`: reading the log back (replay, pages, `history` frames, SSE).
-//! - `artifacts`: selections and the agent's artifacts.
+//! - `artifacts`: selections and the agent's artifacts, created and updated.
+//! - `git`: credentials for the sandbox's git, the branch it pushes to, and what a push changes.
+//! - `pulls`: the session's pull request: its draft, its `pr` artifact, webhook updates.
 //! - `hub`: sockets, SSE streams, broadcast, presence.
 //! - `store`: SQLite (migrations in [`schema`]).
 //! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off, token batching),
@@ -36,6 +38,8 @@ mod bridge;
 #[cfg(target_arch = "wasm32")]
 mod context;
 #[cfg(target_arch = "wasm32")]
+mod git;
+#[cfg(target_arch = "wasm32")]
 mod history;
 #[cfg(target_arch = "wasm32")]
 mod hub;
@@ -45,6 +49,8 @@ mod members;
 mod object;
 #[cfg(target_arch = "wasm32")]
 mod prompts;
+#[cfg(target_arch = "wasm32")]
+mod pulls;
 #[cfg(target_arch = "wasm32")]
 mod sandbox;
 #[cfg(target_arch = "wasm32")]

@@ -11,7 +11,7 @@ use super::hub::{self, Hub, SocketOwner};
 use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
 use super::store::Store;
-use super::{artifacts, history, members, prompts, sockets};
+use super::{artifacts, git, history, members, prompts, pulls, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
 use crate::respond;
@@ -181,8 +181,8 @@ impl SessionRoom {
     }
 
     async fn serve(&self, req: &mut Request) -> Result<Response> {
-        let url = req.url()?;
-        let route = RoomRoute::parse(req.method().as_ref(), url.path(), url.query().unwrap_or(""))
+        let url = crate::url::of(req);
+        let route = RoomRoute::parse(req.method().as_ref(), url.path(), url.query())
             .ok_or_else(|| ApiError::not_found("room endpoint"))?;
         let cx = self.cx(now_ms());
         match route {
@@ -248,6 +248,16 @@ impl SessionRoom {
                 members::archive(&cx, &self.tokens)?;
                 self.kick(&cx).await;
                 respond::json(200, &json!({ "archived": true }))
+            }
+            RoomRoute::GitCredentials => git::credentials(&cx, req).await,
+            RoomRoute::PullRequest => {
+                let caller = caller(req)?;
+                let opened = pulls::open(&cx, &caller, &body(req).await?).await?;
+                respond::json(200, &opened)
+            }
+            RoomRoute::PullRequestChanged => {
+                let updated = pulls::changed(&cx, &body(req).await?)?;
+                respond::json(200, &json!({ "updated": updated }))
             }
         }
     }

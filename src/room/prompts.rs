@@ -123,8 +123,8 @@ pub fn fail_waiting(cx: &Ctx, reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// What the bridge receives for a prompt: its text, its author's git identity, attachments
-/// and the DOM selections it names.
+/// What the bridge receives for a prompt: its text, its author's git identity, attachments,
+/// the DOM selections it names, and the branch to push its work to.
 pub fn job(cx: &Ctx, message: &MessageRow) -> Result<PromptJob> {
     let author = cx.store.participant(&message.author_id)?;
     let selection_ids: Vec<String> =
@@ -149,6 +149,7 @@ pub fn job(cx: &Ctx, message: &MessageRow) -> Result<PromptJob> {
         },
         attachments: serde_json::from_str(&message.attachments).unwrap_or_default(),
         context: PromptContext { selections },
+        push_branch: super::git::push_branch(cx)?,
     })
 }
 

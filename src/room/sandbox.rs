@@ -77,10 +77,13 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
             owner: owner.to_owned(),
             name: name.to_owned(),
             branch: session.branch.clone(),
-            clone_url: cx
-                .config
-                .repo(&session.repo)
-                .and_then(|repo| repo.clone_url.clone()),
+            clone_url: match &cx.config.github {
+                Some(gh) => Some(gh.clone_url(&session.repo, cx.config.repo(&session.repo))),
+                None => cx
+                    .config
+                    .repo(&session.repo)
+                    .and_then(|repo| repo.clone_url.clone()),
+            },
         },
         image_id: None,
         snapshot_id: restored_from.clone(),

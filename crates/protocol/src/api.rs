@@ -157,6 +157,30 @@ pub struct CancelPrompt {
     pub message_id: String,
 }
 
+/// `POST /v1/sessions/:id/pull-request`: what is not given is written from the session.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePullRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub draft: Option<bool>,
+}
+
+impl CreatePullRequest {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(title) = &self.title {
+            check_text("title", title, 256)?;
+        }
+        if self.body.as_ref().is_some_and(|body| body.len() > 60_000) {
+            return Err(ApiError::invalid_field("body is longer than 60000 bytes"));
+        }
+        Ok(())
+    }
+}
+
 /// A repository sessions can be opened on, from the coordinator's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Repo {
@@ -196,6 +220,23 @@ mod tests {
         assert!(bad.validate().is_err());
         assert!(parse_json::<CreateUser>(br#"{"name":"A"}"#).is_err());
         assert!(parse_json::<CreateUser>(br#"{"name":"A","email":"a@b","admin":true}"#).is_err());
+    }
+
+    #[test]
+    fn create_pull_request_validation() {
+        for (body, ok) in [
+            ("{}", true),
+            (
+                r#"{"title":"Fix it","body":"why\nand how","draft":true}"#,
+                true,
+            ),
+            (r#"{"title":""}"#, false),
+            (r#"{"title":"a\nb"}"#, false),
+        ] {
+            let parsed: CreatePullRequest = parse_json(body.as_bytes()).unwrap();
+            assert_eq!(parsed.validate().is_ok(), ok, "{body}");
+        }
+        assert!(parse_json::<CreatePullRequest>(br#"{"head":"x"}"#).is_err());
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct PromptJob {
     pub attachments: Vec<Value>,
     #[serde(default)]
     pub context: PromptContext,
+    /// When set, the bridge commits the prompt's changes and pushes them to this branch
+    /// (`git::session_branch`), then sends `pushed`; `None` means do not push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_branch: Option<String>,
 }
 
 /// Coordinator → bridge.
@@ -103,6 +107,16 @@ pub enum FromBridge {
         snapshot_id: String,
         ack_id: String,
     },
+    /// The prompt's changes were committed and pushed to `branch` (sent before `done`).
+    Pushed {
+        message_id: String,
+        branch: String,
+        commit: String,
+        files_changed: u32,
+        additions: u32,
+        deletions: u32,
+        ack_id: String,
+    },
 }
 
 impl FromBridge {
@@ -113,7 +127,8 @@ impl FromBridge {
             | FromBridge::Artifact { ack_id, .. } => ack_id.as_deref(),
             FromBridge::Done { ack_id, .. }
             | FromBridge::Error { ack_id, .. }
-            | FromBridge::SnapshotTaken { ack_id, .. } => Some(ack_id),
+            | FromBridge::SnapshotTaken { ack_id, .. }
+            | FromBridge::Pushed { ack_id, .. } => Some(ack_id),
             _ => None,
         }
     }
@@ -155,5 +170,20 @@ mod tests {
             serde_json::to_string(&ToBridge::Shutdown {}).unwrap(),
             r#"{"type":"shutdown"}"#
         );
+    }
+
+    #[test]
+    fn pushed_is_critical_and_push_branch_is_optional() {
+        let pushed: FromBridge = serde_json::from_str(
+            r#"{"type":"pushed","message_id":"m","branch":"agent/ses_1","commit":"abc","files_changed":1,"additions":2,"deletions":0,"ack_id":"a9"}"#,
+        )
+        .unwrap();
+        assert_eq!(pushed.ack_id(), Some("a9"));
+        let job: PromptJob = serde_json::from_str(
+            r#"{"message_id":"m","content":"c","author":{"name":"A","email":"a@b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(job.push_branch, None);
+        assert!(!serde_json::to_string(&job).unwrap().contains("push_branch"));
     }
 }

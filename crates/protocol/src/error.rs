@@ -22,6 +22,7 @@ pub enum ErrorCode {
     Gone,
     MethodNotAllowed,
     ProviderError,
+    NotConfigured,
     Unavailable,
     Internal,
 }
@@ -36,7 +37,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::QueueFull | ErrorCode::Conflict => 409,
+            ErrorCode::QueueFull | ErrorCode::Conflict | ErrorCode::NotConfigured => 409,
             ErrorCode::Gone => 410,
             ErrorCode::TooLarge => 413,
             ErrorCode::InvalidField => 422,
@@ -63,6 +64,7 @@ impl ErrorCode {
             ErrorCode::Gone => "gone",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::ProviderError => "provider_error",
+            ErrorCode::NotConfigured => "not_configured",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -83,6 +85,9 @@ impl ErrorCode {
             ErrorCode::Gone => "it has ended and will not come back",
             ErrorCode::MethodNotAllowed => "method not allowed",
             ErrorCode::ProviderError => "the sandbox provider failed",
+            ErrorCode::NotConfigured => {
+                "GitHub is not configured on this coordinator; see README, Connect GitHub"
+            }
             ErrorCode::Unavailable => "temporarily unavailable",
             ErrorCode::Internal => "internal error",
         }

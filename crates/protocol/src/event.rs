@@ -189,6 +189,11 @@ pub enum EventBody {
     ArtifactCreated {
         artifact: Artifact,
     },
+    /// An artifact changed (a later push, a PR merged or closed): the whole artifact as it
+    /// is now, under the same id.
+    ArtifactUpdated {
+        artifact: Artifact,
+    },
     PromptFinished {
         message_id: String,
         status: PromptStatus,
@@ -217,6 +222,7 @@ impl EventBody {
             EventBody::ToolCall(_) => "tool_call",
             EventBody::FileEdit(_) => "file_edit",
             EventBody::ArtifactCreated { .. } => "artifact_created",
+            EventBody::ArtifactUpdated { .. } => "artifact_updated",
             EventBody::PromptFinished { .. } => "prompt_finished",
             EventBody::SandboxStatus { .. } => "sandbox_status",
             EventBody::SessionError { .. } => "session_error",
@@ -232,7 +238,9 @@ impl EventBody {
             | EventBody::PromptFinished { message_id, .. } => Some(message_id),
             EventBody::ToolCall(t) => Some(&t.message_id),
             EventBody::FileEdit(f) => Some(&f.message_id),
-            EventBody::ArtifactCreated { artifact } => artifact.message_id.as_deref(),
+            EventBody::ArtifactCreated { artifact } | EventBody::ArtifactUpdated { artifact } => {
+                artifact.message_id.as_deref()
+            }
             _ => None,
         }
     }
@@ -304,6 +312,16 @@ mod tests {
             EventBody::SessionError {
                 code: SessionErrorCode::AgentError,
                 message: "m".into(),
+            },
+            EventBody::ArtifactUpdated {
+                artifact: Artifact {
+                    id: "art_1".into(),
+                    kind: "pr".into(),
+                    created_at: "t".into(),
+                    author: None,
+                    message_id: None,
+                    data: Value::Null,
+                },
             },
         ];
         for body in bodies {

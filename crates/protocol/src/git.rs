@@ -1,6 +1,7 @@
 //! Git on the wire: branch names (one rule, applied by the coordinator, the bridge and the
 //! providers), the session's branch, the credential request a sandbox's git credential helper
-//! makes, and the short-lived tokens of the local git host used in development.
+//! makes, the short-lived tokens of the local git host used in development, and the data of
+//! the `branch` and `pr` artifacts.
 
 use crate::crypto::{hex, hmac_sha256, hmac_sha256_verify, unhex};
 use serde::{Deserialize, Serialize};
@@ -84,6 +85,69 @@ pub fn verify_local_token(secret: &[u8], token: &str, repo: &str, now_ms: u64) -
     };
     expires_ms > now_ms
         && hmac_sha256_verify(secret, format!("git:{repo}:{expires_ms}").as_bytes(), &mac)
+}
+
+/// The data of the session's `branch` artifact: created at the first push, updated at each
+/// later one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchData {
+    pub name: String,
+    pub commit: String,
+    pub files_changed: u32,
+    pub additions: u32,
+    pub deletions: u32,
+    /// The branch on the git host's web pages, when it has them (GitHub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A pull request's state as the `pr` artifact shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullRequestState {
+    Open,
+    Closed,
+    Merged,
+}
+
+impl PullRequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullRequestState::Open => "open",
+            PullRequestState::Closed => "closed",
+            PullRequestState::Merged => "merged",
+        }
+    }
+}
+
+/// Who asked for a pull request to be opened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenedBy {
+    pub user_id: String,
+    pub name: String,
+    /// The GitHub account that opened it; `None` when the App opened it for the user
+    /// (`PR_AS_APP_FALLBACK`).
+    #[serde(default)]
+    pub github_login: Option<String>,
+}
+
+/// The data of a `pr` artifact: `POST /v1/sessions/:id/pull-request` creates it, webhooks and
+/// later pushes update it (`artifact_updated`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestData {
+    pub number: u64,
+    pub url: String,
+    pub state: PullRequestState,
+    /// The head branch (the session's branch) and the base branch it goes into.
+    pub head: String,
+    pub base: String,
+    pub opened_by: OpenedBy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
 }
 
 #[cfg(test)]

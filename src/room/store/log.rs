@@ -1,5 +1,5 @@
-//! The event log (every event with its `seq`, as the exact JSON clients receive) and the
-//! artifacts table beside it.
+//! The event log (every event with its `seq`, as the exact JSON clients receive), the
+//! artifacts table beside it, and what a pull request is written from.
 
 use super::{int, opt, s, ArtifactRow, EventRow, Store, StoredEvent};
 use crate::error::Result;
@@ -101,5 +101,40 @@ impl Store {
 
     pub fn artifact(&self, id: &str) -> Result<Option<ArtifactRow>> {
         self.first("SELECT * FROM artifacts WHERE id = ?", vec![s(id)])
+    }
+
+    /// The newest artifact of a type (the session's one `branch`, its latest `pr`).
+    pub fn latest_artifact(&self, kind: &str) -> Result<Option<ArtifactRow>> {
+        self.first(
+            "SELECT * FROM artifacts WHERE type = ? ORDER BY seq DESC LIMIT 1",
+            vec![s(kind)],
+        )
+    }
+
+    /// The `pr` artifact of pull request `number`.
+    pub fn pull_request_artifact(&self, number: u64) -> Result<Option<ArtifactRow>> {
+        self.first(
+            "SELECT * FROM artifacts WHERE type = 'pr' AND json_extract(data, '$.number') = ? ORDER BY seq DESC LIMIT 1",
+            vec![int(number)],
+        )
+    }
+
+    /// New data for an artifact; its `seq` becomes that of the `artifact_updated` event, so
+    /// `GET …/artifacts?after_seq=` finds what changed.
+    pub fn update_artifact(&self, id: &str, seq: u64, data: &str) -> Result<()> {
+        self.run(
+            "UPDATE artifacts SET seq = ?, data = ? WHERE id = ?",
+            vec![int(seq), s(data), s(id)],
+        )
+    }
+
+    /// Who prompted, in the order they first did.
+    pub fn prompt_authors(&self) -> Result<Vec<String>> {
+        self.texts("SELECT author_name AS value FROM messages GROUP BY author_user_id ORDER BY MIN(seq) LIMIT 20")
+    }
+
+    /// The paths the agent edited (its `file_edit` events), each once.
+    pub fn edited_paths(&self) -> Result<Vec<String>> {
+        self.texts("SELECT DISTINCT json_extract(json, '$.path') AS value FROM events WHERE type = 'file_edit' LIMIT 100")
     }
 }

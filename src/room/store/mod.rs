@@ -33,6 +33,12 @@ struct Scalar {
     n: Option<u64>,
 }
 
+/// The text of a one-column query, named `value`.
+#[derive(Deserialize)]
+struct Text {
+    value: Option<String>,
+}
+
 pub struct Store {
     sql: SqlStorage,
     /// The last appended `seq`, cached so an append costs one INSERT.
@@ -237,17 +243,19 @@ impl Store {
 
     /// The room's lifecycle bookkeeping (snapshots, retries, pending provider work).
     pub fn lifecycle(&self) -> Result<RoomMeta> {
-        #[derive(Deserialize)]
-        struct Row {
-            value: String,
-        }
-        let row: Option<Row> = self.first(
+        let row: Option<Text> = self.first(
             "SELECT value FROM room_meta WHERE key = ?",
             vec![s(LIFECYCLE_KEY)],
         )?;
         Ok(row
-            .and_then(|row| serde_json::from_str(&row.value).ok())
+            .and_then(|row| serde_json::from_str(&row.value?).ok())
             .unwrap_or_default())
+    }
+
+    /// The texts of a one-column query whose column is named `value`.
+    fn texts(&self, query: &str) -> Result<Vec<String>> {
+        let rows: Vec<Text> = self.rows(query, vec![])?;
+        Ok(rows.into_iter().filter_map(|r| r.value).collect())
     }
 
     /// Changes the lifecycle record, writing it only when the change changed something.

@@ -1,5 +1,11 @@
 //! The coordinator's configuration, read once per request from Worker vars and secrets.
-//! Parsing is pure (a lookup function in, a [`Config`] out) so it is tested natively.
+//! Parsing is pure (a lookup function in, a [`Config`] out) so it is tested natively; the
+//! GitHub settings are in [`github`].
+
+mod git_host;
+pub mod github;
+
+pub use github::GithubConfig;
 
 use protocol::api::Repo;
 use protocol::token::DEFAULT_TTL_MS;
@@ -20,6 +26,8 @@ pub struct Config {
     pub limits: Limits,
     pub provider: ProviderConfig,
     pub lifecycle: Lifecycle,
+    /// `None` when no GitHub setting is given.
+    pub github: Option<GithubConfig>,
 }
 
 /// Which sandbox provider the coordinator asks for sandboxes, and how to reach it.
@@ -191,11 +199,14 @@ impl Config {
                 })
                 .unwrap_or_default(),
         };
+        let env = non_empty("ENV").unwrap_or_else(|| "production".into());
+        let github = GithubConfig::from_lookup(&non_empty, env == "development")?;
         Ok(Config {
+            github,
             provider,
             lifecycle,
             limits,
-            env: non_empty("ENV").unwrap_or_else(|| "production".into()),
+            env,
             admin_key: non_empty("ADMIN_KEY"),
             token_secret: non_empty("TOKEN_SECRET"),
             repos,
@@ -250,7 +261,7 @@ impl Config {
 }
 
 /// `localhost` and `127.0.0.1` on the same port are the same development server.
-fn same_local_host(a: &str, b: &str) -> bool {
+pub fn same_local_host(a: &str, b: &str) -> bool {
     let canon = |o: &str| {
         o.to_ascii_lowercase()
             .replace("://localhost", "://127.0.0.1")
