@@ -18,6 +18,7 @@ const ERROR_TEXT = {
   gone: 'That has ended and will not come back',
   method_not_allowed: 'The coordinator does not allow that request.',
   provider_error: 'The sandbox provider failed; try again in a moment',
+  not_configured: 'That is not set up on this coordinator',
   unavailable: 'The coordinator is unavailable right now.',
   internal: 'The coordinator hit an internal error.',
   network: 'Cannot reach the coordinator.',
