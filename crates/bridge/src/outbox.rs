@@ -1,8 +1,8 @@
 //! Frames on their way to the coordinator.
 //!
-//! Critical frames (tool calls, file edits, artifacts, `done`, `error`, `snapshot_taken`) get an
-//! `ack_id` and stay here until the coordinator acknowledges them; a new connection sends them
-//! again, in their original order. `token` frames have no ack: they stay only until they have
+//! Critical frames (tool calls, file edits, artifacts, `pushed`, `done`, `error`,
+//! `snapshot_taken`) get an `ack_id` and stay here until the coordinator acknowledges them; a new
+//! connection sends them again, in their original order. `token` frames have no ack: they stay only until they have
 //! been written once. Everything leaves in the order it was pushed, so the frames of one prompt
 //! never overtake each other.
 
@@ -143,6 +143,7 @@ pub fn is_critical(frame: &FromBridge) -> bool {
             | FromBridge::Done { .. }
             | FromBridge::Error { .. }
             | FromBridge::SnapshotTaken { .. }
+            | FromBridge::Pushed { .. }
     )
 }
 
@@ -153,7 +154,8 @@ fn set_ack_id(frame: &mut FromBridge, id: String) {
         | FromBridge::Artifact { ack_id, .. } => *ack_id = Some(id),
         FromBridge::Done { ack_id, .. }
         | FromBridge::Error { ack_id, .. }
-        | FromBridge::SnapshotTaken { ack_id, .. } => *ack_id = id,
+        | FromBridge::SnapshotTaken { ack_id, .. }
+        | FromBridge::Pushed { ack_id, .. } => *ack_id = id,
         FromBridge::Ready { .. } | FromBridge::Heartbeat {} | FromBridge::Token { .. } => {}
     }
 }

@@ -252,6 +252,7 @@ fn job(id: &str, content: &str, selections: Vec<Value>) -> PromptJob {
         },
         attachments: vec![],
         context: PromptContext { selections },
+        push_branch: None,
     }
 }
 

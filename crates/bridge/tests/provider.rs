@@ -83,7 +83,7 @@ impl Provider {
         let mut provider = Provider {
             child,
             base: String::new(),
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: bridge::http::client_builder().unwrap().build().unwrap(),
             workspaces,
             lines,
             seen: Arc::new(Mutex::new(Vec::new())),
@@ -757,13 +757,14 @@ async fn a_sandbox_clones_its_repository_and_exits_when_the_room_answers_410() {
     cloned["repo"]["clone_url"] = json!(source.display().to_string());
     let (status, _) = provider.call("POST", "/sandboxes", Some(&cloned)).await;
     assert_eq!(status, 201);
+    // The bridge clones before it dials. 410: it exits instead of dialling again, and is not
+    // started again.
+    assert!(gone.accept(Some(410)).await.is_none());
     assert_eq!(
         std::fs::read_to_string(provider.workspaces.join("sbx_c/README.md")).unwrap(),
         "# the source repository\n"
     );
     let _ = std::fs::remove_dir_all(&source);
-    // 410: the bridge exits instead of dialling again, and is not started again.
-    assert!(gone.accept(Some(410)).await.is_none());
     let exit = provider.wait_for_log("sandbox sbx_c: bridge exited");
     assert!(exit.contains("exit status: 3"), "{exit}");
     provider.assert_no_token_logged();

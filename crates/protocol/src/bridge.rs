@@ -27,6 +27,9 @@ pub struct PromptJob {
     pub attachments: Vec<Value>,
     #[serde(default)]
     pub context: PromptContext,
+    /// Where to push the prompt's changes; `None`: do not commit or push.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_branch: Option<String>,
 }
 
 /// Coordinator → bridge.
@@ -103,6 +106,16 @@ pub enum FromBridge {
         snapshot_id: String,
         ack_id: String,
     },
+    /// The bridge committed the prompt's changes and pushed them to the session branch.
+    Pushed {
+        message_id: String,
+        branch: String,
+        commit: String,
+        files_changed: u32,
+        additions: u32,
+        deletions: u32,
+        ack_id: String,
+    },
 }
 
 impl FromBridge {
@@ -113,7 +126,8 @@ impl FromBridge {
             | FromBridge::Artifact { ack_id, .. } => ack_id.as_deref(),
             FromBridge::Done { ack_id, .. }
             | FromBridge::Error { ack_id, .. }
-            | FromBridge::SnapshotTaken { ack_id, .. } => Some(ack_id),
+            | FromBridge::SnapshotTaken { ack_id, .. }
+            | FromBridge::Pushed { ack_id, .. } => Some(ack_id),
             _ => None,
         }
     }

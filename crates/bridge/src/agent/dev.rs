@@ -340,6 +340,7 @@ mod tests {
             },
             attachments: vec![],
             context: PromptContext::default(),
+            push_branch: None,
         }
     }
 

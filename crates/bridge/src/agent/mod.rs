@@ -311,6 +311,7 @@ mod tests {
             },
             attachments,
             context: PromptContext { selections },
+            push_branch: None,
         }
     }
 
