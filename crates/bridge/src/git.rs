@@ -253,6 +253,16 @@ pub async fn push(workspace: &Path, branch: &str, redactor: &Redactor) -> Result
         .map(drop)
 }
 
+/// Whether the workspace has a remote named `origin`.
+pub async fn has_origin(workspace: &Path) -> Result<bool> {
+    let mut cmd = git(workspace);
+    cmd.args(["remote"]);
+    Ok(run(cmd, "git remote")
+        .await?
+        .lines()
+        .any(|name| name == "origin"))
+}
+
 /// Whether `origin` has the branch.
 pub async fn remote_has_branch(
     workspace: &Path,

@@ -2,8 +2,9 @@
 //! takes up the branch where earlier sandboxes of the session left it; after it, what changed
 //! is committed as the prompt's author and pushed to `<push_branch>` on `origin`.
 //!
-//! Only prompts that carry a `push_branch` are committed. A push that fails is tried again
-//! after the next prompt, so nothing committed stays behind for good.
+//! Only prompts that carry a `push_branch` are committed, and only in a workspace with an
+//! `origin` to push to. A push that fails is tried again after the next prompt, so nothing
+//! committed stays behind for good.
 
 use crate::credentials::Redactor;
 use crate::git;
@@ -36,6 +37,8 @@ pub struct Publisher {
     /// The commit the branch was last pushed from, when a later push failed: the next push
     /// counts its changes from there.
     unpushed_since: Option<Option<String>>,
+    /// The log already says there is no `origin` to push to.
+    said_no_origin: bool,
 }
 
 impl Publisher {
@@ -53,6 +56,7 @@ impl Publisher {
             redactor,
             take_up_branch: cloned,
             unpushed_since: None,
+            said_no_origin: false,
         }
     }
 
@@ -66,6 +70,17 @@ impl Publisher {
             return Err(format!(
                 "not pushing to {branch:?}: not a branch name git accepts"
             ));
+        }
+        // A workspace that was not cloned (nothing to clone, or the clone failed, which the
+        // session has heard about) has nowhere to push to.
+        if !git::has_origin(&self.workspace).await.unwrap_or(false) {
+            if !std::mem::replace(&mut self.said_no_origin, true) {
+                crate::log!(
+                    "publish",
+                    "the workspace has no origin remote; nothing is pushed"
+                );
+            }
+            return Ok(None);
         }
         if self.take_up_branch {
             // Until this works, nothing is pushed: the branch may hold work to build on.

@@ -895,5 +895,34 @@ async fn a_clone_that_fails_leaves_an_empty_repository_and_says_why() {
         "",
         "nothing to push over the real history"
     );
+    // Nothing to push to: the prompt runs, and no commit or push is attempted.
+    let frames = run_prompt(&mut socket, "m1", "write a.txt: a", Some(BRANCH)).await;
+    assert_eq!(kinds(&frames), ["file_edit", "done"]);
+    assert_eq!(git(&workspace, &["status", "--porcelain"]), "?? a.txt");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn a_push_larger_than_gits_post_buffer_streams_through_the_git_host() {
+    let root = git_root();
+    let provider = provider_with(&root);
+    let mut coordinator = Coordinator::start().await;
+    let clone_url = format!("{}/git/acme/demo.git", provider.base);
+    let mut socket = sandbox(&provider, &mut coordinator, "sbx_big", &clone_url).await;
+    // Over git's 1 MiB http.postBuffer, so git sends the pack chunked, with no length.
+    let frames = run_prompt(
+        &mut socket,
+        "m1",
+        "Add noise\n$ head -c 3000000 /dev/urandom > noise.bin",
+        Some(BRANCH),
+    )
+    .await;
+    let pushed = frame(&frames, "pushed");
+    assert_eq!(pushed["files_changed"], 1);
+    let size = git(
+        &root.join("acme/demo.git"),
+        &["cat-file", "-s", &format!("{BRANCH}:noise.bin")],
+    );
+    assert_eq!(size, "3000000");
     let _ = std::fs::remove_dir_all(&root);
 }
