@@ -134,10 +134,6 @@ impl Relay {
         })
     }
 
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// The `credential.helper` value for a workspace.
     pub fn helper_command(&self, bridge: &Path) -> String {
         helper_command(bridge, &self.socket)
@@ -172,7 +168,7 @@ async fn serve(listener: UnixListener, coordinator: Arc<Coordinator>, redactor: 
 
 /// One question from a helper, one answer.
 async fn answer(stream: UnixStream, coordinator: Arc<Coordinator>, redactor: Redactor) {
-    // The folder keeps others out; the peer's uid says so again (root aside).
+    // The folder keeps other users out; the peer's uid is checked as well.
     let same_user = stream
         .peer_cred()
         .is_ok_and(|cred| cred.uid() == current_uid());
