@@ -5,12 +5,14 @@
 #   sandbox-entry prepare      clone and install dependencies (repo image builds), then exit
 #
 # WORKSPACE_MODE (set by the Modal app):
-#   clone    fresh sandbox on the base image: clone REPO_CLONE_URL at REPO_BRANCH
+#   clone    fresh sandbox on the base image: an empty workspace; the bridge clones REPO_CLONE_URL
+#            at REPO_BRANCH itself, through its git credential helper, so no token is needed here
 #   image    prebuilt repo image: the clone is there; fetch REPO_BRANCH and check it out
 #   restore  snapshot of an earlier sandbox: leave the workspace exactly as it was
 #
-# A GITHUB_TOKEN in the environment is used through a credential helper that reads the variable when
-# git asks; the token is never written to disk, put on a command line or printed.
+# Image builds (`prepare`) and the fetch of `image` mode run without a bridge; a GITHUB_TOKEN in
+# the environment is used there through a credential helper that reads the variable when git
+# asks; the token is never written to disk, put on a command line or printed.
 set -eu
 
 WORKSPACE="${WORKSPACE:-/workspace}"
@@ -78,16 +80,22 @@ install_dependencies() {
     cd - >/dev/null
 }
 
+# An empty workspace for the bridge to clone into.
+leave_clone_to_bridge() {
+    log "the bridge clones ${REPO_OWNER:-?}/${REPO_NAME:-?} at ${REPO_BRANCH:-its default branch}"
+    mkdir -p "$WORKSPACE"
+}
+
 case "$MODE" in
     prepare) ;;
     restore)
-        [ -d "$WORKSPACE/.git" ] || { log "no workspace in the snapshot; cloning"; clone_workspace; }
+        [ -d "$WORKSPACE/.git" ] || { log "no workspace in the snapshot"; leave_clone_to_bridge; }
         ;;
     image)
-        if [ -d "$WORKSPACE/.git" ]; then update_workspace; else clone_workspace; fi
+        if [ -d "$WORKSPACE/.git" ]; then update_workspace; else leave_clone_to_bridge; fi
         ;;
     clone)
-        [ -d "$WORKSPACE/.git" ] || clone_workspace
+        [ -d "$WORKSPACE/.git" ] || leave_clone_to_bridge
         ;;
     *)
         log "unknown WORKSPACE_MODE $MODE"

@@ -8,11 +8,13 @@
 #   ANTHROPIC_API_KEY, OPENAI_API_KEY, …  model keys, handed to the agent in each sandbox
 #   SANDBOX_ENV_PASSTHROUGH  which variables those are (comma-separated; default: the usual
 #                  model-provider keys, see README, Configuration)
+#   GIT_HOST       where sandboxes clone and push (default: the local git host the provider
+#                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git)
 # `npm run dev -- --env NAME` runs a second, isolated stack beside the default one: its state, secrets
 # and dev user under .wrangler/envs/NAME, its ports derived from NAME (PORT still overrides).
 # GitHub settings exported before `npm run dev` reach the Worker (see README, Connect GitHub):
 #   GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET
-#   GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST
+#   GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL
 #   ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES
 #   BRANCH_PREFIX PR_AS_APP_FALLBACK
 set -euo pipefail
@@ -31,6 +33,8 @@ source scripts/env.sh
 port=${PORT:-8787}
 provider_port=${PROVIDER_PORT:-$((port + 3))}
 agent=${AGENT:-dev}
+git_root=$state/git
+git_host=${GIT_HOST:-http://127.0.0.1:$provider_port/git}
 
 # Local secrets, generated once. wrangler reads .dev.vars as the Worker's secrets.
 if [ ! -f "$dev_vars" ]; then
@@ -75,11 +79,27 @@ cargo build --quiet -p bridge
 wrangler d1 migrations apply DB --local "${persist[@]}" >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log
 
+# The demo repository on the local git host: bare, one commit on main, made once. Plumbing
+# commands, so neither a work tree nor the user's git identity or hooks are involved.
+demo_repo=$git_root/acme/demo.git
+if [ ! -d "$demo_repo" ]; then
+  mkdir -p "$git_root/acme"
+  git init --quiet --bare --initial-branch=main "$demo_repo"
+  readme=$(printf '# acme/demo\n\nA small demo repository for local sessions. Each session pushes its work to\nthe branch agent/<session id>.\n' |
+    git -C "$demo_repo" hash-object -w --stdin)
+  tree=$(printf '100644 blob %s\tREADME.md\n' "$readme" | git -C "$demo_repo" mktree)
+  commit=$(GIT_AUTHOR_NAME="Session coordinator" GIT_AUTHOR_EMAIL=coordinator@localhost \
+    GIT_COMMITTER_NAME="Session coordinator" GIT_COMMITTER_EMAIL=coordinator@localhost \
+    git -C "$demo_repo" commit-tree --no-gpg-sign -m "Initial commit" "$tree")
+  git -C "$demo_repo" update-ref refs/heads/main "$commit"
+  echo "dev: created the demo repository $demo_repo" >&2
+fi
+
 # The GitHub settings set in this environment go to the Worker as vars. wrangler shows every
 # --var as "(hidden)", and nothing here echoes them; a value with line breaks (a PEM) is fine.
 github_vars=()
 for name in GITHUB_APP_ID GITHUB_APP_PRIVATE_KEY GITHUB_CLIENT_ID GITHUB_CLIENT_SECRET \
-  GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL GIT_HOST \
+  GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL \
   ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES \
   BRANCH_PREFIX PR_AS_APP_FALLBACK; do
   if [ -n "${!name:-}" ]; then github_vars+=(--var "$name:${!name}"); fi
@@ -89,12 +109,15 @@ if [ ${#github_vars[@]} -gt 0 ]; then
 fi
 
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
-  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${github_vars[@]}" &
+  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" --var "GIT_HOST:$git_host" \
+  "${github_vars[@]}" &
 wrangler_pid=$!
-# The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes.
+# The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
+# and serves the repositories under .wrangler/git at /git/ on its port.
 # It prints no URL of its own, so the coordinator's is the first one in this log.
 PROVIDER_SECRET=$(dev_var PROVIDER_SECRET) AGENT=$agent \
-  target/debug/bridge provider --listen "127.0.0.1:$provider_port" --workspaces "$state/sandboxes" &
+  target/debug/bridge provider --listen "127.0.0.1:$provider_port" --workspaces "$state/sandboxes" \
+  --git-root "$git_root" &
 provider_pid=$!
 trap 'kill $wrangler_pid $provider_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
 
@@ -125,6 +148,8 @@ cat <<BANNER
   Sandboxes: the local provider on 127.0.0.1:$provider_port runs agent "$agent" in $state/sandboxes/
     (AGENT=opencode npm run dev for OpenCode; it needs a model key in the environment,
      e.g. ANTHROPIC_API_KEY, which the provider hands to the agent: SANDBOX_ENV_PASSTHROUGH)
+  Git:        sandboxes clone from and push to $git_host (the local git host serves $git_root/);
+              after a prompt that changed files:  git --git-dir $demo_repo log agent/<session id>
 
   Web page:   open $base/ and sign in with the dev user API key above
               (others: create a user with the admin key and add them to a session by user id)

@@ -45,15 +45,22 @@ def run(tmp_path, origin, mode, *command, branch="main", extra=None):
     return subprocess.run(["sh", str(SCRIPT), *command], env=env, capture_output=True, text=True, timeout=30)
 
 
-def test_clone_mode_clones_the_branch_then_runs_the_command(tmp_path, origin):
-    done = run(tmp_path, origin, "clone", "sh", "-c", "pwd; git rev-parse --abbrev-ref HEAD", branch="feature")
+def test_clone_mode_leaves_an_empty_workspace_for_the_bridge_to_clone(tmp_path, origin):
+    # The bridge clones REPO_CLONE_URL at REPO_BRANCH itself, through its credential helper.
+    done = run(tmp_path, origin, "clone", "sh", "-c", "pwd; ls -A | wc -l; echo $REPO_CLONE_URL $REPO_BRANCH", branch="feature")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(tmp_path / "workspace"), "feature"]
+    assert done.stdout.split() == [str(tmp_path / "workspace"), "0", origin.as_uri(), "feature"]
     assert (tmp_path / "memory").is_dir()
 
 
+def test_clone_mode_keeps_a_workspace_that_is_there(tmp_path, origin):
+    assert run(tmp_path, origin, "prepare", "prepare").returncode == 0
+    done = run(tmp_path, origin, "clone", "git", "rev-parse", "--abbrev-ref", "HEAD")
+    assert done.returncode == 0 and done.stdout.strip() == "main", done.stderr
+
+
 def test_restore_mode_leaves_the_workspace_alone(tmp_path, origin):
-    assert run(tmp_path, origin, "clone", "true").returncode == 0
+    assert run(tmp_path, origin, "prepare", "prepare").returncode == 0
     (tmp_path / "workspace" / "work.txt").write_text("agent edits\n")
     done = run(tmp_path, origin, "restore", "cat", "work.txt")
     assert done.returncode == 0 and done.stdout == "agent edits\n"
@@ -69,9 +76,9 @@ def test_image_mode_fetches_the_requested_branch(tmp_path, origin):
     assert "NEW.md" in done.stdout.split()
 
 
-def test_a_token_is_used_without_landing_on_disk_or_in_output(tmp_path, origin):
+def test_a_token_for_image_builds_is_used_without_landing_on_disk_or_in_output(tmp_path, origin):
     token = "ghs_secret_token_value_123456"
-    done = run(tmp_path, origin, "clone", "true", extra={"GITHUB_TOKEN": token})
+    done = run(tmp_path, origin, "prepare", "prepare", extra={"GITHUB_TOKEN": token})
     assert done.returncode == 0, done.stderr
     assert token not in done.stdout + done.stderr
     config = (tmp_path / "workspace" / ".git" / "config").read_text()

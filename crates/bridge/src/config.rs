@@ -5,7 +5,8 @@
 //! variables alone; the two secrets, the sandbox token and the provider's signing secret, come
 //! only from the environment. An empty variable counts as unset, except the two whose empty
 //! value means something: `GIT_ATTRIBUTION` (no suffix) and `SANDBOX_ENV_PASSTHROUGH` (pass
-//! nothing). Bad usage exits with code 2.
+//! nothing). Bad usage exits with code 2. `bridge credential`, which git runs, reads no variable
+//! at all: everything it needs is on the command line git was configured with.
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
@@ -46,6 +47,8 @@ const NOT_PASSED_THROUGH: &[&str] = &[
     "SANDBOX_ID",
     "WORKSPACE",
     "AGENT",
+    "REPO_CLONE_URL",
+    "REPO_BRANCH",
     PASSTHROUGH_VAR,
 ];
 
@@ -114,6 +117,25 @@ pub struct RunConfig {
     pub opencode: OpenCodeConfig,
     /// Taken out of the bridge's own environment and given to the agent's processes only.
     pub agent_env: AgentEnv,
+    /// What to clone into an empty workspace.
+    pub repo: Option<CloneSource>,
+}
+
+/// A repository to clone: its URL (never with credentials in it) and the branch to check out
+/// (`None`: the remote's default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneSource {
+    pub url: String,
+    pub branch: Option<String>,
+}
+
+/// `bridge credential <operation>`, as git runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialConfig {
+    /// `get`, `store`, `erase`, or an operation of a later git, which is ignored.
+    pub operation: String,
+    /// The running `bridge run`'s relay socket.
+    pub socket: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,12 +151,15 @@ pub struct ProviderConfig {
     pub passthrough: Vec<String>,
     /// Those of them set here, handed to every bridge.
     pub agent_env: AgentEnv,
+    /// The local git host's repositories: `<root>/<owner>/<name>.git`, bare.
+    pub git_root: PathBuf,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Box<RunConfig>),
     Provider(Box<ProviderConfig>),
+    Credential(CredentialConfig),
 }
 
 /// Ids that end up in URLs and directory names: letters, digits, `_`, `-`, `.`, not starting
@@ -182,6 +207,23 @@ enum Sub {
         after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required)."
     )]
     Provider(ProviderArgs),
+    /// git's credential helper in a workspace (`credential.helper`): asks the running `bridge
+    /// run` over its socket, which asks the coordinator. Holds no secret itself.
+    #[command(
+        after_help = "git runs it with the operation last: `bridge credential --socket <PATH> get`. \
+                      `store`, `erase` and unknown operations do nothing."
+    )]
+    Credential(CredentialArgs),
+}
+
+#[derive(Args, Debug)]
+struct CredentialArgs {
+    /// The relay socket of the bridge that configured the workspace.
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// What git asks for: `get`, `store` or `erase`.
+    #[arg(value_name = "OPERATION")]
+    operation: String,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +276,13 @@ struct RunArgs {
     /// The model OpenCode is asked to use.
     #[arg(long = "opencode-model", env = "OPENCODE_MODEL", value_name = "PROVIDER/MODEL", value_parser = model)]
     opencode_model: Option<(String, String)>,
+    /// The repository to clone (through the bridge's credential helper) when the workspace is
+    /// empty; a URL without credentials.
+    #[arg(long = "repo-url", env = "REPO_CLONE_URL", value_name = "URL", value_parser = clone_url)]
+    repo_url: Option<String>,
+    /// The branch to clone [default: the remote's default branch].
+    #[arg(long = "repo-branch", env = "REPO_BRANCH", value_name = "BRANCH", value_parser = branch_name)]
+    repo_branch: Option<String>,
     #[command(flatten)]
     passthrough: Passthrough,
 }
@@ -257,6 +306,15 @@ struct ProviderArgs {
     /// The bridge executable for sandboxes [default: this one].
     #[arg(long = "bridge-bin", env = "BRIDGE_BIN", value_name = "PATH")]
     bridge_bin: Option<PathBuf>,
+    /// The local git host's repositories, served under /git/ on the listening port
+    /// (`<DIR>/<owner>/<name>.git`, bare).
+    #[arg(
+        long = "git-root",
+        env = "PROVIDER_GIT_ROOT",
+        value_name = "DIR",
+        default_value = ".wrangler/git"
+    )]
+    git_root: PathBuf,
     /// A coordinator bridges may be pointed at; `*` as the port allows any
     /// [default: http://127.0.0.1:* and http://localhost:*].
     #[arg(long = "allow-coordinator", env = "PROVIDER_ALLOWED_COORDINATORS", value_name = "URL",
@@ -306,6 +364,28 @@ fn coordinator_url(value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err("the coordinator URL must start with http:// or https://".into())
+    }
+}
+
+/// A clone URL must not carry credentials: they would land in the workspace's git config.
+fn clone_url(value: &str) -> Result<String, String> {
+    let authority = value
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
+    if value.starts_with('-') || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err("not a URL".into())
+    } else if authority.is_some_and(|authority| authority.contains('@')) {
+        Err("the clone URL must not carry credentials; the credential helper provides them".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+fn branch_name(value: &str) -> Result<String, String> {
+    if protocol::git::is_branch_name(value) {
+        Ok(value.to_string())
+    } else {
+        Err("not a branch name git accepts".into())
     }
 }
 
@@ -392,6 +472,10 @@ impl RunArgs {
                 model: self.opencode_model,
             },
             agent_env: present(&self.passthrough.names()),
+            repo: self.repo_url.map(|url| CloneSource {
+                url,
+                branch: self.repo_branch,
+            }),
         })
     }
 }
@@ -426,6 +510,7 @@ impl ProviderArgs {
             allowed_coordinators: allowed,
             agent_env: present(&passthrough),
             passthrough,
+            git_root: self.git_root,
         })
     }
 }
@@ -470,6 +555,13 @@ where
             "provider",
             args.into_config(sub_matches)
                 .map(|c| Command::Provider(Box::new(c))),
+        ),
+        Sub::Credential(args) => (
+            "credential",
+            Ok(Command::Credential(CredentialConfig {
+                operation: args.operation,
+                socket: args.socket,
+            })),
         ),
     };
     result.map_err(|(kind, message)| match cmd.find_subcommand_mut(name) {
@@ -568,6 +660,7 @@ mod tests {
         assert_eq!(config.opencode.bin, "opencode");
         assert_eq!(config.opencode.url, None);
         assert_eq!(config.opencode.model, None);
+        assert_eq!(config.repo, None);
         assert!(!format!("{config:?}").contains("tok\""));
     }
 
@@ -586,6 +679,8 @@ mod tests {
             "--opencode-bin=/bin/oc",
             "--opencode-url=http://127.0.0.1:4096",
             "--opencode-model=stub/stub-model",
+            "--repo-url=http://127.0.0.1:8790/git/acme/demo.git",
+            "--repo-branch=main",
         ]);
         assert_eq!(config.workspace, PathBuf::from("/w"));
         assert_eq!(config.agent, AgentKind::OpenCode);
@@ -600,6 +695,13 @@ mod tests {
         assert_eq!(
             config.opencode.model,
             Some(("stub".into(), "stub-model".into()))
+        );
+        assert_eq!(
+            config.repo,
+            Some(CloneSource {
+                url: "http://127.0.0.1:8790/git/acme/demo.git".into(),
+                branch: Some("main".into()),
+            })
         );
     }
 
@@ -650,6 +752,19 @@ mod tests {
             "never passed through",
         );
         check(&["--env-passthrough", "A-B"], "not a variable name");
+        check(
+            &["--env-passthrough", "REPO_CLONE_URL"],
+            "never passed through",
+        );
+        check(
+            &[
+                "--repo-url",
+                "https://x-access-token:ghs_1@github.com/a/b.git",
+            ],
+            "must not carry credentials",
+        );
+        check(&["--repo-url=-uhack"], "not a URL");
+        check(&["--repo-branch", "a..b"], "not a branch name");
     }
 
     #[test]
@@ -685,7 +800,27 @@ mod tests {
         );
         assert_eq!(config.passthrough, DEFAULT_PASSTHROUGH);
         assert_eq!(config.secret.expose(), "s");
+        assert_eq!(config.git_root, PathBuf::from(".wrangler/git"));
         assert!(!format!("{config:?}").contains("\"s\""));
+    }
+
+    #[test]
+    fn credential_takes_the_operation_last_and_needs_the_socket() {
+        let check = |args: &[&str], operation: &str| match parse_flags(args) {
+            Ok(Command::Credential(config)) => {
+                assert_eq!(config.operation, operation);
+                assert_eq!(config.socket, PathBuf::from("/run/b/s"));
+            }
+            other => panic!("{args:?}: {other:?}"),
+        };
+        check(&["credential", "--socket", "/run/b/s", "get"], "get");
+        check(&["credential", "--socket=/run/b/s", "store"], "store");
+        check(
+            &["credential", "--socket", "/run/b/s", "capability"],
+            "capability",
+        );
+        assert!(refusal(&["credential", "get"]).contains("--socket"));
+        assert!(refusal(&["credential", "--socket", "/s"]).contains("OPERATION"));
     }
 
     #[test]

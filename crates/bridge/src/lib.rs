@@ -12,20 +12,28 @@
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
-//! - [`provider`]: the local provider's HTTP server (hyper) and its sandboxes.
+//! - [`credentials`]: `bridge credential`, git's credential helper, and the relay in `bridge run`
+//!   that asks the coordinator for each credential.
+//! - [`repo`]: the workspace's repository at start: the clone, the helper's configuration.
+//! - [`publish`]: a prompt's changes committed and pushed to the session branch.
+//! - [`provider`]: the local provider's HTTP server (hyper), its sandboxes and its git host.
 //! - [`git`], [`workspace`], [`process`]: git commands, paths inside the workspace, child process groups.
+//! - [`http`]: the HTTP client set-up (rustls, the webpki roots).
 //! - [`ids`] and [`log`]: random ids and log lines.
 //!
 //! Architecture invariant: the sandbox token is read from the environment once, kept out of
-//! every child process's environment, and never printed. The passthrough variables
+//! every child process's environment, and never printed; git gets credentials only through
+//! the credential helper, one repository at a time, and none is written to disk. The passthrough variables
 //! (`SANDBOX_ENV_PASSTHROUGH`) are taken out of the environment too and given to the agent's
 //! processes alone.
 
 pub mod agent;
 pub mod backoff;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod git;
+pub mod http;
 pub mod ids;
 pub mod journal;
 #[macro_use]
@@ -34,6 +42,8 @@ pub mod outbox;
 pub mod process;
 pub mod prompts;
 pub mod provider;
+pub mod publish;
+pub mod repo;
 pub mod run;
 pub mod worker;
 pub mod workspace;

@@ -1,4 +1,5 @@
-//! The `bridge` executable: parses the command line and hands over to `run` or `provider`.
+//! The `bridge` executable: parses the command line and hands over to `run`, `provider` or
+//! `credential`.
 
 use bridge::agent::{dev::DevAgent, opencode::OpenCodeAgent, Agent};
 use bridge::config::{self, AgentKind, Command};
@@ -23,6 +24,8 @@ fn main() -> ExitCode {
             forget(["PROVIDER_SECRET"], &config.agent_env);
             runtime().map_or(1, |rt| rt.block_on(bridge::provider::serve(*config)))
         }
+        // Short-lived and synchronous: git waits for it.
+        Command::Credential(config) => bridge::credentials::helper::main(config),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

@@ -1,8 +1,8 @@
 //! Frames on their way to the coordinator.
 //!
 //! Critical frames (tool calls, file edits, artifacts, `pushed`, `done`, `error`,
-//! `snapshot_taken`) get an `ack_id` and stay here until the coordinator acknowledges them; a new connection sends them
-//! again, in their original order. `token` frames have no ack: they stay only until they have
+//! `snapshot_taken`) get an `ack_id` and stay here until the coordinator acknowledges them; a new
+//! connection sends them again, in their original order. `token` frames have no ack: they stay only until they have
 //! been written once. Everything leaves in the order it was pushed, so the frames of one prompt
 //! never overtake each other.
 

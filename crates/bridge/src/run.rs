@@ -4,10 +4,13 @@
 use crate::agent::{stop_pair, Agent};
 use crate::backoff::Backoff;
 use crate::config::RunConfig;
+use crate::credentials::relay::{Coordinator, Relay};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalFile};
 use crate::outbox::Outbox;
 use crate::prompts::Prompts;
+use crate::publish::Publisher;
+use crate::repo;
 use crate::worker::{Job, Worker};
 use futures_util::{SinkExt, StreamExt};
 use protocol::bridge::{FromBridge, ToBridge, SANDBOX_ID_HEADER};
@@ -164,6 +167,28 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
             return EXIT_FAILED;
         }
     };
+    // Before the agent starts: it works in the clone.
+    let relay = start_relay(&config);
+    let redactor = relay.as_ref().map(Relay::redactor).unwrap_or_default();
+    let helper = relay
+        .as_ref()
+        .and_then(|relay| match std::env::current_exe() {
+            Ok(bridge) => Some(relay.helper_command(&bridge)),
+            Err(e) => {
+                crate::log!(
+                    "run",
+                    "cannot find this executable for git's credential helper: {e}"
+                );
+                None
+            }
+        });
+    let prepared = repo::prepare(
+        &config.workspace,
+        config.repo.as_ref(),
+        helper.as_deref(),
+        &redactor,
+    )
+    .await;
     if let Err(e) = agent.start().await {
         crate::log!("run", "the {} agent did not start: {e}", agent.name());
     }
@@ -187,10 +212,24 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
     }
+    if let Some(problem) = prepared.problem {
+        bridge.queue(FromBridge::Error {
+            message_id: None,
+            message: problem,
+            ack_id: String::new(),
+        });
+    }
     let worker = Worker {
         agent,
         workspace: config.workspace.clone(),
         attribution: config.attribution.clone(),
+        publisher: Publisher::new(
+            config.workspace.clone(),
+            config.session_id.clone(),
+            config.attribution.clone(),
+            redactor,
+            prepared.cloned,
+        ),
     };
     let worker = tokio::spawn(worker.work(jobs_rx, frames_tx));
     let mut signals = Signals::new();
@@ -237,7 +276,20 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         }
     };
     bridge.finish(worker).await;
+    drop(relay);
     code
+}
+
+/// The socket git's credential helper relays through; without it git gets no credentials,
+/// and the bridge still serves the room.
+fn start_relay(config: &RunConfig) -> Option<Relay> {
+    match Coordinator::new(config).and_then(Relay::start) {
+        Ok(relay) => Some(relay),
+        Err(e) => {
+            crate::log!("run", "no git credentials in this sandbox: {e}");
+            None
+        }
+    }
 }
 
 impl Bridge {

@@ -7,217 +7,31 @@ use futures_util::{SinkExt, StreamExt};
 use protocol::provider::{sign, SIGNATURE_HEADER};
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-const SECRET: &str = "test-provider-secret";
-/// Every wait in these tests ends by this, so a broken build fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(20);
-/// The model-key names a provider passes by default; removed from its environment unless a
-/// test sets them, so the machine's own keys change nothing.
-const DEFAULT_PASSTHROUGH: [&str; 9] = bridge::config::DEFAULT_PASSTHROUGH;
+mod support;
 
-/// A running `bridge provider`; ended (with its bridges) when dropped.
-struct Provider {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-    workspaces: PathBuf,
-    lines: mpsc::Receiver<String>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
+use support::{now_ms, Provider, PATIENCE, SECRET};
 
-impl Provider {
-    fn start() -> Provider {
-        Provider::start_with(&[])
-    }
-
-    /// A provider with `env` added to its environment.
-    fn start_with(env: &[(&str, &str)]) -> Provider {
-        let workspaces = std::env::temp_dir().join(format!(
-            "bridge-provider-test-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_bridge"));
-        command
-            .args(["provider", "--listen", "127.0.0.1:0", "--workspaces"])
-            .arg(&workspaces)
-            .env("PROVIDER_SECRET", SECRET)
-            .env("DEV_AGENT_DELAY_MS", "0")
-            .env("HEARTBEAT_SECS", "1")
-            .env_remove("PROVIDER_ALLOWED_COORDINATORS")
-            .env_remove("AGENT")
-            .env_remove("SANDBOX_ENV_PASSTHROUGH");
-        for name in DEFAULT_PASSTHROUGH {
-            command.env_remove(name);
-        }
-        let mut child = command
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("bridge provider starts");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("provider> {line}");
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut provider = Provider {
-            child,
-            base: String::new(),
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
-            workspaces,
-            lines,
-            seen: Arc::new(Mutex::new(Vec::new())),
-        };
-        let line = provider.wait_for_log("local provider listening on ");
-        assert!(
-            !line.contains("http://"),
-            "the start line must not look like a URL: {line}"
-        );
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("an address");
-        assert!(line.ends_with("(agent dev)"), "{line}");
-        provider.base = format!("http://{addr}");
-        provider
-    }
-
-    /// Waits for a log line containing `needle` (seen before or arriving now).
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        if let Some(line) = self
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-        {
-            return line.clone();
-        }
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.lock().unwrap().push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!("no log line with {needle:?}"),
-            }
-        }
-    }
-
-    /// No log line so far carries anything of a sandbox token.
-    fn assert_no_token_logged(&mut self) {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.lock().unwrap().push(line);
-        }
-        let seen = self.seen.lock().unwrap();
-        assert!(!seen.iter().any(|l| l.contains("token-of-")), "{seen:?}");
-    }
-
-    /// A signed request.
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let body = body.map(|b| b.to_string().into_bytes());
-        let signature = sign(
-            SECRET.as_bytes(),
-            now_ms(),
-            body.as_deref().unwrap_or_default(),
-        );
-        self.raw(
-            method,
-            path,
-            &[(SIGNATURE_HEADER, &signature)],
-            body.as_deref(),
+/// Creates a sandbox for the room; returns its bridge's connection, past `ready`.
+async fn sandbox(provider: &Provider, room: &Room, sandbox_id: &str) -> Socket {
+    let (status, created) = provider
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(&create_body(sandbox_id, &room.url, None)),
         )
-        .await
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .timeout(PATIENCE);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request.body(body.to_vec());
-        }
-        let response = request.send().await.expect("the provider answers");
-        let status = response.status().as_u16();
-        let body = response.bytes().await.expect("a whole answer");
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    }
-
-    /// Creates a sandbox for the room; returns its bridge's connection, past `ready`.
-    async fn sandbox(&self, room: &Room, sandbox_id: &str) -> Socket {
-        let (status, created) = self
-            .call(
-                "POST",
-                "/sandboxes",
-                Some(&create_body(sandbox_id, &room.url, None)),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        let (mut socket, _, _) = room.accept(None).await.expect("the bridge connects");
-        assert_eq!(next_frame(&mut socket).await["type"], "ready");
-        socket
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        // SIGTERM: the provider ends its bridges before it exits.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_dir_all(&self.workspaces);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (mut socket, _, _) = room.accept(None).await.expect("the bridge connects");
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    socket
 }
 
 fn create_body(sandbox_id: &str, coordinator: &str, snapshot_id: Option<&str>) -> Value {
@@ -557,7 +371,7 @@ async fn a_sandbox_bridge_dials_the_room_with_its_token_and_id() {
 async fn a_prompt_streams_tokens_a_command_an_edit_and_done() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     let frames = run_prompt(
         &mut socket,
         "m1",
@@ -620,7 +434,7 @@ async fn a_prompt_streams_tokens_a_command_an_edit_and_done() {
 async fn after_a_reconnect_exactly_the_unacked_frames_come_again() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     send(
         &mut socket,
         prompt("m1", "Note\n$ true\nwrite notes.txt: hello"),
@@ -654,7 +468,7 @@ async fn after_a_reconnect_exactly_the_unacked_frames_come_again() {
 async fn a_prompt_sent_again_does_not_run_twice() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     run_prompt(&mut socket, "m1", "Count\n$ echo x >> runs.txt").await;
     // The same prompt again (and a frame the bridge does not know) run nothing: the next
     // prompt's frames come straight after.
@@ -676,7 +490,7 @@ async fn a_prompt_sent_again_does_not_run_twice() {
 async fn stop_kills_the_running_command_and_ends_the_prompt_stopped() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     send(&mut socket, prompt("m3", "Wait\n$ sleep 30")).await;
     loop {
         let frame = next_frame(&mut socket).await;
@@ -701,7 +515,7 @@ async fn stop_kills_the_running_command_and_ends_the_prompt_stopped() {
 async fn a_snapshot_starts_a_new_sandbox_and_delete_ends_its_bridge() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     run_prompt(&mut socket, "m1", "Note\nwrite notes.txt: hello").await;
     let (status, snapshot) = provider
         .call("POST", "/sandboxes/sbx_a/snapshot", None)
@@ -757,13 +571,14 @@ async fn a_sandbox_clones_its_repository_and_exits_when_the_room_answers_410() {
     cloned["repo"]["clone_url"] = json!(source.display().to_string());
     let (status, _) = provider.call("POST", "/sandboxes", Some(&cloned)).await;
     assert_eq!(status, 201);
+    // The bridge clones before it dials. 410: it exits instead of dialling again, and is not
+    // started again.
+    assert!(gone.accept(Some(410)).await.is_none());
     assert_eq!(
         std::fs::read_to_string(provider.workspaces.join("sbx_c/README.md")).unwrap(),
         "# the source repository\n"
     );
     let _ = std::fs::remove_dir_all(&source);
-    // 410: the bridge exits instead of dialling again, and is not started again.
-    assert!(gone.accept(Some(410)).await.is_none());
     let exit = provider.wait_for_log("sandbox sbx_c: bridge exited");
     assert!(exit.contains("exit status: 3"), "{exit}");
     provider.assert_no_token_logged();
@@ -773,7 +588,7 @@ async fn a_sandbox_clones_its_repository_and_exits_when_the_room_answers_410() {
 async fn shutdown_ends_the_bridge_cleanly_and_its_sandbox_is_deleted_once() {
     let mut provider = Provider::start();
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_a").await;
+    let mut socket = sandbox(&provider, &room, "sbx_a").await;
     send(&mut socket, json!({"type": "shutdown"})).await;
     let exit = provider.wait_for_log("sandbox sbx_a: bridge exited");
     assert!(exit.contains("exit status: 0"), "{exit}");
@@ -794,7 +609,7 @@ async fn shutdown_ends_the_bridge_cleanly_and_its_sandbox_is_deleted_once() {
 /// The environment a dev-agent command sees in a new sandbox of `provider`.
 async fn agent_environment(provider: &mut Provider) -> String {
     let room = Room::start().await;
-    let mut socket = provider.sandbox(&room, "sbx_env").await;
+    let mut socket = sandbox(provider, &room, "sbx_env").await;
     let frames = run_prompt(&mut socket, "m1", "Show\n$ env").await;
     provider.assert_no_token_logged();
     tool_output(&frames)

@@ -65,9 +65,8 @@ impl Api {
                 "only http:// URLs are supported: {base:?}"
             )));
         }
-        let client = reqwest::Client::builder()
-            // The server is on this machine: a proxy from the environment must not be used.
-            .no_proxy()
+        // The server is on this machine: the builder uses no proxy from the environment.
+        let client = crate::http::client_builder()?
             .connect_timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(Error::http("cannot set up the HTTP client"))?;

@@ -6,15 +6,22 @@
 //! "local-noop"}` and `GET /images/local-noop` answers `{"status": "ready"}` with no image id,
 //! so a coordinator that asks for an image gets an answer and sandboxes start from a clone.
 //!
+//! The same port serves the local git host under `/git/` (its own authentication: local git
+//! tokens, not the coordinator's signature).
+//!
 //! - [`sandboxes`]: workspaces and bridge processes.
 //! - [`allowlist`]: which coordinator URLs a bridge may be pointed at.
+//! - [`git_host`]: the local git host, git's `http-backend` behind a token check.
 
 pub mod allowlist;
+pub mod git_host;
 pub mod sandboxes;
 
 use crate::config::ProviderConfig;
 use crate::error::{Error, Result};
 use allowlist::Allowlist;
+use git_host::GitHost;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::body::Incoming;
@@ -44,10 +51,14 @@ const MAX_DRAINED: usize = 4 * MAX_BODY;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const NOOP_BUILD: &str = "local-noop";
 
+/// Response bodies: whole JSON answers, or git's streamed ones.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
 struct Provider {
     secret: Vec<u8>,
     allowlist: Allowlist,
     sandboxes: Mutex<Sandboxes>,
+    git_host: GitHost,
 }
 
 /// A response: status and JSON body.
@@ -89,6 +100,14 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         "cannot resolve {}",
         config.workspaces.display()
     )))?;
+    std::fs::create_dir_all(&config.git_root).map_err(Error::io(format!(
+        "cannot create {}",
+        config.git_root.display()
+    )))?;
+    let git_root = config.git_root.canonicalize().map_err(Error::io(format!(
+        "cannot resolve {}",
+        config.git_root.display()
+    )))?;
     let bridge_bin = match config.bridge_bin {
         Some(bin) => bin,
         None => std::env::current_exe().map_err(Error::io("cannot find this executable"))?,
@@ -106,6 +125,11 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         config.agent.as_str()
     );
     crate::log!("provider", "workspaces in {}", root.display());
+    crate::log!(
+        "provider",
+        "git host: repositories in {} under /git/",
+        git_root.display()
+    );
     if !config.agent_env.is_empty() {
         let names: Vec<&str> = config.agent_env.iter().map(|(n, _)| n.as_str()).collect();
         crate::log!("provider", "passing {} to the agents", names.join(", "));
@@ -116,8 +140,13 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         passthrough: config.passthrough,
         agent_env: config.agent_env,
     };
+    let secret = config.secret.expose().as_bytes().to_vec();
     let provider = Arc::new(Provider {
-        secret: config.secret.expose().as_bytes().to_vec(),
+        git_host: GitHost {
+            root: git_root,
+            secret: secret.clone(),
+        },
+        secret,
         allowlist,
         sandboxes: Mutex::new(Sandboxes::new(root, setup)),
     });
@@ -154,7 +183,16 @@ async fn start(config: ProviderConfig) -> Result<i32> {
 async fn serve_connection(provider: Arc<Provider>, socket: TcpStream) {
     let service = hyper::service::service_fn(move |request| {
         let provider = provider.clone();
-        async move { Ok::<_, Infallible>(handle(&provider, request).await) }
+        async move {
+            let response = if request.uri().path().starts_with(git_host::PREFIX) {
+                git_host::handle(&provider.git_host, request, now_ms()).await
+            } else {
+                handle(&provider, request)
+                    .await
+                    .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+            };
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

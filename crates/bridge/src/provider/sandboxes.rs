@@ -50,6 +50,8 @@ const RESERVED: &[&str] = &[
     "SANDBOX_TOKEN",
     "WORKSPACE",
     "AGENT",
+    "REPO_CLONE_URL",
+    "REPO_BRANCH",
     PASSTHROUGH_VAR,
 ];
 
@@ -289,6 +291,11 @@ impl Sandboxes {
             env.push((name.to_string(), value.into()));
         }
         env.push(("WORKSPACE".into(), workspace.clone().into_os_string()));
+        // The bridge clones an empty workspace itself, through its credential helper.
+        if let Some(url) = clone_url(request) {
+            env.push(("REPO_CLONE_URL".into(), url.into()));
+            env.push(("REPO_BRANCH".into(), request.repo.branch.clone().into()));
+        }
         BridgeCommand { workspace, env }
     }
 
@@ -346,8 +353,13 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, label: String)
     }
 }
 
-/// Fills `dest` (which must not exist): a copy of the snapshot, a clone of the repository, or
-/// an empty repository when there is nothing to clone or the clone fails.
+/// The repository's clone URL, if the request gives one.
+fn clone_url(request: &CreateSandbox) -> Option<&str> {
+    request.repo.clone_url.as_deref().filter(|u| !u.is_empty())
+}
+
+/// Fills `dest` (which must not exist): a copy of the snapshot; an empty folder the bridge
+/// will clone the repository into; or, when there is nothing to clone, an empty repository.
 pub async fn prepare_workspace(
     root: &Path,
     dest: &Path,
@@ -372,25 +384,19 @@ pub async fn prepare_workspace(
         ));
     }
     let title = format!("{}/{}", repo.owner, repo.name);
-    if let Some(url) = repo.clone_url.as_deref().filter(|u| !u.is_empty()) {
-        match crate::git::clone(url, &repo.branch, dest).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                crate::log!(
-                    "provider",
-                    "sandbox {}: cloning {title} failed ({e}); starting from an empty repository",
-                    request.sandbox_id
-                );
-                let _ = tokio::fs::remove_dir_all(dest).await;
-            }
-        }
-    } else {
-        crate::log!(
-            "provider",
-            "sandbox {}: no clone URL for {title}; starting from an empty repository",
-            request.sandbox_id
-        );
+    if clone_url(request).is_some() {
+        return tokio::fs::create_dir_all(dest).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot create the workspace: {e}"),
+            )
+        });
     }
+    crate::log!(
+        "provider",
+        "sandbox {}: no clone URL for {title}; starting from an empty repository",
+        request.sandbox_id
+    );
     crate::git::init_with_readme(dest, &repo.branch, &title)
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
