@@ -3,6 +3,7 @@
 
 #[cfg(target_arch = "wasm32")]
 mod auth;
+pub mod cursor;
 pub mod query;
 pub mod route;
 #[cfg(target_arch = "wasm32")]
