@@ -231,9 +231,10 @@ async function main() {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const snapshotFile = path.join(args.snapshot ? RESULTS : stateRoot, `soak-${stamp}.heapsnapshot`);
     const constructors = await heapSnapshot(cdp, snapshotFile);
-    await sample('after GC', null);
+    await sample('after GC (heap snapshot)', null);
     cdp.close();
 
+    const databaseBytes = runtime.doDatabases().reduce((sum, file) => sum + fs.statSync(file).size, 0);
     // One row a minute (the last sample of each minute), then the rows after the load.
     const load = samples.filter((s) => s.elapsed_s !== null);
     const perMinute = [load[0]];
@@ -244,7 +245,8 @@ async function main() {
     const after = samples.filter((s) => s.elapsed_s === null);
     const text = [
       `soak: ${participants} participants, ${rate} prompts/s for ${minutes} min, ${result.sent} prompts (${result.delivered_to_all} reached everyone, ${result.errors} error frames)`,
-      `workerd RSS: ${fmt(samples[0].rss)} MiB after joining, peak ${fmt(Math.max(...samples.map((s) => s.rss)))} MiB, ${fmt(load.at(-1).rss)} MiB at the end of the load, ${fmt(after.at(-1).rss)} MiB after idle and GC`,
+      `workerd RSS: ${fmt(samples[0].rss)} MiB after joining, peak ${fmt(Math.max(...load.map((s) => s.rss)))} MiB under load, ${fmt(load.at(-1).rss)} MiB at its end, ${fmt(after.at(-2).rss)} MiB after ${idleSeconds} s idle`,
+      `session database: ${fmt(databaseBytes)} MiB on tmpfs (outside workerd's RSS); the "after GC" row includes the heap snapshot's own cost`,
       '',
       table([...perMinute, ...after]),
     ];

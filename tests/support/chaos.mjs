@@ -48,7 +48,7 @@ const WORDS = ['streams', 'the', 'answer', 'while', 'workerd', 'is', 'killed', '
 /** A prompt: short, or a first line of many words (a long answer), sometimes with a `sleep`. */
 function promptContent(rng, n) {
   const long = rng.next() < 0.5;
-  const words = long ? rng.int(150, 400) : rng.int(2, 8);
+  const words = long ? rng.int(100, 300) : rng.int(2, 8);
   const line = Array.from({ length: words }, (_, i) => (i === 0 ? `p${n}` : WORDS[rng.int(0, WORDS.length - 1)])).join(' ');
   return rng.next() < 0.3 ? `${line}\nsleep ${rng.int(100, 800)}` : line;
 }
@@ -283,7 +283,8 @@ export async function runChaos({ cycles, seed = Date.now() % 2 ** 31, participan
         const member = members[rng.int(0, members.length - 1)];
         sent += 1;
         member.prompt(`chaos-${seed}-${sent}`, promptContent(rng, sent));
-        await sleep(rng.between(150, 900));
+        // About as fast as the agent answers, so the queue stays short across the crashes.
+        await sleep(rng.between(400, 2400));
       }
     })();
 
@@ -302,7 +303,10 @@ export async function runChaos({ cycles, seed = Date.now() % 2 ** 31, participan
       const welcomed = members.map((m) => m.welcomed);
       const deadline = performance.now() + 30_000;
       while (members.some((m, i) => m.welcomed === welcomed[i]) && performance.now() < deadline) await sleep(50);
-      const check = checkLog(await readLog(harness), harness, { final: false });
+      // The acknowledgements received before the log is read: an ack leaves the room only after
+      // its prompt is stored, so each of these must be in what is read next.
+      const acked = new Map(harness.acked);
+      const check = checkLog(await readLog(harness), { ...harness, acked }, { final: false });
       checks.push(check);
       log(`cycle ${cycle}/${cycles}: killed workerd ${pid}; ${harness.acked.size} prompts acknowledged, ${check.prompts} in the log, ${check.finished} finished, ${check.lostBytes} bytes of answer missing, ${check.problems.length} problems`);
       await onCycle(cycle, check);
@@ -310,13 +314,17 @@ export async function runChaos({ cycles, seed = Date.now() % 2 ** 31, participan
 
     sending = false;
     await sender;
-    // Everything sent is acknowledged, and every prompt finishes.
-    const drainDeadline = performance.now() + 180_000;
+    // Everything sent is acknowledged, and every prompt finishes: wait while prompts still
+    // finish, and give up after a minute without one.
     let final;
+    let progress = { finished: -1, at: performance.now() };
     for (;;) {
-      final = checkLog(await readLog(harness), harness, { final: true });
+      const acked = new Map(harness.acked);
+      final = checkLog(await readLog(harness), { ...harness, acked }, { final: true });
       const waiting = members.reduce((n, m) => n + m.unacked.size, 0);
-      if ((waiting === 0 && final.unfinished.length === 0) || performance.now() > drainDeadline) break;
+      if (waiting === 0 && final.unfinished.length === 0) break;
+      if (final.finished !== progress.finished) progress = { finished: final.finished, at: performance.now() };
+      if (performance.now() - progress.at > 60_000) break;
       await sleep(500);
     }
     return {
