@@ -9,7 +9,8 @@
 // asks V8 to collect garbage and samples again, so what stays can be told from what was
 // only waiting for a collection. `--snapshot` also writes a V8 heap snapshot at the end
 // (bench/results/soak-<date>.heapsnapshot, opens in Chrome DevTools) and its largest
-// constructors. Options: --minutes (10), --participants (64), --rate (50), --sample-seconds (10).
+// constructors. Options: --minutes (10), --participants (64), --rate (50), --sample-seconds (10),
+// --idle-seconds (60), --wrangler (under `wrangler dev` as `npm run dev` runs it; RSS only).
 //
 // Runs like `npm run bench`: the built Worker in workerd through Miniflare's API, state on
 // tmpfs, the Rust load generator (bench/loadgen, job kind `soak`) as the clients.
@@ -39,6 +40,7 @@ const { values: args } = parseArgs({
     'sample-seconds': { type: 'string', default: '10' },
     'idle-seconds': { type: 'string', default: '60' },
     snapshot: { type: 'boolean', default: false },
+    wrangler: { type: 'boolean', default: false },
   },
 });
 const minutes = Number(args.minutes);
@@ -53,6 +55,29 @@ for (const [name, value] of Object.entries({ minutes, participants, rate, sample
 // Neither rate limits nor the queue bound refuse a prompt of the soak: with no sandbox
 // provider every prompt stays queued, so the queue holds all of them by the end.
 const LIMITS = { queue_len: 100_000_000, prompts_per_window: 1_000_000_000, frames_per_window: 1_000_000_000 };
+
+/** The workerd process started below this one (wrangler dev's, two levels down). */
+function descendantWorkerd() {
+  const parentOf = new Map();
+  const workerds = [];
+  for (const entry of fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      if (comm === 'workerd') workerds.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const below = (pid) => {
+    for (let p = parentOf.get(pid); p; p = parentOf.get(p)) if (p === process.pid) return true;
+    return false;
+  };
+  const mine = workerds.filter(below);
+  if (mine.length !== 1) throw new Error(`expected one workerd below this process, found ${mine.length}`);
+  return mine[0];
+}
 
 /** A minimal Chrome DevTools Protocol client. */
 async function devtools(url) {
@@ -136,7 +161,7 @@ async function heapSnapshot(cdp, file) {
   return [...byName.entries()].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 12);
 }
 
-const fmt = (bytes) => (bytes / MIB).toFixed(1);
+const fmt = (bytes) => (Number.isFinite(bytes) ? (bytes / MIB).toFixed(1) : '-');
 
 function table(rows) {
   const lines = [
@@ -178,17 +203,31 @@ async function main() {
   for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => cleanup().finally(() => process.exit(130)));
 
   const samples = [];
+  let devServer = null;
   try {
-    await runtime.start();
-    await runtime.migrateD1('DB', path.join(COORDINATOR_DIR, 'migrations'));
-    log(`workerd pid ${runtime.pid} at ${runtime.base}; state under ${stateRoot}`);
-    const api = new Coordinator(runtime.base, adminKey);
+    let cdp = null;
+    if (args.wrangler) {
+      // As `npm run dev` runs it: wrangler dev, its proxy in front of workerd (tests/support/server.mjs).
+      const { startServer } = await import('../tests/support/server.mjs');
+      devServer = await startServer({ vars: { PARTICIPANT_TOKEN_TTL_MINUTES: runtime.bindings.PARTICIPANT_TOKEN_TTL_MINUTES, LIMITS: JSON.stringify(LIMITS) } });
+      Object.assign(runtime, { pid: descendantWorkerd(), url: new URL(devServer.url) });
+      runtime.stop = () => devServer.stop();
+      runtime.doDatabases = () => [];
+    } else {
+      await runtime.start();
+      await runtime.migrateD1('DB', path.join(COORDINATOR_DIR, 'migrations'));
+    }
+    log(`workerd pid ${runtime.pid} at ${runtime.base}${args.wrangler ? ' (wrangler dev)' : `; state under ${stateRoot}`}`);
+    const api = new Coordinator(runtime.base, devServer?.adminKey ?? adminKey);
     const session = await api.session(participants, 'soak');
     await (await fetch(runtime.base)).arrayBuffer();
-    const cdp = await devtools(`ws://127.0.0.1:${runtime.inspectorPort}/core:user:coordinator`);
-    const context = new Promise((resolve) => cdp.on('Runtime.executionContextCreated', ({ context }) => resolve(context.id)));
-    await cdp.send('Runtime.enable');
-    cdp.contextId = await context;
+    if (!args.wrangler) {
+      cdp = await devtools(`ws://127.0.0.1:${runtime.inspectorPort}/core:user:coordinator`);
+      const context = new Promise((resolve) => cdp.on('Runtime.executionContextCreated', ({ context }) => resolve(context.id)));
+      await cdp.send('Runtime.enable');
+      cdp.contextId = await context;
+    }
+    const noIsolate = { jsUsed: NaN, jsTotal: NaN, wasm: NaN, wasmMemories: NaN };
     let lastCpu = { at: performance.now(), seconds: cpuSeconds(runtime.pid) };
     const sample = async (label, progress) => {
       const now = { at: performance.now(), seconds: cpuSeconds(runtime.pid) };
@@ -200,13 +239,13 @@ async function main() {
         sent: progress?.sent ?? samples.at(-1)?.sent ?? 0,
         delivered: progress?.delivered_to_all ?? samples.at(-1)?.delivered ?? 0,
         rss: rssBytes(runtime.pid),
-        ...(await isolateMemory(cdp)),
+        ...(cdp ? await isolateMemory(cdp) : noIsolate),
         cpuPct: Number.isFinite(cpuPct) ? cpuPct.toFixed(0) : null,
       };
       samples.push(row);
       return row;
     };
-    await sample('joined', { elapsed_s: 0, sent: 0, delivered_to_all: 0 });
+    await sample('before joining', null);
     log(`${participants} participants in ${session.id}; ${rate} prompts/s for ${minutes} min, a sample every ${sampleSeconds} s`);
 
     const loadgen = loadgenRunner(path.join(BENCH, 'loadgen', 'target', 'release', 'loadgen'), jobDir);
@@ -215,7 +254,7 @@ async function main() {
       {
         onCheckpoint: async (progress) => {
           const minute = progress.elapsed_s / 60;
-          const row = await sample(minute.toFixed(2), progress);
+          const row = await sample(progress.elapsed_s === 0 ? 'joined' : minute.toFixed(2), progress);
           log(`${minute.toFixed(1)} min: ${row.sent} sent, RSS ${fmt(row.rss)} MiB, JS ${fmt(row.jsUsed)} MiB, wasm ${fmt(row.wasm)} MiB`);
         },
       },
@@ -230,27 +269,27 @@ async function main() {
     fs.mkdirSync(RESULTS, { recursive: true });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const snapshotFile = path.join(args.snapshot ? RESULTS : stateRoot, `soak-${stamp}.heapsnapshot`);
-    const constructors = await heapSnapshot(cdp, snapshotFile);
-    await sample('after GC (heap snapshot)', null);
-    cdp.close();
+    const constructors = cdp ? await heapSnapshot(cdp, snapshotFile) : null;
+    if (cdp) await sample('after GC (heap snapshot)', null);
+    cdp?.close();
 
     const databaseBytes = runtime.doDatabases().reduce((sum, file) => sum + fs.statSync(file).size, 0);
     // One row a minute (the last sample of each minute), then the rows after the load.
     const load = samples.filter((s) => s.elapsed_s !== null);
-    const perMinute = [load[0]];
+    const perMinute = [samples[0], load[0]];
     for (let m = 1; m <= Math.ceil(minutes); m += 1) {
       const last = load.filter((s) => s.elapsed_s <= m * 60 + 1).at(-1);
       if (last && last !== perMinute.at(-1)) perMinute.push({ ...last, label: String(m) });
     }
-    const after = samples.filter((s) => s.elapsed_s === null);
+    const after = samples.slice(1).filter((s) => s.elapsed_s === null);
     const text = [
       `soak: ${participants} participants, ${rate} prompts/s for ${minutes} min, ${result.sent} prompts (${result.delivered_to_all} reached everyone, ${result.errors} error frames)`,
-      `workerd RSS: ${fmt(samples[0].rss)} MiB after joining, peak ${fmt(Math.max(...load.map((s) => s.rss)))} MiB under load, ${fmt(load.at(-1).rss)} MiB at its end, ${fmt(after.at(-2).rss)} MiB after ${idleSeconds} s idle`,
+      `workerd RSS${args.wrangler ? ' (under wrangler dev)' : ''}: ${fmt(samples[0].rss)} MiB before the sockets join, ${fmt(load[0].rss)} MiB after, peak ${fmt(Math.max(...load.map((s) => s.rss)))} MiB under load, ${fmt(load.at(-1).rss)} MiB at its end, ${fmt(after.find((s) => s.label.startsWith('idle')).rss)} MiB after ${idleSeconds} s idle`,
       `session database: ${fmt(databaseBytes)} MiB on tmpfs (outside workerd's RSS); the "after GC" row includes the heap snapshot's own cost`,
       '',
       table([...perMinute, ...after]),
     ];
-    if (args.snapshot) {
+    if (args.snapshot && constructors) {
       text.push('', `largest constructors in the JS heap at the end (self size; snapshot in ${path.relative(ROOT, snapshotFile)}):`);
       for (const [name, { count, bytes }] of constructors) text.push(`  ${fmt(bytes).padStart(8)} MiB  ${String(count).padStart(8)}  ${name}`);
     }
