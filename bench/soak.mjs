@@ -10,7 +10,8 @@
 // only waiting for a collection. `--snapshot` also writes a V8 heap snapshot at the end
 // (bench/results/soak-<date>.heapsnapshot, opens in Chrome DevTools) and its largest
 // constructors. Options: --minutes (10), --participants (64), --rate (50), --sample-seconds (10),
-// --idle-seconds (60), --wrangler (under `wrangler dev` as `npm run dev` runs it; RSS only).
+// --idle-seconds (60), --sessions (1: that many sessions one after the other), --wrangler (under
+// `wrangler dev` as `npm run dev` runs it; RSS only).
 //
 // Runs like `npm run bench`: the built Worker in workerd through Miniflare's API, state on
 // tmpfs, the Rust load generator (bench/loadgen, job kind `soak`) as the clients.
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     'idle-seconds': { type: 'string', default: '60' },
     snapshot: { type: 'boolean', default: false },
     wrangler: { type: 'boolean', default: false },
+    sessions: { type: 'string', default: '1' },
   },
 });
 const minutes = Number(args.minutes);
@@ -48,7 +50,8 @@ const participants = Number(args.participants);
 const rate = Number(args.rate);
 const sampleSeconds = Number(args['sample-seconds']);
 const idleSeconds = Number(args['idle-seconds']);
-for (const [name, value] of Object.entries({ minutes, participants, rate, sampleSeconds, idleSeconds })) {
+const sessions = Number(args.sessions);
+for (const [name, value] of Object.entries({ minutes, participants, rate, sampleSeconds, idleSeconds, sessions })) {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
 }
 
@@ -56,7 +59,7 @@ for (const [name, value] of Object.entries({ minutes, participants, rate, sample
 // provider every prompt stays queued, so the queue holds all of them by the end.
 const LIMITS = { queue_len: 100_000_000, prompts_per_window: 1_000_000_000, frames_per_window: 1_000_000_000 };
 
-/** The workerd process started below this one (wrangler dev's, two levels down). */
+/** The Worker's workerd process below this one (wrangler dev's, two levels down). */
 function descendantWorkerd() {
   const parentOf = new Map();
   const workerds = [];
@@ -75,8 +78,11 @@ function descendantWorkerd() {
     return false;
   };
   const mine = workerds.filter(below);
-  if (mine.length !== 1) throw new Error(`expected one workerd below this process, found ${mine.length}`);
-  return mine[0];
+  if (mine.length === 0) throw new Error('no workerd below this process');
+  // wrangler dev runs a second, small workerd for its own proxy; the Worker's is the larger.
+  const sizes = mine.map((pid) => [pid, rssBytes(pid)]).sort((a, b) => b[1] - a[1]);
+  if (sizes.length > 1) log(`workerd processes (pid, RSS MiB): ${sizes.map(([pid, rss]) => `${pid} ${fmt(rss)}`).join(', ')}; sampling ${sizes[0][0]}`);
+  return sizes[0][0];
 }
 
 /** A minimal Chrome DevTools Protocol client. */
@@ -219,7 +225,6 @@ async function main() {
     }
     log(`workerd pid ${runtime.pid} at ${runtime.base}${args.wrangler ? ' (wrangler dev)' : `; state under ${stateRoot}`}`);
     const api = new Coordinator(runtime.base, devServer?.adminKey ?? adminKey);
-    const session = await api.session(participants, 'soak');
     await (await fetch(runtime.base)).arrayBuffer();
     if (!args.wrangler) {
       cdp = await devtools(`ws://127.0.0.1:${runtime.inspectorPort}/core:user:coordinator`);
@@ -245,23 +250,44 @@ async function main() {
       samples.push(row);
       return row;
     };
-    await sample('before joining', null);
-    log(`${participants} participants in ${session.id}; ${rate} prompts/s for ${minutes} min, a sample every ${sampleSeconds} s`);
-
     const loadgen = loadgenRunner(path.join(BENCH, 'loadgen', 'target', 'release', 'loadgen'), jobDir);
-    const result = await loadgen(
-      { kind: 'soak', server_pid: runtime.pid, urls: session.urls, rate, secs: minutes * 60, sample_secs: sampleSeconds, content_bytes: 100 },
-      {
-        onCheckpoint: async (progress) => {
-          const minute = progress.elapsed_s / 60;
-          const row = await sample(progress.elapsed_s === 0 ? 'joined' : minute.toFixed(2), progress);
-          log(`${minute.toFixed(1)} min: ${row.sent} sent, RSS ${fmt(row.rss)} MiB, JS ${fmt(row.jsUsed)} MiB, wasm ${fmt(row.wasm)} MiB`);
+    // With --sessions K, K sessions one after the other (as the benchmark's runs do), each with
+    // its own members and sockets: what a finished session leaves behind shows between them.
+    const perMinute = [];
+    const results = [];
+    for (let k = 1; k <= sessions; k += 1) {
+      const tag = sessions > 1 ? `session ${k}: ` : '';
+      const session = await api.session(participants, `soak ${k}`);
+      const first = samples.length;
+      await sample(`${tag}before joining`, null);
+      log(`${tag}${participants} participants in ${session.id}; ${rate} prompts/s for ${minutes} min, a sample every ${sampleSeconds} s`);
+      const result = await loadgen(
+        { kind: 'soak', server_pid: runtime.pid, urls: session.urls, rate, secs: minutes * 60, sample_secs: sampleSeconds, content_bytes: 100 },
+        {
+          onCheckpoint: async (progress) => {
+            const minute = progress.elapsed_s / 60;
+            const row = await sample(progress.elapsed_s === 0 ? `${tag}joined` : minute.toFixed(2), progress);
+            log(`${tag}${minute.toFixed(1)} min: ${row.sent} sent, RSS ${fmt(row.rss)} MiB, JS ${fmt(row.jsUsed)} MiB, wasm ${fmt(row.wasm)} MiB`);
+          },
         },
-      },
-    );
-    log(`load done: ${result.sent} sent, ${result.delivered_to_all} delivered to all, ${result.errors} errors`);
+      );
+      log(`${tag}load done: ${result.sent} sent, ${result.delivered_to_all} delivered to all, ${result.errors} errors`);
+      results.push(result);
+      // One row a minute (the last sample of each minute).
+      const load = samples.slice(first).filter((row) => row.elapsed_s !== null);
+      perMinute.push(samples[first], load[0]);
+      for (let m = 1; m <= Math.ceil(minutes); m += 1) {
+        const last = load.filter((row) => row.elapsed_s <= m * 60 + 1).at(-1);
+        if (last && last !== perMinute.at(-1)) perMinute.push({ ...last, label: `${tag}${m}` });
+      }
+      perMinute.push(await sample(`${tag}after the load (sockets closed)`, null));
+    }
+    const result = results.reduce((sum, r) => ({
+      sent: sum.sent + r.sent,
+      delivered_to_all: sum.delivered_to_all + r.delivered_to_all,
+      errors: sum.errors + r.errors,
+    }));
 
-    await sample('after load', null);
     await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
     await sample(`idle ${idleSeconds} s`, null);
     // workerd's inspector does not answer HeapProfiler.collectGarbage; a heap snapshot
@@ -274,18 +300,12 @@ async function main() {
     cdp?.close();
 
     const databaseBytes = runtime.doDatabases().reduce((sum, file) => sum + fs.statSync(file).size, 0);
-    // One row a minute (the last sample of each minute), then the rows after the load.
-    const load = samples.filter((s) => s.elapsed_s !== null);
-    const perMinute = [samples[0], load[0]];
-    for (let m = 1; m <= Math.ceil(minutes); m += 1) {
-      const last = load.filter((s) => s.elapsed_s <= m * 60 + 1).at(-1);
-      if (last && last !== perMinute.at(-1)) perMinute.push({ ...last, label: String(m) });
-    }
-    const after = samples.slice(1).filter((s) => s.elapsed_s === null);
+    const load = samples.filter((row) => row.elapsed_s !== null);
+    const after = samples.slice(samples.indexOf(perMinute.at(-1)) + 1);
     const text = [
-      `soak: ${participants} participants, ${rate} prompts/s for ${minutes} min, ${result.sent} prompts (${result.delivered_to_all} reached everyone, ${result.errors} error frames)`,
-      `workerd RSS${args.wrangler ? ' (under wrangler dev)' : ''}: ${fmt(samples[0].rss)} MiB before the sockets join, ${fmt(load[0].rss)} MiB after, peak ${fmt(Math.max(...load.map((s) => s.rss)))} MiB under load, ${fmt(load.at(-1).rss)} MiB at its end, ${fmt(after.find((s) => s.label.startsWith('idle')).rss)} MiB after ${idleSeconds} s idle`,
-      `session database: ${fmt(databaseBytes)} MiB on tmpfs (outside workerd's RSS); the "after GC" row includes the heap snapshot's own cost`,
+      `soak: ${sessions > 1 ? `${sessions} sessions one after the other, each ` : ''}${participants} participants, ${rate} prompts/s for ${minutes} min, ${result.sent} prompts (${result.delivered_to_all} reached everyone, ${result.errors} error frames)`,
+      `workerd RSS${args.wrangler ? ' (under wrangler dev)' : ''}: ${fmt(samples[0].rss)} MiB before the sockets join, ${fmt(load[0].rss)} MiB after, peak ${fmt(Math.max(...load.map((row) => row.rss)))} MiB under load, ${fmt(load.at(-1).rss)} MiB at its end, ${fmt(after.find((row) => row.label.startsWith('idle')).rss)} MiB after ${idleSeconds} s idle`,
+      `session databases: ${fmt(databaseBytes)} MiB on tmpfs (outside workerd's RSS); the "after GC" row includes the heap snapshot's own cost`,
       '',
       table([...perMinute, ...after]),
     ];
@@ -294,7 +314,7 @@ async function main() {
       for (const [name, { count, bytes }] of constructors) text.push(`  ${fmt(bytes).padStart(8)} MiB  ${String(count).padStart(8)}  ${name}`);
     }
     console.log(text.join('\n'));
-    fs.writeFileSync(path.join(RESULTS, `soak-${stamp}.json`), JSON.stringify({ minutes, participants, rate, result, samples, constructors }, null, 1));
+    fs.writeFileSync(path.join(RESULTS, `soak-${stamp}.json`), JSON.stringify({ minutes, participants, rate, sessions, results, samples, constructors }, null, 1));
     fs.writeFileSync(path.join(RESULTS, 'soak-latest.md'), `${text.join('\n')}\n`);
   } finally {
     await cleanup();
