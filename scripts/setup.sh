@@ -2,9 +2,10 @@
 # Installs what building, running and testing the coordinator need, and skips what is there:
 # the wasm target, worker-build and the wasm-bindgen CLI (pinned), and the npm packages
 # (wrangler, a project-local Node 22, binaryen's wasm-opt).
-# Usage: scripts/setup.sh [--browser] [--pytest]
+# Usage: scripts/setup.sh [--browser] [--pytest] [--fuzz]
 #   --browser  also installs Chromium for the browser tests (Debian's package)
 #   --pytest   also installs modal/requirements-test.txt (pytest, FastAPI, jsonschema…) for the Modal app's tests
+#   --fuzz     also installs cargo-fuzz (pinned) for the fuzz targets in fuzz/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
@@ -55,11 +56,12 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   touch node_modules/.package-lock.json
 fi
 
-want_browser=false want_pytest=false
+want_browser=false want_pytest=false want_fuzz=false
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=true ;;
     --pytest) want_pytest=true ;;
+    --fuzz) want_fuzz=true ;;
     *) say "unknown option $arg"; exit 2 ;;
   esac
 done
@@ -75,4 +77,11 @@ fi
 if $want_pytest && ! python3 -c "import pytest, fastapi, jsonschema, regress, httpx2" >/dev/null 2>&1; then
   say "installing modal/requirements-test.txt for the Modal app's tests"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r modal/requirements-test.txt
+fi
+
+# cargo-fuzz drives libFuzzer (built from source by the libfuzzer-sys crate, no download).
+CARGO_FUZZ_VERSION=0.13.2
+if $want_fuzz && [ "$(cargo fuzz --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_FUZZ_VERSION" ]; then
+  say "installing cargo-fuzz $CARGO_FUZZ_VERSION (a few minutes, once)"
+  cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: every test. Native Rust tests (wire types, validation, tokens, queue rules,
-# routing, the bridge and its agents), the Modal app's tests, a deploy dry run of the built Worker,
-# then the integration tests against it in local workerd, with the real bridge and Chromium.
+# routing, the bridge and its agents), a short run of every fuzz target, the Modal app's tests,
+# a deploy dry run of the built Worker, then the integration tests against it in local workerd,
+# with the real bridge and Chromium (and a chaos run that kills workerd mid-stream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -10,6 +11,9 @@ source scripts/env.sh
 
 echo "== cargo test (native)"
 cargo test --workspace --quiet 2>&1
+
+echo "== fuzz targets, a few seconds each (fuzz/: cargo-fuzz, libFuzzer; npm run fuzz runs them longer)"
+FUZZ_PROFILE=dev FUZZ_SECONDS=3 bash scripts/fuzz.sh
 
 echo "== the bridge binary the integration tests run"
 cargo build --quiet -p bridge

@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 
 const require = createRequire(import.meta.url);
@@ -25,10 +26,12 @@ function workerdChildren() {
  * A Worker from a wrangler.toml, run by Miniflare from already-built modules.
  * `modules`: [{type: 'ESModule' | 'CompiledWasm', path}], the entry first.
  * `bindings`: extra vars and secrets. `persistDir`: where D1 and DO SQLite files live.
+ * `port`: where it listens (any free port when 0); a fixed one survives restarts, so sandboxes
+ * that dial back to it find it again.
  */
 export class Runtime {
-  constructor({ name, configPath, modules, bindings = {}, persistDir, inspectorPort }) {
-    Object.assign(this, { name, configPath, modules, bindings, persistDir, inspectorPort });
+  constructor({ name, configPath, modules, bindings = {}, persistDir, inspectorPort, port = 0 }) {
+    Object.assign(this, { name, configPath, modules, bindings, persistDir, inspectorPort, port });
     this.mf = null;
     this.pid = 0;
     this.url = null;
@@ -40,7 +43,7 @@ export class Runtime {
     const { modulesRules: _rules, rootPath: _root, ...worker } = workerOptions;
     const v4 = {
       host: '127.0.0.1',
-      port: 0,
+      port: this.port,
       log: new Log(LogLevel.WARN),
       cf: false,
       workers: [
@@ -138,4 +141,17 @@ export function machineTicks() {
   const idle = fields[3] + (fields[4] ?? 0);
   const total = fields.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
+}
+
+/** A loopback port nobody listens on right now (for an inspector, or a runtime that must keep its port). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -4,6 +4,7 @@
 #[cfg(target_arch = "wasm32")]
 mod auth;
 pub mod cookie;
+pub mod cursor;
 #[cfg(target_arch = "wasm32")]
 mod pulls;
 pub mod query;

@@ -2,6 +2,7 @@
 //! request to the session's room.
 
 use super::auth::caller;
+use super::cursor;
 use super::query;
 use crate::config::Config;
 use crate::error::Result;
@@ -12,7 +13,6 @@ use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
 use crate::url::RequestUrl;
 use protocol::api::{AddMember, CreateSession, Session, User};
-use protocol::crypto::{b64url, unb64url};
 use protocol::frames::parse_json;
 use protocol::token::{self, Claims, TokenError};
 use protocol::{ApiError, CloseCode, ErrorCode};
@@ -143,8 +143,8 @@ pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Resp
     let limit = query::limit_param(query_string, 50, 100)?;
     let after = match query::param(query_string, "cursor").filter(|c| !c.is_empty()) {
         None => None,
-        Some(cursor) => Some(
-            decode_cursor(&cursor)
+        Some(given) => Some(
+            cursor::decode(&given)
                 .ok_or_else(|| ApiError::invalid_field("cursor is not one this API returned"))?,
         ),
     };
@@ -153,7 +153,7 @@ pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Resp
         sessions.truncate(limit as usize);
         sessions
             .last()
-            .map(|s| b64url(format!("{}|{}", s.created_at, s.id).as_bytes()))
+            .map(|s| cursor::encode(&s.created_at, &s.id))
     } else {
         None
     };
@@ -161,12 +161,6 @@ pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Resp
         200,
         &json!({ "sessions": sessions, "next_cursor": next_cursor }),
     )
-}
-
-fn decode_cursor(cursor: &str) -> Option<(String, String)> {
-    let text = String::from_utf8(unb64url(cursor)?).ok()?;
-    let (created_at, id) = text.split_once('|')?;
-    Some((created_at.to_owned(), id.to_owned()))
 }
 
 pub async fn get(env: &Env, membership: &Membership, user: &User) -> Result<Response> {

@@ -24,18 +24,18 @@ use tokio_tungstenite::tungstenite::Message;
 const CAPACITY: usize = 1 << 20;
 
 /// Per prompt: when it was sent, how many participants have not seen it, the last receipt.
-struct Tracker {
+pub(crate) struct Tracker {
     base: Instant,
     participants: u32,
     sent_ns: Vec<AtomicU64>,
     remaining: Vec<AtomicU32>,
     last_ns: Vec<AtomicU64>,
-    completed: AtomicU64,
-    deliveries: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) deliveries: AtomicU64,
     /// Every frame read, of any type: the client is quiet when this stops moving.
     frames: AtomicU64,
-    errors: AtomicU64,
-    first_error: std::sync::Mutex<Option<String>>,
+    pub(crate) errors: AtomicU64,
+    pub(crate) first_error: std::sync::Mutex<Option<String>>,
     event_bytes: AtomicUsize,
     progress: Notify,
 }
@@ -103,14 +103,14 @@ impl Tracker {
 }
 
 /// What the sender writes for prompt `k`.
-struct FrameShape {
+pub(crate) struct FrameShape {
     floor: bool,
     content: String,
     pad_to: usize,
 }
 
 impl FrameShape {
-    fn from_job(job: &Value) -> Self {
+    pub(crate) fn from_job(job: &Value) -> Self {
         let content_bytes = job["content_bytes"].as_u64().unwrap_or(100) as usize;
         let words = "the agent should refactor the session room so that replay stays fast ";
         let content: String = words.chars().cycle().take(content_bytes).collect();
@@ -143,8 +143,8 @@ impl FrameShape {
     }
 }
 
-struct Room {
-    tracker: Arc<Tracker>,
+pub(crate) struct Room {
+    pub(crate) tracker: Arc<Tracker>,
     sender: Sink,
     others: Vec<Sink>,
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -154,7 +154,7 @@ struct Room {
 }
 
 impl Room {
-    async fn join(
+    pub(crate) async fn join(
         urls: &[String],
         server_pid: u32,
         shape: Arc<FrameShape>,
@@ -190,7 +190,7 @@ impl Room {
         Ok((room, join_ms))
     }
 
-    async fn leave(self) {
+    pub(crate) async fn leave(self) {
         let mut sinks = self.others;
         sinks.push(self.sender);
         conn::close_all(sinks).await;
@@ -201,7 +201,7 @@ impl Room {
 
     /// Waits until the server is idle and no frame arrived for 200 ms (joining 256
     /// participants leaves the clients hundreds of MB of presence frames to read).
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         procfs::wait_idle(self.server_pid, 5.0, Duration::from_secs(60)).await;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen = self.tracker.frames.load(Ordering::Relaxed);
@@ -215,7 +215,7 @@ impl Room {
         }
     }
 
-    fn take(&mut self, count: usize) -> Result<std::ops::Range<usize>, String> {
+    pub(crate) fn take(&mut self, count: usize) -> Result<std::ops::Range<usize>, String> {
         if self.next + count > CAPACITY {
             return Err("too many prompts for one room".into());
         }
@@ -224,7 +224,7 @@ impl Room {
         Ok(range)
     }
 
-    async fn send(&mut self, k: usize, flush: bool) -> Result<(), String> {
+    pub(crate) async fn send(&mut self, k: usize, flush: bool) -> Result<(), String> {
         let frame = self.shape.frame(k);
         self.tracker.sent_ns[k].store(self.tracker.now_ns(), Ordering::Release);
         conn::feed(&mut self.sender, frame).await?;
@@ -235,7 +235,7 @@ impl Room {
     }
 
     /// Waits until every prompt of `range` reached everyone, or `timeout`.
-    async fn drain(&self, range: std::ops::Range<usize>, timeout: Duration) -> bool {
+    pub(crate) async fn drain(&self, range: std::ops::Range<usize>, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if range.clone().all(|k| self.tracker.done(k)) {

@@ -10,6 +10,8 @@
 //! - [`provider`]: the fake sandbox provider scenario 3 needs (a few lines of HTTP/1.1).
 //! - [`replay`]: scenario 4, filling a session and timing reconnects that replay it.
 //! - [`cold`]: scenario 5, time to `welcome` on a fresh runtime, a fresh room and a warm one.
+//! - [`soak`]: `npm run soak`, prompts at a steady rate for minutes, with a checkpoint every few
+//!   seconds so the orchestrator can sample the server's memory.
 //!
 //! `loadgen <job.json>` runs one job and prints its result as one JSON line on stdout;
 //! progress goes to stderr. A job may print `{"checkpoint":…}` lines and wait for a line on
@@ -23,6 +25,7 @@ mod ingest;
 mod procfs;
 mod provider;
 mod replay;
+mod soak;
 mod stats;
 
 use serde_json::Value;
@@ -48,6 +51,7 @@ async fn main() {
         "ingest" => ingest::run(&job).await,
         "replay" => replay::run(&job).await,
         "cold" => cold::run(&job).await,
+        "soak" => soak::run(&job).await,
         other => Err(format!("unknown job kind {other:?}")),
     };
     match outcome {

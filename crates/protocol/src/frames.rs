@@ -198,20 +198,38 @@ fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::invalid_field(e.to_string()))
 }
 
+/// A field as it appeared: `None` when absent, `Some(None)` when `null`. The one-pass path
+/// needs the difference: a field of another frame type is refused even when it is `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
 /// Every field any client frame may carry: a well-formed frame is read in this one pass.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AnyFrame {
     #[serde(rename = "type")]
     kind: String,
-    content: Option<String>,
-    client_request_id: Option<String>,
-    attachments: Option<Vec<Value>>,
-    selection_ids: Option<Vec<String>>,
-    source: Option<crate::event::Source>,
-    message_id: Option<String>,
-    before_seq: Option<u64>,
-    limit: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    content: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    client_request_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    attachments: Option<Option<Vec<Value>>>,
+    #[serde(default, deserialize_with = "present")]
+    selection_ids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    source: Option<Option<crate::event::Source>>,
+    #[serde(default, deserialize_with = "present")]
+    message_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    before_seq: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    limit: Option<Option<u32>>,
 }
 
 impl AnyFrame {
@@ -227,15 +245,17 @@ impl AnyFrame {
         let no_history_fields = self.before_seq.is_none() && self.limit.is_none();
         match self.kind.as_str() {
             "prompt"
-                if no_cancel_fields && no_history_fields && self.client_request_id.is_some() =>
+                if no_cancel_fields
+                    && no_history_fields
+                    && matches!(self.client_request_id, Some(Some(_))) =>
             {
                 let raw = RawPrompt {
                     _type: None,
-                    content: self.content?,
-                    client_request_id: self.client_request_id,
-                    attachments: self.attachments,
-                    selection_ids: self.selection_ids,
-                    source: self.source,
+                    content: self.content.flatten()?,
+                    client_request_id: self.client_request_id.flatten(),
+                    attachments: self.attachments.flatten(),
+                    selection_ids: self.selection_ids.flatten(),
+                    source: self.source.flatten(),
                 };
                 let client_request_id = raw.client_request_id.clone();
                 Some(
@@ -248,7 +268,7 @@ impl AnyFrame {
                 )
             }
             "cancel" if no_prompt_fields && no_history_fields => Some(Ok(ClientFrame::Cancel {
-                message_id: self.message_id?,
+                message_id: self.message_id.flatten()?,
             })),
             _ => None,
         }
@@ -286,8 +306,9 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
     parse_by_value(text, limits)
 }
 
-/// The general path: JSON, then the type, then the fields of that type.
-fn parse_by_value(text: &str, limits: &Limits) -> Result<ClientFrame, FrameError> {
+/// The general path: JSON, then the type, then the fields of that type. Public so the fuzz
+/// target (fuzz/) can check that the one-pass path of [`parse_client_frame`] agrees with it.
+pub fn parse_by_value(text: &str, limits: &Limits) -> Result<ClientFrame, FrameError> {
     let fail = |error: ApiError, client_request_id: Option<String>| FrameError {
         error,
         client_request_id,
@@ -535,6 +556,13 @@ mod tests {
             r#"{"type":"cancel","message_id":"msg_1","content":"x"}"#,
             r#"{"type":"cancel"}"#,
             r#"["prompt","hi","r1"]"#,
+            // A field of another frame type is refused by both paths, even as `null`.
+            r#"{"type":"prompt","content":"hi","client_request_id":"x","limit":null}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":"x","message_id":null}"#,
+            r#"{"type":"cancel","message_id":"msg_1","content":null}"#,
+            r#"{"type":"prompt","content":null,"client_request_id":"x"}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":null}"#,
+            r#"{"type":"prompt","content":"hi","client_request_id":"x","source":null,"attachments":null}"#,
         ];
         for text in cases {
             assert_eq!(

@@ -1,0 +1,4 @@
+//! Fuzz target: see `coordinator_fuzz::branch_name` for the decoder and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| coordinator_fuzz::branch_name(data));
