@@ -110,6 +110,13 @@ fn endpoint_path(endpoint: &Endpoint) -> String {
         Stop(id) => session(id, "/stop"),
         Cancel(id) => session(id, "/cancel"),
         SandboxConnect(id) => session(id, "/sandbox"),
+        AuthMethods => "/v1/auth/methods".into(),
+        GithubLogin => "/v1/auth/github/login".into(),
+        GithubCallback => "/v1/auth/github/callback".into(),
+        Logout => "/v1/auth/logout".into(),
+        GithubWebhook => "/v1/github/webhook".into(),
+        GitCredentials(id) => session(id, "/sandbox/git-credentials"),
+        PullRequest(id) => session(id, "/pull-request"),
     }
 }
 
