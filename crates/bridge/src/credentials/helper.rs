@@ -9,6 +9,7 @@
 
 use super::{RelayAnswer, MAX_RELAY_MESSAGE};
 use crate::config::CredentialConfig;
+use crate::error::{Error, Result};
 use protocol::git::{Credential, CredentialRequest};
 use std::io::{BufRead, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -49,10 +50,10 @@ pub fn main(config: CredentialConfig) -> i32 {
 }
 
 /// The lines up to the first blank one (or the end), at most [`MAX_INPUT`] bytes.
-fn read_input(input: impl BufRead) -> Result<String, String> {
+fn read_input(input: impl BufRead) -> Result<String> {
     let mut text = String::new();
     for line in input.take(MAX_INPUT).lines() {
-        let line = line.map_err(|e| format!("cannot read git's request: {e}"))?;
+        let line = line.map_err(Error::io("cannot read git's request"))?;
         if line.is_empty() {
             break;
         }
@@ -65,7 +66,7 @@ fn read_input(input: impl BufRead) -> Result<String, String> {
 /// git's attributes as a request for the coordinator. Attributes other than `protocol`, `host`
 /// and `path` (`username`, `capability[]`, `wwwauth[]`, …) are not needed and ignored; a line
 /// that is not `key=value` makes the whole request malformed.
-pub fn parse_request(input: &str) -> Result<CredentialRequest, String> {
+pub fn parse_request(input: &str) -> Result<CredentialRequest> {
     let (mut protocol, mut host, mut path) = (None, None, None);
     for (number, line) in input.lines().enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
@@ -73,10 +74,10 @@ pub fn parse_request(input: &str) -> Result<CredentialRequest, String> {
             break;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
+            return Err(Error::Invalid(format!(
                 "line {} of git's request is not key=value",
                 number + 1
-            ));
+            )));
         };
         match key {
             "protocol" => protocol = Some(value.to_string()),
@@ -93,15 +94,17 @@ pub fn parse_request(input: &str) -> Result<CredentialRequest, String> {
                 path,
             })
         }
-        _ => Err("git's request names no protocol and host".into()),
+        _ => Err(Error::Invalid(
+            "git's request names no protocol and host".into(),
+        )),
     }
 }
 
 /// The answer git reads: `username=…` and `password=…` lines. A value with a line break would
 /// smuggle in other attributes, so such an answer is refused.
-pub fn format_answer(answer: &RelayAnswer) -> Result<String, String> {
+pub fn format_answer(answer: &RelayAnswer) -> Result<String> {
     match answer {
-        RelayAnswer::Refused(why) => Err(format!("no credential: {why}")),
+        RelayAnswer::Refused(why) => Err(Error::Invalid(format!("no credential: {why}"))),
         RelayAnswer::Credential(Credential {
             username, password, ..
         }) => {
@@ -109,22 +112,28 @@ pub fn format_answer(answer: &RelayAnswer) -> Result<String, String> {
             if plain(username) && plain(password) {
                 Ok(format!("username={username}\npassword={password}\n"))
             } else {
-                Err("the coordinator's credential is not usable".into())
+                Err(Error::Invalid(
+                    "the coordinator's credential is not usable".into(),
+                ))
             }
         }
     }
 }
 
 /// One JSON line to the relay, one JSON line back.
-fn ask(socket: &Path, request: &CredentialRequest) -> Result<RelayAnswer, String> {
-    let unreachable =
-        |e: std::io::Error| format!("the bridge at {} is not answering: {e}", socket.display());
+fn ask(socket: &Path, request: &CredentialRequest) -> Result<RelayAnswer> {
+    let unreachable = |e| {
+        Error::io(format!(
+            "the bridge at {} is not answering",
+            socket.display()
+        ))(e)
+    };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     stream
         .set_read_timeout(Some(RELAY_TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(RELAY_TIMEOUT)))
         .map_err(unreachable)?;
-    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(unreachable)?;
     let mut answer = Vec::new();
@@ -132,7 +141,8 @@ fn ask(socket: &Path, request: &CredentialRequest) -> Result<RelayAnswer, String
         .take(MAX_RELAY_MESSAGE as u64)
         .read_to_end(&mut answer)
         .map_err(unreachable)?;
-    serde_json::from_slice(&answer).map_err(|_| "the bridge's answer is not JSON".to_string())
+    serde_json::from_slice(&answer)
+        .map_err(|_| Error::Invalid("the bridge's answer is not JSON".into()))
 }
 
 #[cfg(test)]
@@ -143,8 +153,8 @@ mod tests {
         let got = parse_request(input);
         match expected {
             Ok((protocol, host, path)) => assert_eq!(
-                got,
-                Ok(CredentialRequest {
+                got.ok(),
+                Some(CredentialRequest {
                     protocol: protocol.into(),
                     host: host.into(),
                     path: path.map(String::from),
@@ -152,7 +162,7 @@ mod tests {
                 "{input:?}"
             ),
             Err(needle) => {
-                let error = got.expect_err(input);
+                let error = got.expect_err(input).to_string();
                 assert!(error.contains(needle), "{error:?} should say {needle:?}");
             }
         }
@@ -222,8 +232,10 @@ mod tests {
         assert!(format_answer(&credential("x", "a\nhost=evil")).is_err());
         assert!(format_answer(&credential("", "p")).is_err());
         assert_eq!(
-            format_answer(&RelayAnswer::Refused("HTTP 403".into())),
-            Err("no credential: HTTP 403".into())
+            format_answer(&RelayAnswer::Refused("HTTP 403".into()))
+                .unwrap_err()
+                .to_string(),
+            "no credential: HTTP 403"
         );
     }
 }

@@ -43,8 +43,8 @@ impl Coordinator {
         })
     }
 
-    /// The credential, or a sentence saying why there is none (no secret in it).
-    pub async fn credential(&self, request: &CredentialRequest) -> Result<Credential, String> {
+    /// The credential, or why there is none (no secret in the error's sentence).
+    pub async fn credential(&self, request: &CredentialRequest) -> Result<Credential> {
         let response = self
             .http
             .post(&self.url)
@@ -54,20 +54,24 @@ impl Coordinator {
             .timeout(COORDINATOR_TIMEOUT)
             .send()
             .await
-            .map_err(|e| Error::http("cannot reach the coordinator")(e).to_string())?;
+            .map_err(Error::http("cannot reach the coordinator"))?;
         let status = response.status().as_u16();
         let body = response
             .bytes()
             .await
-            .map_err(|e| Error::http("the coordinator's answer broke off")(e).to_string())?;
+            .map_err(Error::http("the coordinator's answer broke off"))?;
         if status != 200 {
-            let message = serde_json::from_slice::<protocol::ApiError>(&body)
-                .map(|e| format!(": {}", e.message))
+            let detail = serde_json::from_slice::<protocol::ApiError>(&body)
+                .map(|e| e.message)
                 .unwrap_or_default();
-            return Err(format!("the coordinator answered HTTP {status}{message}"));
+            return Err(Error::Status {
+                action: "the coordinator refused the credential",
+                status,
+                detail,
+            });
         }
         serde_json::from_slice(&body)
-            .map_err(|_| "the coordinator's answer is not a credential".to_string())
+            .map_err(|_| Error::Invalid("the coordinator's answer is not a credential".into()))
     }
 }
 
@@ -195,7 +199,7 @@ async fn answer(stream: UnixStream, coordinator: Arc<Coordinator>, redactor: Red
                     }
                     Err(why) => {
                         crate::log!("credentials", "git credentials for {target}: {why}");
-                        RelayAnswer::Refused(why)
+                        RelayAnswer::Refused(why.to_string())
                     }
                 }
             }

@@ -10,6 +10,7 @@
 //! they came (it inflates them itself).
 
 use super::Body;
+use crate::error::{Error, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -148,7 +149,7 @@ pub async fn handle(host: &GitHost, request: Request<Incoming>, now_ms: u64) -> 
         Ok(response) => response,
         Err(why) => {
             crate::log!("git-host", "{} {}: {why}", head.method, head.uri.path());
-            text(StatusCode::BAD_GATEWAY, &why)
+            text(StatusCode::BAD_GATEWAY, &why.to_string())
         }
     }
 }
@@ -160,7 +161,7 @@ async fn run_cgi(
     head: &hyper::http::request::Parts,
     target: &Target,
     mut body: Incoming,
-) -> Result<Response<Body>, String> {
+) -> Result<Response<Body>> {
     let header = |name: HeaderName| {
         head.headers
             .get(name)
@@ -196,11 +197,11 @@ async fn run_cgi(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start git http-backend: {e}"))?;
+        .map_err(Error::io("cannot start git http-backend"))?;
     let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err("git http-backend has no pipes".into());
+        return Err(Error::Invalid("git http-backend has no pipes".into()));
     };
     tokio::spawn(async move {
         while let Some(Ok(frame)) = body.frame().await {
@@ -223,7 +224,10 @@ async fn run_cgi(
     });
     let (cgi_head, rest) = tokio::time::timeout(CGI_HEAD_TIMEOUT, read_cgi_head(&mut stdout))
         .await
-        .map_err(|_| format!("git http-backend did not answer within {CGI_HEAD_TIMEOUT:?}"))??;
+        .map_err(|_| Error::TimedOut {
+            what: "git http-backend's answer",
+            limit: CGI_HEAD_TIMEOUT,
+        })??;
     let mut response = Response::new(stream_body(rest, stdout));
     for line in cgi_head.lines() {
         let Some((name, value)) = line.split_once(':') else {
@@ -246,7 +250,7 @@ async fn run_cgi(
 }
 
 /// The CGI header block (up to the blank line) and whatever of the body came with it.
-async fn read_cgi_head(stdout: &mut ChildStdout) -> Result<(String, Bytes), String> {
+async fn read_cgi_head(stdout: &mut ChildStdout) -> Result<(String, Bytes)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -256,12 +260,18 @@ async fn read_cgi_head(stdout: &mut ChildStdout) -> Result<(String, Bytes), Stri
             return Ok((head, rest));
         }
         if buffer.len() > MAX_CGI_HEAD {
-            return Err("git http-backend sent no header block".into());
+            return Err(Error::Invalid(
+                "git http-backend sent no header block".into(),
+            ));
         }
         match stdout.read(&mut chunk).await {
-            Ok(0) => return Err("git http-backend ended without an answer".into()),
+            Ok(0) => {
+                return Err(Error::Invalid(
+                    "git http-backend ended without an answer".into(),
+                ))
+            }
             Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            Err(e) => return Err(format!("cannot read git http-backend's answer: {e}")),
+            Err(e) => return Err(Error::io("cannot read git http-backend's answer")(e)),
         }
     }
 }
