@@ -9,7 +9,8 @@
 #   SANDBOX_ENV_PASSTHROUGH  which variables those are (comma-separated; default: the usual
 #                  model-provider keys, see README, Configuration)
 #   GIT_HOST       where sandboxes clone and push (default: the local git host the provider
-#                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git)
+#                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git; with
+#                  GITHUB_APP_ID set, GitHub itself, the Worker's own default)
 # `npm run dev -- --env NAME` runs a second, isolated stack beside the default one: its state, secrets
 # and dev user under .wrangler/envs/NAME, its ports derived from NAME (PORT still overrides).
 # GitHub settings exported before `npm run dev` reach the Worker (see README, Connect GitHub):
@@ -34,7 +35,12 @@ port=${PORT:-8787}
 provider_port=${PROVIDER_PORT:-$((port + 3))}
 agent=${AGENT:-dev}
 git_root=$state/git
-git_host=${GIT_HOST:-http://127.0.0.1:$provider_port/git}
+if [ -n "${GIT_HOST:-}" ]; then git_host=$GIT_HOST
+elif [ -n "${GITHUB_APP_ID:-}" ]; then git_host=""  # the App's installation tokens are for GitHub
+else git_host=http://127.0.0.1:$provider_port/git
+fi
+git_host_var=()
+[ -z "$git_host" ] || git_host_var=(--var "GIT_HOST:$git_host")
 
 # Local secrets, generated once. wrangler reads .dev.vars as the Worker's secrets.
 if [ ! -f "$dev_vars" ]; then
@@ -109,7 +115,7 @@ if [ ${#github_vars[@]} -gt 0 ]; then
 fi
 
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
-  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" --var "GIT_HOST:$git_host" \
+  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
   "${github_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
@@ -148,7 +154,7 @@ cat <<BANNER
   Sandboxes: the local provider on 127.0.0.1:$provider_port runs agent "$agent" in $state/sandboxes/
     (AGENT=opencode npm run dev for OpenCode; it needs a model key in the environment,
      e.g. ANTHROPIC_API_KEY, which the provider hands to the agent: SANDBOX_ENV_PASSTHROUGH)
-  Git:        sandboxes clone from and push to $git_host (the local git host serves $git_root/);
+  Git:        sandboxes clone from and push to ${git_host:-GitHub} (the local git host serves $git_root/);
               after a prompt that changed files:  git --git-dir $demo_repo log agent/<session id>
 
   Web page:   open $base/ and sign in with the dev user API key above

@@ -347,6 +347,15 @@ describe('pull requests', () => {
     assert.match(onGithub.body, /`hello\.txt`/);
     assert.ok(onGithub.body.includes(`${ctx.server.url}/#/s/${sid}`));
 
+    // The session as its members see it: the branch and the pull request, in the list too.
+    const state = await browser(bob.cookie).get(`/v1/sessions/${sid}`);
+    assert.equal(state.json.branch.data.name, `agent/${sid}`);
+    assert.equal(state.json.pull_request.id, opened.json.artifact_id);
+    assert.equal(state.json.pull_request.data.number, pr.number);
+    const listed = (await browser(bob.cookie).get('/v1/sessions?limit=100')).json.sessions;
+    assert.deepEqual(listed.find((s) => s.id === sid).pull_request, { number: pr.number, url: pr.url, state: 'open', opened_by: pr.opened_by });
+    assert.equal(listed.find((s) => s.id === empty.session.id).pull_request, null);
+
     // Alice has no GitHub token, and the App fallback is off.
     const alicePr = await api(ctx.server).post(`/v1/sessions/${sid}/pull-request`, { key: alice.key, body: {} });
     assert.equal(alicePr.status, 403);
@@ -433,6 +442,8 @@ describe('webhooks', () => {
     assert.equal(update.artifact.data.state, 'merged');
     assert.equal(update.artifact.data.merged_at, '2026-06-01T10:00:00Z');
     assert.deepEqual(d1(`SELECT state, merged_at FROM pull_requests WHERE number = ${number}`), [{ state: 'merged', merged_at: '2026-06-01T10:00:00Z' }]);
+    const listed = (await api(ctx.server).get('/v1/sessions?limit=100', { key: alice.key })).json.sessions;
+    assert.equal(listed.find((s) => s.id === sid).pull_request.state, 'merged', 'the session list shows what became of it');
 
     const replay = await deliver('pull_request', payload, { delivery: first.delivery });
     assert.equal(replay.status, 200);

@@ -1,5 +1,8 @@
-// The coordinator's HTTP API, always on this page's own origin (relative URLs only), with the
-// user's API key from localStorage as a bearer token. The key never leaves this origin.
+// The coordinator's HTTP API, always on this page's own origin (relative URLs only). A page
+// signed in with an API key sends it from localStorage as a bearer token (the key never leaves
+// this origin); a page signed in with GitHub holds no credential at all: the coordinator's
+// HttpOnly session cookie goes with same-origin requests, and the browser adds the `Origin`
+// the coordinator checks on requests that change something.
 
 const KEY_STORAGE = 'coordinator.apiKey';
 
@@ -37,7 +40,9 @@ export async function request(method, path, body, { key = apiKey() } = {}) {
   }
   let res;
   try {
-    res = await fetch(path, { method, headers, body: payload, credentials: 'omit', cache: 'no-store' });
+    // With a key, no cookie: the key says who this is. Without one, the session cookie does.
+    const credentials = key ? 'omit' : 'same-origin';
+    res = await fetch(path, { method, headers, body: payload, credentials, cache: 'no-store' });
   } catch (err) {
     throw new ApiError(0, 'network', err?.message || 'network error');
   }
@@ -58,6 +63,8 @@ export async function request(method, path, body, { key = apiKey() } = {}) {
 const enc = encodeURIComponent;
 
 export const api = {
+  authMethods: () => request('GET', '/v1/auth/methods', undefined, { key: null }),
+  logout: () => request('POST', '/v1/auth/logout', undefined, { key: null }),
   me: () => request('GET', '/v1/me'),
   repos: () => request('GET', '/v1/repos'),
   sessions: (cursor) => request('GET', `/v1/sessions?limit=20${cursor ? `&cursor=${enc(cursor)}` : ''}`),
@@ -69,4 +76,5 @@ export const api = {
   prompt: (id, body) => request('POST', `/v1/sessions/${enc(id)}/prompts`, body),
   cancel: (id, messageId) => request('POST', `/v1/sessions/${enc(id)}/cancel`, { message_id: messageId }),
   stop: (id) => request('POST', `/v1/sessions/${enc(id)}/stop`),
+  pullRequest: (id, body = {}) => request('POST', `/v1/sessions/${enc(id)}/pull-request`, body),
 };

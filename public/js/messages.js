@@ -13,7 +13,7 @@ const ERROR_TEXT = {
   queue_full: 'The prompt queue is full; wait for a prompt to finish or cancel one.',
   not_found: 'Not found',
   forbidden: 'Not allowed',
-  unauthorized: 'Your API key was not accepted; sign in again.',
+  unauthorized: 'You are not signed in, or your API key was not accepted; sign in again.',
   conflict: 'Not possible right now',
   gone: 'That has ended and will not come back',
   method_not_allowed: 'The coordinator does not allow that request.',
@@ -69,6 +69,31 @@ export function describeSessionError(event) {
   const detail = typeof event?.message === 'string' ? event.message.trim() : '';
   return detail ? `${base}: ${detail}` : `${base}.`;
 }
+
+// Why a sign-in with GitHub was refused: the codes of `#/signin?error=` (PROTOCOL.md section 1).
+const SIGNIN_REFUSAL_TEXT = {
+  denied: 'GitHub did not authorize the sign-in.',
+  expired: 'The sign-in took too long; please try again.',
+  state_mismatch: 'The sign-in could not be checked; please try again.',
+  exchange_failed: 'GitHub did not confirm the sign-in; please try again.',
+  not_allowed: 'This GitHub account may not sign in here.',
+  disabled: 'This account is disabled on the coordinator.',
+};
+
+/** The sentence for a refused sign-in `{error, reason}`: the code's, then the coordinator's words. */
+export function describeSignInRefusal(refusal) {
+  const base = SIGNIN_REFUSAL_TEXT[refusal?.error] ?? 'The sign-in with GitHub did not succeed.';
+  const reason = typeof refusal?.reason === 'string' ? refusal.reason.trim() : '';
+  if (!reason) return base;
+  const detail = reason.charAt(0).toUpperCase() + reason.slice(1);
+  return `${base} ${/[.!?]$/.test(detail) ? detail : `${detail}.`}`;
+}
+
+export const PR_STATE_TEXT = {
+  open: 'open',
+  closed: 'closed',
+  merged: 'merged',
+};
 
 export const PROMPT_STATUS_TEXT = {
   queued: 'queued',

@@ -13,6 +13,7 @@
 import { h, preview, safeLink, timeEl } from './dom.js';
 import { renderMarkdown } from './markdown.js';
 import { PROMPT_STATUS_TEXT, SANDBOX_STATUS_TEXT, describeSessionError } from './messages.js';
+import { describeGitEvent } from './state/github.js';
 
 const MAX_PRE_CHARS = 20_000;
 const ELEMENTS_SHOWN = 50;
@@ -175,6 +176,8 @@ export class Timeline {
         ));
       case 'artifact_created':
         return this.artifact(event);
+      case 'artifact_updated':
+        return this.artifactUpdated(event);
       case 'prompt_finished':
         return this.promptFinished(event, live);
       case 'sandbox_status':
@@ -395,11 +398,33 @@ export class Timeline {
     return this.top(this.systemLine(event, `${words}${about}`, `finished status-${status.replace(/[^a-z_]/g, '')}`));
   }
 
+  /**
+   * A push to the session branch or a pull request opened or changed: one line each, with a
+   * link; what they are now is shown beside the timeline (state/github.js), not here.
+   */
+  gitLine(event, kind, line) {
+    const link = line.url ? safeLink(line.url, kind === 'pr' ? 'View pull request' : 'View branch') : null;
+    const author = event.type === 'artifact_created' && kind === 'branch' ? event.artifact?.author : null;
+    return this.top(this.entry(event, `artifact artifact-${kind} git-line`,
+      h('span', { class: 'system-text' }, line.text), author?.name ? h('span', { class: 'muted' }, ` (prompted by ${String(author.name)})`) : null,
+      link ? [' · ', link] : null, ' ', timeEl(event.ts)));
+  }
+
+  artifactUpdated(event) {
+    const artifact = event.artifact && typeof event.artifact === 'object' ? event.artifact : {};
+    if (typeof artifact.id === 'string' && this.artifacts.has(artifact.id)) this.artifacts.set(artifact.id, artifact);
+    const line = describeGitEvent(event);
+    if (line) return this.gitLine(event, artifact.type, line);
+    return this.top(this.systemLine(event, `An artifact (${preview(String(artifact.type ?? 'unknown'), 30)}) was updated`, 'artifact-updated'));
+  }
+
   artifact(event) {
     const artifact = event.artifact && typeof event.artifact === 'object' ? event.artifact : {};
     const data = artifact.data && typeof artifact.data === 'object' ? artifact.data : {};
     if (typeof artifact.id === 'string') this.artifacts.set(artifact.id, artifact);
     const kind = typeof artifact.type === 'string' ? artifact.type : 'artifact';
+    const line = describeGitEvent(event);
+    if (line) return this.gitLine(event, kind, line);
     const body = [];
     if (kind === 'dom_selection') {
       const elements = Array.isArray(data.elements) ? data.elements : [];
@@ -429,7 +454,7 @@ export class Timeline {
       }
       if (typeof data.url === 'string') body.push(safeLink(data.url, preview(data.url, 90)));
     }
-    const label = { dom_selection: 'Selection', pr: 'Pull request', screenshot: 'Screenshot', file: 'File' }[kind] ?? `Artifact (${preview(kind, 30)})`;
+    const label = { dom_selection: 'Selection', screenshot: 'Screenshot', file: 'File' }[kind] ?? `Artifact (${preview(kind, 30)})`;
     const author = artifact.author ?? { name: 'Agent' };
     return this.top(this.entry(event, `artifact artifact-${kind.replace(/[^a-z_]/g, '')}`,
       this.authorLine(author, event.ts, [' ', h('span', { class: 'chip kind' }, label)]),

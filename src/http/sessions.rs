@@ -7,7 +7,7 @@ use super::query;
 use crate::config::Config;
 use crate::error::Result;
 use crate::ids::new_id;
-use crate::index::{Index, Membership};
+use crate::index::{Index, ListedSession, Membership};
 use crate::respond;
 use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
@@ -148,15 +148,25 @@ pub async fn list(index: &Index, user: &User, query_string: &str) -> Result<Resp
                 .ok_or_else(|| ApiError::invalid_field("cursor is not one this API returned"))?,
         ),
     };
-    let mut sessions = index.sessions_of(&user.id, after, limit + 1).await?;
-    let next_cursor = if sessions.len() > limit as usize {
-        sessions.truncate(limit as usize);
-        sessions
+    let mut listed = index.sessions_of(&user.id, after, limit + 1).await?;
+    let next_cursor = if listed.len() > limit as usize {
+        listed.truncate(limit as usize);
+        listed
             .last()
-            .map(|s| cursor::encode(&s.created_at, &s.id))
+            .map(|l| cursor::encode(&l.session.created_at, &l.session.id))
     } else {
         None
     };
+    let mut sessions = Vec::with_capacity(listed.len());
+    for ListedSession {
+        session,
+        pull_request,
+    } in listed
+    {
+        let mut value = serde_json::to_value(&session)?;
+        value["pull_request"] = pull_request.unwrap_or(serde_json::Value::Null);
+        sessions.push(value);
+    }
     respond::json(
         200,
         &json!({ "sessions": sessions, "next_cursor": next_cursor }),

@@ -8,6 +8,7 @@ mod sessions;
 mod users;
 
 pub use github::{StoredToken, TokenWrite};
+pub use sessions::ListedSession;
 
 use crate::error::{Error, Result};
 use protocol::api::{Session, User};

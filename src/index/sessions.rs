@@ -3,7 +3,64 @@
 use super::{text, Index, Membership, SessionRow};
 use crate::error::Result;
 use protocol::api::Session;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
+
+/// A session in the caller's list: the session, and its latest pull request as
+/// `{number, url, state, opened_by{user_id, name, github_login}}`, if it has one.
+pub struct ListedSession {
+    pub session: Session,
+    pub pull_request: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ListedRow {
+    id: String,
+    repo: String,
+    branch: String,
+    title: String,
+    owner_id: String,
+    status: String,
+    created_at: String,
+    pr_number: Option<u64>,
+    pr_url: Option<String>,
+    pr_state: Option<String>,
+    pr_opened_by: Option<String>,
+    pr_opened_by_name: Option<String>,
+    pr_opened_by_login: Option<String>,
+}
+
+impl ListedRow {
+    fn into_listed(self) -> ListedSession {
+        let pull_request = match (self.pr_number, self.pr_url, self.pr_state) {
+            (Some(number), Some(url), Some(state)) => Some(json!({
+                "number": number,
+                "url": url,
+                "state": state,
+                "opened_by": {
+                    "user_id": self.pr_opened_by,
+                    "name": self.pr_opened_by_name,
+                    "github_login": self.pr_opened_by_login,
+                },
+            })),
+            _ => None,
+        };
+        let session = Session {
+            id: self.id,
+            repo: self.repo,
+            branch: self.branch,
+            title: self.title,
+            owner_id: self.owner_id,
+            status: self.status,
+            created_at: self.created_at,
+        };
+        ListedSession {
+            session,
+            pull_request,
+        }
+    }
+}
 
 impl Index {
     pub async fn insert_session(&self, session: &Session) -> Result<()> {
@@ -48,17 +105,27 @@ impl Index {
         }))
     }
 
-    /// Sessions the user owns or joined, newest first, after the `(created_at, id)` cursor.
+    /// Sessions the user owns or joined, newest first, after the `(created_at, id)` cursor,
+    /// each with its latest pull request (`ListedSession`).
     pub async fn sessions_of(
         &self,
         user_id: &str,
         after: Option<(String, String)>,
         limit: u32,
-    ) -> Result<Vec<Session>> {
+    ) -> Result<Vec<ListedSession>> {
         let (created_at, id) = after.unwrap_or_else(|| ("~".into(), String::new()));
-        let rows: Vec<SessionRow> = self
+        // The pull request a session opened last, with the name of the member who opened it.
+        let rows: Vec<ListedRow> = self
             .all(
-                "SELECT s.* FROM sessions s JOIN session_members m ON m.session_id = s.id
+                "SELECT s.id, s.repo, s.branch, s.title, s.owner_id, s.status, s.created_at,
+                        p.number AS pr_number, p.url AS pr_url, p.state AS pr_state,
+                        p.opened_by AS pr_opened_by, u.name AS pr_opened_by_name,
+                        u.github_login AS pr_opened_by_login
+                 FROM sessions s JOIN session_members m ON m.session_id = s.id
+                 LEFT JOIN pull_requests p ON p.rowid = (
+                   SELECT p2.rowid FROM pull_requests p2 WHERE p2.session_id = s.id
+                   ORDER BY p2.created_at DESC, p2.number DESC LIMIT 1)
+                 LEFT JOIN users u ON u.id = p.opened_by
                  WHERE m.user_id = ? AND (s.created_at < ? OR (s.created_at = ? AND s.id < ?))
                  ORDER BY s.created_at DESC, s.id DESC LIMIT ?",
                 &[
@@ -70,7 +137,7 @@ impl Index {
                 ],
             )
             .await?;
-        Ok(rows.into_iter().map(|r| r.into_session().0).collect())
+        Ok(rows.into_iter().map(ListedRow::into_listed).collect())
     }
 
     pub async fn add_member(&self, session_id: &str, user_id: &str, now: &str) -> Result<()> {

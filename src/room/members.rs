@@ -7,7 +7,7 @@ use super::context::Ctx;
 use super::lifecycle::Coalescer;
 use super::queue::MessageStatus;
 use super::store::Participant;
-use super::{prompts, sandbox};
+use super::{artifacts, prompts, sandbox};
 use crate::error::Result;
 use crate::ids::new_id;
 use protocol::event::{EventBody, PromptStatus};
@@ -95,6 +95,10 @@ pub fn describe(cx: &Ctx) -> Result<Value> {
         "participants": participants,
         "queue": queue,
         "sandbox": sandbox::describe(cx)?,
+        // The session's branch and pull request as they are now, so a page that shows only
+        // the last events still shows them.
+        "branch": cx.store.latest_artifact("branch")?.as_ref().map(artifacts::to_json),
+        "pull_request": cx.store.latest_artifact("pr")?.as_ref().map(artifacts::to_json),
         "last_seq": cx.store.last_seq()?,
     }))
 }

@@ -3,10 +3,17 @@
 // (at the root). It verifies the App's JWT against the public half of the test key, honours
 // `repositories` and `permissions` when it mints installation tokens, keeps refresh tokens
 // single-use, refuses expired tokens with 401, and records every request so tests can check
-// who asked for what with which token.
+// who asked for what with which token. It also serves the installed repositories over git
+// smart HTTP at `/<owner>/<name>.git` (git http-backend, support/git-http.mjs), asking for
+// Basic auth `x-access-token:<token>` as GitHub does and honouring the token's repositories
+// and its `contents` permission.
 
 import { createHash, createHmac, generateKeyPairSync, randomBytes, randomUUID, verify } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { basicAuth, gitIn, gitPath, makeBareRepo, serveGit } from './git-http.mjs';
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
@@ -47,9 +54,14 @@ export async function startFakeGithub({ appId, publicKey, clientId, clientSecret
     /** The access tokens handed out to each login. */
     tokensOf: {},
     pulls: new Map(),
+    /** Where the bare repositories live: `<gitRoot>/<owner>/<name>.git`, one per installed repository. */
+    gitRoot: mkdtempSync(path.join(os.tmpdir(), 'fake-github-git-')),
+    /** git smart HTTP requests: {method, repo, service, status, who: null | {kind, login?, repositories?, permissions?}}. */
+    gitRequests: [],
     stop: null,
   };
   const installs = installations.map((inst, i) => ({ id: 100 + i, ...inst }));
+  for (const repo of new Set(installs.flatMap((i) => i.repos))) makeBareRepo(fake.gitRoot, repo);
   const installationTokens = new Map();
   const userTokens = new Map();
   const refreshTokens = new Map();
@@ -263,7 +275,38 @@ export async function startFakeGithub({ appId, publicKey, clientId, clientSecret
     return answer(404, { message: 'Not Found' });
   }
 
+  /**
+   * git smart HTTP: 401 with a Basic challenge until the request carries `x-access-token:` and
+   * a live token that may read (fetch) or write `contents` (push) of that repository.
+   */
+  function git(req, res, url, target) {
+    const record = { method: req.method, repo: target.repo, service: target.service, status: 0, who: null };
+    fake.gitRequests.push(record);
+    const refuse = (status, message, headers = {}) => {
+      record.status = status;
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...headers });
+      res.end(`${message}\n`);
+      req.resume();
+    };
+    const basic = basicAuth(req.headers.authorization);
+    const who = basic?.user === 'x-access-token' ? bearer({ headers: { authorization: `Bearer ${basic.password}` } }) : null;
+    if (!who) return refuse(401, 'Invalid username or token.', { 'www-authenticate': 'Basic realm="GitHub"' });
+    record.who = who.kind === 'user' ? { kind: 'user', login: who.login } : { kind: 'installation', installation: who.installation.id, repositories: who.repositories, permissions: who.permissions };
+    const push = target.service === 'git-receive-pack';
+    const allowed = who.kind === 'user' || (canReach(who, target.repo) && (!push || who.permissions.contents === 'write'));
+    if (!allowed) return refuse(403, `Permission to ${target.repo}.git denied.`);
+    if (gitIn(fake.gitRoot, target.repo, ['rev-parse', '--git-dir']) === null) return refuse(404, 'Repository not found.');
+    record.status = 200;
+    serveGit(req, res, { root: fake.gitRoot, target, query: url.search.slice(1), remoteUser: 'x-access-token' });
+  }
+
   const server = http.createServer((req, response) => {
+    const gitUrl = new URL(req.url, fake.url);
+    const target = gitPath(gitUrl.pathname, gitUrl.search);
+    if (target) {
+      fake.requests.push({ method: req.method, path: gitUrl.pathname, search: gitUrl.search, authorization: req.headers.authorization ?? null, body: '' });
+      return git(req, response, gitUrl, target);
+    }
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
@@ -297,10 +340,12 @@ export async function startFakeGithub({ appId, publicKey, clientId, clientSecret
   /** Requests made with this Authorization header value. */
   fake.requestsWith = (token) => fake.requests.filter((r) => r.authorization === `Bearer ${token}` || r.authorization === `token ${token}`);
   fake.deliveryId = () => randomUUID();
+  /** `git <args>` in the fake's bare repository `owner/name` → its output, or null. */
+  fake.git = (repo, ...args) => gitIn(fake.gitRoot, repo, args);
   fake.stop = () =>
     new Promise((resolve) => {
       server.close(resolve);
       server.closeAllConnections();
-    });
+    }).finally(() => rmSync(fake.gitRoot, { recursive: true, force: true }));
   return fake;
 }

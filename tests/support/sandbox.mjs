@@ -32,16 +32,19 @@ function verify(secret, header, body) {
 }
 
 /**
- * Starts `bridge provider` on `port`. Its bridges use the `dev` agent.
- * → {port, stop(), log(), workspaces, bridgePids()}
+ * Starts `bridge provider` on `port`. Its bridges use the `dev` agent. It serves the local git
+ * host (`/git/`) from `gitRoot` (default: an empty scratch folder, removed at the end).
+ * → {port, stop(), log(), workspaces, gitRoot}
  */
-export async function startLocalProvider({ port, secret, env = {} }) {
+export async function startLocalProvider({ port, secret, env = {}, gitRoot }) {
   if (!existsSync(BRIDGE_BIN)) {
     throw new Error(`${BRIDGE_BIN} is missing; build it with: cargo build -p bridge`);
   }
   const workspaces = await mkdtemp(path.join(os.tmpdir(), 'coordinator-sandboxes-'));
+  const ownGitRoot = gitRoot ? null : await mkdtemp(path.join(os.tmpdir(), 'coordinator-git-'));
   let logText = '';
-  const child = spawn(BRIDGE_BIN, ['provider', '--listen', `127.0.0.1:${port}`, '--workspaces', workspaces], {
+  const args = ['provider', '--listen', `127.0.0.1:${port}`, '--workspaces', workspaces, '--git-root', gitRoot ?? ownGitRoot];
+  const child = spawn(BRIDGE_BIN, args, {
     env: { ...process.env, PROVIDER_SECRET: secret, AGENT: 'dev', DEV_AGENT_DELAY_MS: '5', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -69,6 +72,7 @@ export async function startLocalProvider({ port, secret, env = {} }) {
   return {
     port,
     workspaces,
+    gitRoot: gitRoot ?? ownGitRoot,
     log: () => logText,
     async stop() {
       // SIGTERM lets the provider end its bridges; the group kill covers anything left.
@@ -84,6 +88,7 @@ export async function startLocalProvider({ port, secret, env = {} }) {
         // already gone
       }
       await rm(workspaces, { recursive: true, force: true });
+      if (ownGitRoot) await rm(ownGitRoot, { recursive: true, force: true });
     },
   };
 }

@@ -8,7 +8,7 @@ import { describeClose, describeError, describeSessionError } from '../../public
 const ERROR_CODES = [
   'invalid_json', 'unknown_type', 'invalid_field', 'too_large', 'rate_limited', 'queue_full',
   'not_found', 'forbidden', 'unauthorized', 'conflict', 'gone', 'method_not_allowed',
-  'provider_error', 'unavailable', 'internal',
+  'provider_error', 'not_configured', 'unavailable', 'internal',
 ];
 
 test('every error code has its own sentence, followed by the coordinator\u2019s words', () => {

@@ -1,8 +1,10 @@
-// My sessions (cursor paging), starting a session on a repo, and my own user id to share.
+// My sessions (cursor paging, each with its latest pull request's state), starting a session
+// on a repo, and my own user id to share.
 
 import { api } from '../api.js';
 import { h, clear, timeEl } from '../dom.js';
 import { describeError } from '../messages.js';
+import { pullRequestNumber, pullRequestState } from '../state/github.js';
 import { copyButton, topBar } from './chrome.js';
 
 export function homeView({ me, onSignOut }) {
@@ -42,13 +44,22 @@ export function homeView({ me, onSignOut }) {
   return root;
 }
 
+/** The chip of a session's latest pull request (`pull_request` in GET /v1/sessions), if any. */
+function pullRequestChip(pr) {
+  if (!pr || typeof pr !== 'object') return null;
+  const state = String(pr.state ?? '').replace(/[^a-z]/g, '');
+  return h('span', { class: `chip pr-state pr-${state}`, title: `Pull request ${pullRequestNumber(pr)} is ${pullRequestState(pr)}` },
+    `PR ${pullRequestNumber(pr)} ${pullRequestState(pr)}`);
+}
+
 function sessionItem(session) {
   const archived = session.status === 'archived';
-  return h('li', {},
+  return h('li', { dataset: { sessionId: String(session.id ?? '') } },
     h('a', { href: `#/s/${encodeURIComponent(session.id)}`, class: 'session-link' },
       h('span', { class: 'session-title' }, session.title || session.repo || session.id),
       h('span', { class: 'muted' }, ` ${session.repo ?? ''}${session.branch ? ` · ${session.branch}` : ''}`),
       archived ? h('span', { class: 'chip' }, 'archived') : null,
+      pullRequestChip(session.pull_request),
       ' ', timeEl(session.created_at)));
 }
 

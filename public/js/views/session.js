@@ -1,18 +1,20 @@
 // One session: the live timeline, who is here and typing, the prompt queue, the composer,
-// sharing, and the connection with its state.
+// the session's branch and pull request ("Create pull request"), sharing, and the connection
+// with its state.
 //
 // What the page knows lives in the state modules, which hold no DOM: which events are shown
 // and what to ask for (state/events.js), prompts and the outbox (state/prompts.js), who is
-// here (state/presence.js). This view feeds them the frames and shows what they say. Lines are
-// never duplicated or dropped: the socket reconnects with `since=<highest seq received>`, that
+// here (state/presence.js), the branch and the pull request (state/github.js). This view feeds
+// them the frames and shows what they say. Lines are never duplicated or dropped: the socket reconnects with `since=<highest seq received>`, that
 // seq is kept in sessionStorage so a reload resumes from it, and the part before it comes from
 // `history` frames (or GET /events when there is no socket), a page at a time, as one scrolls up.
 
 import { ApiError, api } from '../api.js';
 import { SessionSocket } from '../connection.js';
-import { clear, h, preview } from '../dom.js';
+import { clear, h, preview, safeLink } from '../dom.js';
 import { SANDBOX_STATUS_TEXT, describeError } from '../messages.js';
 import { EventLog } from '../state/events.js';
+import { SessionGit } from '../state/github.js';
 import { Presence } from '../state/presence.js';
 import { Outbox, PromptQueue } from '../state/prompts.js';
 import { Timeline } from '../timeline.js';
@@ -53,6 +55,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   const prompts = new PromptQueue();
   const outbox = new Outbox();
   const presence = new Presence();
+  const git = new SessionGit();
   const state = {
     role: null,
     readOnly: false,
@@ -71,6 +74,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   const sandboxChip = h('span', { class: 'chip sandbox', hidden: true });
   const titleEl = h('h1', { class: 'session-name' }, 'Session');
   const repoEl = h('span', { class: 'muted repo' });
+  const prHead = h('span', { class: 'pr-head', hidden: true });
 
   const list = h('ol', { class: 'timeline', 'aria-label': 'Session timeline' });
   const pendingList = h('ol', { class: 'timeline pending', 'aria-label': 'Prompts being sent' });
@@ -102,15 +106,19 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   const queueCount = h('span', { class: 'count' });
   const peopleCount = h('span', { class: 'count' });
   const sharePanel = h('details', { class: 'panel share', hidden: true });
+  const gitBody = h('div', { class: 'git-body' });
+  const prButton = h('button', { type: 'button', class: 'create-pr', onclick: () => createPullRequest() }, 'Create pull request');
+  const prStatus = h('p', { class: 'form-status', role: 'status', 'aria-live': 'polite' });
   const mobile = window.matchMedia('(max-width: 760px)').matches;
 
   const side = h('aside', { class: 'side', 'aria-label': 'Session details' },
     h('details', { class: 'panel', open: !mobile }, h('summary', {}, 'People ', peopleCount), peopleList),
     h('details', { class: 'panel', open: !mobile }, h('summary', {}, 'Queue ', queueCount), queueEmpty, queueList),
+    h('details', { class: 'panel git', open: !mobile }, h('summary', {}, 'Branch and pull request'), gitBody, prButton, prStatus),
     sharePanel);
 
   main.replaceChildren(h('div', { class: 'page session' },
-    topBar({ me: user, onSignOut, children: [h('div', { class: 'session-head' }, titleEl, repoEl), connBadge, retryButton, sandboxChip] }),
+    topBar({ me: user, onSignOut, children: [h('div', { class: 'session-head' }, titleEl, repoEl, prHead), connBadge, retryButton, sandboxChip] }),
     h('div', { class: 'session-layout' },
       h('section', { class: 'timeline-pane', 'aria-label': 'Timeline and prompt' },
         scroller, typingLine, banner, readOnlyNote, composer),
@@ -194,6 +202,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     renderOutbox();
     renderQueue();
     renderPeople();
+    renderGit();
   }
 
   function updateComposer() {
@@ -241,14 +250,17 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   /** Shows events the log says are new, oldest first, and what they change in the queue. */
   function show(events, live) {
     let queueChanged = false;
+    let gitChanged = false;
     for (const event of events) {
       // The prompt state first: the timeline shows statuses from it.
       if (prompts.apply(event)) queueChanged = true;
       timeline.add(event, { live });
       if (event.type === 'message' && outbox.settle(event.client_request_id)) renderOutbox();
       if (live && event.type === 'sandbox_status') showSandbox(event.status);
+      if (git.apply(event)) gitChanged = true;
     }
     if (queueChanged) renderQueue();
+    if (gitChanged) renderGit();
   }
 
   function onLiveEvent(event) {
@@ -367,6 +379,63 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     sandboxChip.className = `chip sandbox sandbox-${String(status).replace(/[^a-z_]/g, '')}`;
   }
 
+  // ----- the branch and the pull request
+
+  /** Shows them as they are now; an `artifact_updated` changes this in place. */
+  function renderGit() {
+    const view = git.view();
+    const { branch, pullRequest: pr } = view;
+    clear(gitBody);
+    if (branch) {
+      gitBody.append(h('p', { class: 'git-branch' },
+        'Branch ', branch.url ? safeLink(branch.url, branch.name) : h('code', {}, branch.name),
+        branch.commit ? [' at ', h('code', {}, branch.commit)] : null,
+        h('br'), h('span', { class: 'muted' }, `Last push: ${branch.summary}`)));
+    } else {
+      gitBody.append(h('p', { class: 'muted git-hint' }, view.hint));
+    }
+    clear(prHead);
+    prHead.hidden = !pr;
+    if (pr) {
+      const chip = () => h('span', { class: `chip pr-state pr-${pr.state.replace(/[^a-z]/g, '')}` }, pr.stateText);
+      gitBody.append(h('p', { class: 'git-pr' },
+        safeLink(pr.url, `Pull request ${pr.number}`), ' ', chip(),
+        h('br'), h('span', { class: 'muted' }, `opened by ${pr.openedBy}${pr.base ? ` into ${pr.base}` : ''}`)));
+      prHead.append(safeLink(pr.url, `PR ${pr.number}`), ' ', chip());
+    }
+    // An open pull request is the one this session has; otherwise one can be made once pushed.
+    prButton.hidden = state.readOnly || pr?.state === 'open';
+    prButton.disabled = !view.canCreate;
+    prButton.textContent = view.createLabel;
+    prButton.setAttribute('aria-busy', view.creating ? 'true' : 'false');
+    if (view.creating) {
+      prStatus.setAttribute('role', 'status');
+      prStatus.textContent = 'Opening the pull request on GitHub…';
+    } else if (view.error) {
+      prStatus.setAttribute('role', 'alert');
+      prStatus.textContent = describeError(view.error);
+    } else {
+      prStatus.setAttribute('role', 'status');
+      prStatus.textContent = '';
+    }
+  }
+
+  async function createPullRequest() {
+    if (state.readOnly || !git.startCreate()) return;
+    renderGit();
+    try {
+      const answer = await api.pullRequest(sessionId, {});
+      if (state.disposed) return;
+      git.created(answer);
+      announce(`Pull request ${answer?.pull_request?.number ?? ''} is open`);
+    } catch (err) {
+      if (state.disposed) return;
+      if (err instanceof ApiError && err.status === 401) return onUnauthorized();
+      git.failed(err);
+    }
+    renderGit();
+  }
+
   // ----- composer
 
   function toggleAttach(artifact) {
@@ -465,6 +534,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   // ----- start
 
   async function start() {
+    renderGit();
     let info;
     try {
       info = await api.session(sessionId);
@@ -485,6 +555,8 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     document.title = `${titleEl.textContent} · Sessions`;
     prompts.seed(info.queue);
     renderQueue();
+    git.seed(info);
+    renderGit();
     if (info.sandbox?.status) showSandbox(info.sandbox.status);
     renderShare();
 
