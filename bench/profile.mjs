@@ -190,7 +190,7 @@ async function main() {
     { type: 'ESModule', path: path.join(BUILD, 'index.js') },
     { type: 'CompiledWasm', path: path.join(BUILD, 'index_bg.wasm') },
   ];
-  const bindings = { ADMIN_KEY: 'adm_profile', TOKEN_SECRET: 'profile-secret', LIMITS: JSON.stringify(LIMITS) };
+  const bindings = { ADMIN_KEY: 'adm_profile_key_of_at_least_32_bytes', TOKEN_SECRET: 'profile-token-secret-of-at-least-32-bytes', LIMITS: JSON.stringify(LIMITS) };
   const coordinator = new Runtime({
     name: 'coordinator',
     configPath: path.join(COORDINATOR_DIR, 'wrangler.toml'),
@@ -262,7 +262,7 @@ async function main() {
         name: 'coordinator',
         configPath: path.join(COORDINATOR_DIR, 'wrangler.toml'),
         modules,
-        bindings: { ...bindings, PROVIDER: 'local', PROVIDER_URL: `http://127.0.0.1:${port}`, PROVIDER_SECRET: 'profile-provider-secret' },
+        bindings: { ...bindings, ENV: 'development', PROVIDER: 'local', PROVIDER_URL: `http://127.0.0.1:${port}`, PROVIDER_SECRET: 'profile-provider-secret-of-at-least-32-bytes' },
         persistDir: path.join(stateRoot, 'ingest'),
         inspectorPort: 9333,
       });

@@ -11,6 +11,7 @@
 //                           build/ and migrations/) instead of this one's
 
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -64,8 +65,9 @@ const coordinatorModules = [
 ];
 const floorModules = [{ type: 'ESModule', path: path.join(BENCH, 'floor', 'index.js') }];
 const coordinatorBindings = {
-  ADMIN_KEY: `adm_bench_${Date.now()}`,
-  TOKEN_SECRET: `bench-token-secret-${process.pid}-${Date.now()}`,
+  // Secrets of at least 32 bytes: the Worker refuses shorter ones.
+  ADMIN_KEY: `adm_bench_${randomBytes(24).toString('base64url')}`,
+  TOKEN_SECRET: randomBytes(32).toString('base64url'),
   // Tokens made before the cold-start restarts must still be valid after them.
   PARTICIPANT_TOKEN_TTL_MINUTES: '120',
   LIMITS: JSON.stringify(LIMITS),

@@ -1,6 +1,8 @@
 // The service worker: starts an area selection in a tab (popup button or Alt+Shift+S),
 // collects the elements in the page's main world (where React's fibers are visible), and posts
 // them to the chosen session. Its host permission for the coordinator makes CORS unnecessary.
+// The page is not trusted: what runs in its main world can be replaced by the page's own
+// scripts, so the selection's url and title come from the tab, as the browser knows it.
 
 import { call, describeFailure, loadSettings, saveSettings } from './api.js';
 
@@ -19,9 +21,13 @@ async function startSelection(tabId) {
   return { ok: true };
 }
 
-/** Collects the elements inside `rect` in the tab and posts them → {ok, text, artifactId?}. */
-async function sendArea(tabId, frameId, rect) {
+/** Collects the elements inside `rect` in `tab` and posts them → {ok, text, artifactId?}. */
+async function sendArea(tab, frameId, rect) {
   const settings = await loadSettings();
+  const tabId = tab.id;
+  if (typeof tab.url !== 'string' || !/^https?:/.test(tab.url)) {
+    return finish({ ok: false, text: 'Only http(s) pages can be sent to a session.' });
+  }
   let selection;
   try {
     const [injection] = await chrome.scripting.executeScript({
@@ -41,6 +47,9 @@ async function sendArea(tabId, frameId, rect) {
     return finish({ ok: false, text: 'No elements in that area: draw a rectangle around what you mean.' });
   }
   const { total, ...body } = selection;
+  // The address and title the browser shows, whatever the page's scripts answered.
+  body.url = tab.url;
+  body.title = typeof tab.title === 'string' ? tab.title : '';
   if (settings.note.trim()) body.note = settings.note.trim();
   const res = await call(settings, 'POST', `/v1/sessions/${encodeURIComponent(settings.sessionId)}/selections`, body);
   if (!res.ok) return finish({ ok: false, status: res.status, text: describeFailure(res, settings) });
@@ -65,7 +74,7 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
     return true;
   }
   if (message?.type === 'area-selected' && sender.tab?.id !== undefined && message.rect) {
-    sendArea(sender.tab.id, sender.frameId, message.rect).then(sendResponse);
+    sendArea(sender.tab, sender.frameId, message.rect).then(sendResponse);
     return true;
   }
   return false;

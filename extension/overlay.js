@@ -1,7 +1,8 @@
 // The rectangle the user drags over a page (injected by the service worker, in the
 // extension's isolated world). Esc or a click without dragging cancels. The rectangle goes to
 // the service worker, which collects the elements in the page and posts them; its answer is
-// shown here as a short notice.
+// shown here as a short notice. The page cannot reach in: the shadow roots are closed, and
+// events the page's scripts make up (not `isTrusted`) are ignored.
 (() => {
   const OWN = 'data-session-selection';
   if (window.__sessionSelectionActive) return;
@@ -18,7 +19,7 @@
   const host = document.createElement('div');
   host.setAttribute(OWN, 'overlay');
   host.style.cssText = 'position:fixed;inset:0;z-index:2147483647;';
-  const root = host.attachShadow({ mode: 'open' });
+  const root = host.attachShadow({ mode: 'closed' });
   const style = document.createElement('style');
   style.textContent = STYLE;
   const veil = document.createElement('div');
@@ -41,6 +42,7 @@
   }
 
   function onKey(ev) {
+    if (!ev.isTrusted) return;
     if (ev.key === 'Escape') {
       ev.preventDefault();
       ev.stopPropagation();
@@ -51,7 +53,7 @@
   window.addEventListener('keydown', onKey, true);
 
   veil.addEventListener('pointerdown', (ev) => {
-    if (ev.button !== 0) return;
+    if (!ev.isTrusted || ev.button !== 0) return;
     ev.preventDefault();
     veil.setPointerCapture?.(ev.pointerId);
     start = { x: ev.clientX, y: ev.clientY };
@@ -60,7 +62,7 @@
   });
 
   veil.addEventListener('pointermove', (ev) => {
-    if (!start) return;
+    if (!ev.isTrusted || !start) return;
     rect = {
       x: Math.min(start.x, ev.clientX),
       y: Math.min(start.y, ev.clientY),
@@ -72,8 +74,8 @@
     });
   });
 
-  veil.addEventListener('pointerup', async () => {
-    if (!start) return;
+  veil.addEventListener('pointerup', async (ev) => {
+    if (!ev.isTrusted || !start) return;
     const area = rect;
     start = null;
     end();
@@ -97,7 +99,7 @@
     const toastHost = document.createElement('div');
     toastHost.setAttribute(OWN, 'toast');
     toastHost.style.cssText = 'position:fixed;right:16px;bottom:16px;z-index:2147483647;max-width:min(420px,calc(100vw - 32px));';
-    const shadow = toastHost.attachShadow({ mode: 'open' });
+    const shadow = toastHost.attachShadow({ mode: 'closed' });
     const css = document.createElement('style');
     css.textContent = `
       .toast { font: 14px/1.4 system-ui, sans-serif; padding: 10px 14px; border-radius: 8px; color: #fff;
@@ -115,7 +117,7 @@
     close.type = 'button';
     close.textContent = '×';
     close.setAttribute('aria-label', 'Close');
-    close.addEventListener('click', () => toastHost.remove());
+    close.addEventListener('click', (ev) => ev.isTrusted && toastHost.remove());
     toast.append(message, close);
     shadow.append(css, toast);
     document.documentElement.append(toastHost);

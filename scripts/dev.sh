@@ -114,8 +114,9 @@ if [ ${#github_vars[@]} -gt 0 ]; then
   echo "dev: passing $(( ${#github_vars[@]} / 2 )) GitHub setting(s) from the environment to the Worker" >&2
 fi
 
+# Development only here: wrangler.toml says production, so a deploy never runs the local provider.
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
-  --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
+  --var ENV:development --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
   "${github_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
@@ -141,8 +142,10 @@ user_file=$state/dev-user.key
 if [ ! -s "$user_file" ] || ! curl -fsS -H "authorization: Bearer $(cat "$user_file")" "$base/v1/me" >/dev/null 2>&1; then
   created=$(curl -fsS -X POST "$base/v1/users" -H "authorization: Bearer $admin_key" -H 'content-type: application/json' \
     -d '{"name":"Dev","email":"dev@example.com","scopes":{"repos":["*"]}}')
-  node -e 'process.stdout.write(JSON.parse(process.argv[1]).api_key)' "$created" > "$user_file"
+  # The key is a credential: readable by its owner only, from the moment it is written.
+  (umask 077 && node -e 'process.stdout.write(JSON.parse(process.argv[1]).api_key)' "$created" > "$user_file")
 fi
+chmod 600 "$user_file"
 user_key=$(cat "$user_file")
 
 cat <<BANNER

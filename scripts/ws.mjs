@@ -8,7 +8,7 @@ import WebSocket from "ws";
 
 const url = process.argv[2];
 if (!url) {
-  console.error("usage: node scripts/ws.mjs '<ws_url from POST /v1/sessions or /tokens>'");
+  console.error("usage: node scripts/ws.mjs '<ws_url from POST /v1/sessions, /tokens or /tickets; its ticket works once, within 30 s>'");
   process.exit(2);
 }
 const socket = new WebSocket(url);

@@ -64,6 +64,11 @@ pub fn new_secret_token() -> Result<String> {
     Ok(b64url(&random_bytes::<32>()?))
 }
 
+/// A nonce for a connect ticket: 16 random bytes in hex.
+pub fn new_nonce() -> Result<String> {
+    Ok(hex(&random_bytes::<16>()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

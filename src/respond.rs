@@ -9,6 +9,8 @@ fn headers(content_type: &str) -> Headers {
     let headers = Headers::new();
     let _ = headers.set("content-type", content_type);
     let _ = headers.set("cache-control", "no-store");
+    // Answers are what their content type says: a browser never guesses HTML from JSON.
+    let _ = headers.set("x-content-type-options", "nosniff");
     headers
 }
 

@@ -116,7 +116,7 @@ test('bad WebSocket frames get error frames, change nothing, and the socket keep
 
 test('a flood of frames is rate limited; waiting restores service on the same socket', { timeout: 60_000 }, async () => {
   const { owner, created, sid } = await freshRoom('flood');
-  const watcher = await createUser(server, 'Watcher');
+  const watcher = await createUser(server, 'Watcher', { repos: ['acme/*'] });
   await addMember(server, owner, sid, watcher);
   const { client } = await connect(sid, created.token);
   const w = await connect(sid, (await mintToken(server, watcher, sid)).token);
@@ -210,7 +210,7 @@ test('prompts over HTTP are rate limited with 429', { timeout: 60_000 }, async (
 
 test('a full queue refuses the 21st prompt on WebSocket and HTTP; a cancel makes room', { timeout: 90_000 }, async () => {
   const { owner, created, sid } = await freshRoom('full queue');
-  const members = [await createUser(server, 'Q1'), await createUser(server, 'Q2')];
+  const members = [await createUser(server, 'Q1', { repos: ['acme/*'] }), await createUser(server, 'Q2', { repos: ['acme/*'] })];
   for (const h of members) await addMember(server, owner, sid, h);
   const sockets = [
     (await connect(sid, created.token)).client,

@@ -142,14 +142,33 @@ async function selectArea(ext, page, url, rect) {
   await page.mouse.up();
 }
 
-/** The text of the extension's notice in the page, once it is no longer "Sending…". */
+/** The text of the `.message` element anywhere under a CDP DOM node, shadow roots included. */
+function messageText(node) {
+  const attrs = node.attributes ?? [];
+  const isMessage = attrs.some((value, i) => i % 2 === 0 && value === 'class' && attrs[i + 1] === 'message');
+  if (isMessage) return (node.children ?? []).map((child) => child.nodeValue ?? '').join('');
+  for (const child of [...(node.shadowRoots ?? []), ...(node.children ?? [])]) {
+    const text = messageText(child);
+    if (text !== null) return text;
+  }
+  return null;
+}
+
+/**
+ * The text of the extension's notice in the page, once it is no longer "Sending…". Its shadow
+ * root is closed, so neither the page nor a locator can see into it; the DevTools protocol can.
+ */
 async function notice(page) {
-  const handle = await page.waitForFunction(() => {
-    const host = document.querySelector('[data-session-selection="toast"]');
-    const text = host?.shadowRoot?.querySelector('.message')?.textContent;
-    return text && !text.startsWith('Sending') ? text : null;
-  });
-  return handle.jsonValue();
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    return await eventually(async () => {
+      const { root } = await cdp.send('DOM.getDocument', { depth: -1, pierce: true });
+      const text = messageText(root);
+      return text && !text.startsWith('Sending') ? text : null;
+    }, { ms: 15_000, every: 100, what: 'the extension\u2019s notice' });
+  } finally {
+    await cdp.detach().catch(() => {});
+  }
 }
 
 test('the unpacked extension sends a dragged selection that shows up in the session and can go with a prompt', { timeout: 120_000 }, async (t) => {
@@ -263,5 +282,56 @@ test('the extension tells the user when the coordinator refuses a selection, and
   const artifacts = await api.get(`/v1/sessions/${session.id}/artifacts`, { key: alice.key });
   assert.equal(artifacts.json.artifacts.length, 0, 'nothing was posted');
   await eventually(async () => (await ext.serviceWorker.evaluate(() => chrome.storage.local.get('lastResult'))).lastResult?.ok === false);
+  assert.deepEqual(page.errors, []);
+});
+
+test('the extension trusts no page: url and title come from the tab, its shadow roots are closed, made-up events do nothing', { timeout: 120_000 }, async (t) => {
+  const alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
+  const { session } = await createSession(server, alice, { title: 'Untrusted page' });
+  const ext = await launchWithExtension();
+  t.after(() => ext.close());
+  await ext.serviceWorker.evaluate((p) => chrome.storage.local.set(p), {
+    coordinatorUrl: server.url, apiKey: alice.key, sessionId: session.id, sessionTitle: 'Untrusted page',
+  });
+  const page = collectPageErrors(await ext.context.newPage());
+  await page.goto(pageUrl);
+  await page.bringToFront();
+  await ext.serviceWorker.evaluate(async (u) => {
+    const [tab] = await chrome.tabs.query({ url: u });
+    return self.startSelection(tab.id);
+  }, pageUrl);
+  await page.locator('[data-session-selection="overlay"]').waitFor();
+
+  // The page's own scripts: they cannot see into the overlay, and what they make up is ignored.
+  const seen = await page.evaluate(() => {
+    const host = document.querySelector('[data-session-selection="overlay"]');
+    window.dispatchEvent(new KeyboardEvent('keydown', { key: 'Escape', bubbles: true }));
+    for (const type of ['pointerdown', 'pointermove', 'pointerup']) {
+      host.dispatchEvent(new PointerEvent(type, { clientX: 15, clientY: 95, button: 0, bubbles: true, composed: true }));
+    }
+    // The collector lives in the page's world, so the page can replace it: it lies about where it is.
+    const real = globalThis.SessionSelection;
+    globalThis.SessionSelection = {
+      collectSelection: (rect) => ({ ...real.collectSelection(rect), url: 'https://bank.example/login', title: 'Your bank' }),
+    };
+    return { shadowRoot: host.shadowRoot, children: host.childNodes.length };
+  });
+  assert.deepEqual(seen, { shadowRoot: null, children: 0 }, 'the overlay\u2019s shadow root is closed');
+  assert.equal(await page.locator('[data-session-selection="overlay"]').count(), 1, 'a made-up Escape did not cancel');
+  const before = await api.get(`/v1/sessions/${session.id}/artifacts`, { key: alice.key });
+  assert.equal(before.json.artifacts.length, 0, 'made-up pointer events sent nothing');
+
+  // A real drag sends the selection, with the tab's own address and title.
+  await page.mouse.move(AROUND_REVENUE.x, AROUND_REVENUE.y);
+  await page.mouse.down();
+  await page.mouse.move(AROUND_REVENUE.x + AROUND_REVENUE.width, AROUND_REVENUE.y + AROUND_REVENUE.height, { steps: 4 });
+  await page.mouse.up();
+  assert.match(await notice(page), /^Sent 4 elements/);
+  const toastRoot = await page.evaluate(() => document.querySelector('[data-session-selection="toast"]')?.shadowRoot);
+  assert.equal(toastRoot, null, 'the notice\u2019s shadow root is closed');
+  const artifacts = await api.get(`/v1/sessions/${session.id}/artifacts`, { key: alice.key });
+  assert.equal(artifacts.json.artifacts.length, 1);
+  assert.equal(artifacts.json.artifacts[0].data.url, pageUrl);
+  assert.equal(artifacts.json.artifacts[0].data.title, 'Revenue dashboard');
   assert.deepEqual(page.errors, []);
 });

@@ -117,7 +117,8 @@ test('sessions: create, defaults, ws_url, prompt on create', { timeout: 30_000 }
   assert.ok(ttl > 60_000 && ttl <= 15 * 60_000 + 60_000, `token valid for about 15 minutes, got ${ttl} ms`);
   const wsUrl = new URL(ws_url);
   assert.equal(wsUrl.protocol, 'ws:');
-  assert.equal(wsUrl.searchParams.get('token'), token);
+  assert.equal(wsUrl.searchParams.get('token'), null, 'no token in a URL');
+  assert.equal(wsUrl.searchParams.get('ticket'), res.json.ticket);
   assert.equal(wsUrl.pathname, `/v1/sessions/${session.id}/ws`);
 
   // ws_url is usable as given.
@@ -191,6 +192,12 @@ test('members and tokens', { timeout: 30_000 }, async () => {
   const sid = s.session.id;
 
   assert.equal((await http.get(`/v1/sessions/${sid}`, { key: lea.key })).status, 404);
+  // Membership needs the session's repository in the member's scopes: Lea has none yet.
+  const refused = await http.post(`/v1/sessions/${sid}/members`, { key: ken.key, body: { user_id: lea.id, role: 'member' } });
+  assert.equal(refused.status, 403, refused.text);
+  assert.equal(refused.json.error.message, 'Lea cannot join this session: their scopes do not include acme/demo');
+  const granted = await http.patch(`/v1/users/${lea.id}`, { key: server.adminKey, body: { scopes: { repos: ['acme/demo'] } } });
+  assert.equal(granted.status, 200, granted.text);
   const added = await http.post(`/v1/sessions/${sid}/members`, { key: ken.key, body: { user_id: lea.id, role: 'member' } });
   assert.equal(added.status, 201, added.text);
   const events = await allEvents(server, ken, sid);
@@ -199,7 +206,6 @@ test('members and tokens', { timeout: 30_000 }, async () => {
     [2, 'participant_joined', lea.id, 'Lea'],
   ]);
 
-  // Membership does not need a repo scope: Lea has none.
   const detail = await http.get(`/v1/sessions/${sid}`, { key: lea.key });
   assert.equal(detail.status, 200, detail.text);
   assert.deepEqual(detail.json.session, s.session);
@@ -219,7 +225,11 @@ test('members and tokens', { timeout: 30_000 }, async () => {
   assert.equal(tok.status, 200, tok.text);
   secretsSeen.add(tok.json.token);
   assert.match(tok.json.expires_at, RFC3339);
-  assert.equal(new URL(tok.json.ws_url).searchParams.get('token'), tok.json.token);
+  // The URLs carry a single-use connect ticket, never the token.
+  assert.equal(new URL(tok.json.ws_url).searchParams.get('token'), null);
+  assert.equal(new URL(tok.json.ws_url).searchParams.get('ticket'), tok.json.ticket);
+  assert.equal(new URL(tok.json.events_url).searchParams.get('ticket'), tok.json.ticket);
+  assert.match(tok.json.ticket, /^t1\./);
   const ws = clients.add(await Client.connect(tok.json.ws_url));
   const welcome = await ws.welcome();
   assert.equal(welcome.participant.user_id, lea.id);
@@ -242,9 +252,14 @@ test('prompts over HTTP: 202, source, idempotency, messages', { timeout: 30_000 
   const again = await http.post(`/v1/sessions/${sid}/prompts`, { key: mia.key, body: { content: 'plain', client_request_id: 'http-1' } });
   assert.equal(again.status, 202, again.text);
   assert.equal(again.json.message_id, first.json.message_id);
+  // Only the Slack integration says a prompt came from Slack; a client may not claim it.
+  const claimed = await http.post(`/v1/sessions/${sid}/prompts`, { key: mia.key, body: { content: 'from slack', source: 'slack' } });
+  assert.equal(claimed.status, 422, claimed.text);
+  assert.equal(claimed.json.error.code, 'invalid_field');
+  assert.match(claimed.json.error.message, /slack/);
   const slack = await http.post(`/v1/sessions/${sid}/prompts`, {
     key: mia.key,
-    body: { content: 'from slack', source: 'slack', attachments: [{ kind: 'link', url: 'https://example.com' }] },
+    body: { content: 'from slack', source: 'extension', attachments: [{ kind: 'link', url: 'https://example.com' }] },
   });
   assert.equal(slack.status, 202, slack.text);
   assert.equal(slack.json.position, 2);
@@ -255,7 +270,7 @@ test('prompts over HTTP: 202, source, idempotency, messages', { timeout: 30_000 
     events.map((e) => [e.message_id, e.source, e.content, e.author.name]),
     [
       [first.json.message_id, 'api', 'plain', 'Mia'],
-      [slack.json.message_id, 'slack', 'from slack', 'Mia'],
+      [slack.json.message_id, 'extension', 'from slack', 'Mia'],
     ],
   );
   assert.equal(events[0].client_request_id, 'http-1');
@@ -268,7 +283,7 @@ test('prompts over HTTP: 202, source, idempotency, messages', { timeout: 30_000 
     messages.json.messages.map((m) => [m.id, m.seq, m.content, m.author.name, m.source, m.status, m.client_request_id ?? null]),
     [
       [first.json.message_id, 2, 'plain', 'Mia', 'api', 'queued', 'http-1'],
-      [slack.json.message_id, 3, 'from slack', 'Mia', 'slack', 'queued', null],
+      [slack.json.message_id, 3, 'from slack', 'Mia', 'extension', 'queued', null],
     ],
   );
   for (const m of messages.json.messages) assert.match(m.created_at, RFC3339);

@@ -360,7 +360,7 @@ test('history frames page backwards through stored events', { timeout: 60_000 },
 
 test('concurrent prompts from several users get distinct seqs and queue positions', { timeout: 60_000 }, async () => {
   const owner = await createUser(server, 'Owner', { repos: ['acme/*'] });
-  const others = [await createUser(server, 'C1'), await createUser(server, 'C2')];
+  const others = [await createUser(server, 'C1', { repos: ['acme/*'] }), await createUser(server, 'C2', { repos: ['acme/*'] })];
   const created = await createSession(server, owner, { title: 'concurrency' });
   const sid = created.session.id;
   for (const o of others) await addMember(server, owner, sid, o);

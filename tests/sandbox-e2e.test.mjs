@@ -58,7 +58,7 @@ describe('with the dev agent', () => {
   test('a prompt streams tokens, a tool call and a file edit to three participants and completes', async () => {
     await ensureProvider();
     const { alice, bob, created, sid } = await roomOfTwo(ctx.server, 'three');
-    const carol = await createUser(ctx.server, 'Carol');
+    const carol = await createUser(ctx.server, 'Carol', { repos: ['acme/*'] });
     await addMember(ctx.server, alice, sid, carol);
     const sockets = [
       (await ctx.connect(sid, created.token, 0)).client,

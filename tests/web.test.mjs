@@ -210,7 +210,7 @@ test('a dropped connection and an expired token reconnect with since, showing th
   });
   let tokenRequests = 0;
   context.on('request', (req) => {
-    if (req.method() === 'POST' && req.url().endsWith('/tokens')) tokenRequests += 1;
+    if (req.method() === 'POST' && req.url().endsWith('/tickets')) tokenRequests += 1;
   });
   const page = await openSession(context, server, sid);
   await page.evaluate(() => {
@@ -244,7 +244,7 @@ test('a dropped connection and an expired token reconnect with since, showing th
   await waitShown(last);
   await page.locator('.conn-live').waitFor();
   assert.equal(sockets.length, 3);
-  assert.ok(tokenRequests > tokensBefore, 'a new participant token was minted');
+  assert.ok(tokenRequests > tokensBefore, 'a new connect ticket was asked for');
 
   assert.deepEqual(await shownSeqs(page), range(1, last));
   // No token ever appears in the page.
@@ -371,7 +371,7 @@ test('a removed member and an archived session get read-only pages that say why'
 
 test('sessions are listed, started from a repo and shared by user id', { timeout: 120_000 }, async (t) => {
   const owner = await createUser(server, 'Olivia', { repos: ['acme/*'] });
-  const guest = await createUser(server, 'Gustav');
+  const guest = await createUser(server, 'Gustav', { repos: ['acme/*'] });
   const page = collectPageErrors(await (await contextFor(t, owner)).newPage());
   await page.goto(server.url);
   await page.getByText('No sessions yet').waitFor();
@@ -569,7 +569,7 @@ test('agent rendering screenshots at desktop and phone widths', { timeout: 60_00
 
 test('a URL shared with someone who is not a member says so', { timeout: 60_000 }, async (t) => {
   const owner = await createUser(server, 'Nora', { repos: ['acme/*'] });
-  const stranger = await createUser(server, 'Sam');
+  const stranger = await createUser(server, 'Sam', { repos: ['acme/*'] });
   const { session } = await createSession(server, owner, { title: 'Private' });
   const page = collectPageErrors(await (await contextFor(t, stranger)).newPage());
   await page.goto(`${server.url}/#/s/${session.id}`);

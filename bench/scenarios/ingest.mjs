@@ -89,9 +89,11 @@ export async function ingest(ctx) {
     modules: ctx.coordinatorModules,
     bindings: {
       ...ctx.coordinatorBindings,
+      // The local provider runs only in development (wrangler.toml says production).
+      ENV: 'development',
       PROVIDER: 'local',
       PROVIDER_URL: `http://127.0.0.1:${providerPort}`,
-      PROVIDER_SECRET: 'bench-provider-secret',
+      PROVIDER_SECRET: 'bench-provider-secret-of-at-least-32-bytes',
     },
     persistDir,
   });

@@ -71,7 +71,8 @@ export const api = {
   createSession: (body) => request('POST', '/v1/sessions', body),
   session: (id) => request('GET', `/v1/sessions/${enc(id)}`),
   addMember: (id, userId) => request('POST', `/v1/sessions/${enc(id)}/members`, { user_id: userId, role: 'member' }),
-  mintToken: (id) => request('POST', `/v1/sessions/${enc(id)}/tokens`),
+  /** A single-use, 30-second connect ticket for one socket: no token or key goes in a URL. */
+  ticket: (id) => request('POST', `/v1/sessions/${enc(id)}/tickets`),
   events: (id, since, limit) => request('GET', `/v1/sessions/${enc(id)}/events?since=${since}&limit=${limit}`),
   prompt: (id, body) => request('POST', `/v1/sessions/${enc(id)}/prompts`, body),
   cancel: (id, messageId) => request('POST', `/v1/sessions/${enc(id)}/cancel`, { message_id: messageId }),

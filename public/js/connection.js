@@ -1,5 +1,5 @@
-// One participant WebSocket to a session, kept alive: a fresh participant token for every
-// attempt, `since=<last seq seen>` so the coordinator replays exactly what was missed, backoff
+// One participant WebSocket to a session, kept alive: a fresh connect ticket (single use, 30 s)
+// for every attempt, `since=<last seq seen>` so the coordinator replays exactly what was missed, backoff
 // between attempts, a keep-alive ping, and a state the page can show.
 //
 // States: {kind: 'connecting'} | {kind: 'live'} |
@@ -22,14 +22,14 @@ export class SessionSocket {
   /**
    * @param {object} o
    * @param {string} o.sessionId
-   * @param {() => Promise<{token: string}>} o.mintToken  a fresh participant token
+   * @param {() => Promise<{ticket: string}>} o.mintTicket  a fresh connect ticket
    * @param {() => number} o.since  the last seq this page has, sent as `since`
    * @param {(frame: object) => void} o.onFrame
    * @param {(state: object) => void} o.onState
    */
-  constructor({ sessionId, mintToken, since, onFrame, onState }) {
+  constructor({ sessionId, mintTicket, since, onFrame, onState }) {
     this.sessionId = sessionId;
-    this.mintToken = mintToken;
+    this.mintTicket = mintTicket;
     this.since = since;
     this.onFrame = onFrame;
     this.onState = onState;
@@ -111,9 +111,9 @@ export class SessionSocket {
     if (this.stopped) return;
     this.setState({ kind: 'connecting' });
     this.attempt += 1;
-    let token;
+    let ticket;
     try {
-      ({ token } = await this.mintToken());
+      ({ ticket } = await this.mintTicket());
     } catch (err) {
       if (this.stopped) return;
       if (err instanceof ApiError && [401, 403, 404].includes(err.status)) {
@@ -127,7 +127,7 @@ export class SessionSocket {
         this.setState({ kind: 'closed', code: 4009, archived: true, reason: describeClose(4009).text });
         return;
       }
-      this.scheduleReconnect(err?.message || 'cannot get a session token');
+      this.scheduleReconnect(err?.message || 'cannot get a connect ticket');
       return;
     }
     if (this.stopped) return;
@@ -135,7 +135,7 @@ export class SessionSocket {
     const since = this.since();
     const url =
       `${scheme}://${location.host}/v1/sessions/${encodeURIComponent(this.sessionId)}/ws` +
-      `?token=${encodeURIComponent(token)}&since=${since}`; // since=0 replays everything
+      `?ticket=${encodeURIComponent(ticket)}&since=${since}`; // since=0 replays everything
     const ws = new WebSocket(url);
     this.ws = ws;
     let opened = false;
@@ -169,8 +169,9 @@ export class SessionSocket {
         this.setState({ kind: 'closed', code: ev.code, reason: meaning.text, archived: !!meaning.archived });
         return;
       }
-      // 4001 (expired token) reconnects at once with a new token, the first time; anything
-      // else, or a token refused again, backs off.
+      // 4001 (token or ticket expired) reconnects at once with a new ticket, the first time;
+      // anything else, or a ticket refused again, backs off. A disabled user's next ticket is
+      // refused with 401, which closes for good above.
       const immediate = ev.code === 4001 && this.attempt <= 1;
       this.scheduleReconnect(opened ? meaning.text : 'cannot open the connection', immediate ? 0 : undefined);
     };

@@ -106,6 +106,18 @@ impl Default for Lifecycle {
     }
 }
 
+/// The secrets the coordinator's own safety rests on, chosen by whoever deploys it (those
+/// GitHub or Modal hand out are theirs to size).
+pub const OWN_SECRETS: &[&str] = &[
+    "ADMIN_KEY",
+    "TOKEN_SECRET",
+    "PROVIDER_SECRET",
+    "GITHUB_WEBHOOK_SECRET",
+];
+
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 impl Config {
     /// Reads the configuration; `lookup` returns a var or secret by name.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
@@ -114,6 +126,16 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
+        for name in OWN_SECRETS {
+            if let Some(value) = non_empty(name) {
+                if value.len() < MIN_SECRET_BYTES {
+                    return Err(format!(
+                        "{name} is {} bytes long; secrets must be at least {MIN_SECRET_BYTES} bytes (for example: head -c 32 /dev/urandom | base64)",
+                        value.len()
+                    ));
+                }
+            }
+        }
         let repos = match non_empty("REPOS") {
             Some(json) => serde_json::from_str::<Vec<Repo>>(&json)
                 .map_err(|e| format!("REPOS is not a JSON list of repos: {e}"))?,
@@ -326,7 +348,7 @@ mod tests {
         let local = [
             ("PROVIDER", "local"),
             ("PROVIDER_URL", "http://127.0.0.1:8790/"),
-            ("PROVIDER_SECRET", "s"),
+            ("PROVIDER_SECRET", "a-provider-secret-of-at-least-32-bytes"),
             ("SANDBOX_HEARTBEAT_TIMEOUT_SECONDS", "3"),
         ];
         let c = config(&local).unwrap();
@@ -353,6 +375,22 @@ mod tests {
             c.provider.unusable("production"),
             Some("PROVIDER_SECRET is not set")
         );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        for name in OWN_SECRETS {
+            let error = config(&[(name, "too-short")]).unwrap_err();
+            assert_eq!(
+                error.split(';').next(),
+                Some(format!("{name} is 9 bytes long").as_str()),
+                "{error}"
+            );
+            assert!(!error.contains("too-short"), "the value is never repeated");
+            assert!(config(&[(name, &"x".repeat(MIN_SECRET_BYTES))]).is_ok());
+        }
+        // Unset is not short: the coordinator then refuses what needs the secret.
+        assert!(config(&[("TOKEN_SECRET", "  ")]).is_ok());
     }
 
     #[test]

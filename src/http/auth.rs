@@ -35,6 +35,12 @@ fn bearer(req: &Request) -> Result<Option<String>> {
     Ok(Some(key.to_owned()))
 }
 
+/// The participant token in `Authorization: Bearer v1.…`, when that is what it carries (API
+/// keys start with `sk_` and the admin key is never shaped like a token).
+pub fn participant_token(req: &Request) -> Result<Option<String>> {
+    Ok(bearer(req)?.filter(|key| key.starts_with("v1.")))
+}
+
 /// The value of cookie `name`, when the request carries it.
 pub fn cookie_value(req: &Request, name: &str) -> Result<Option<String>> {
     Ok(req

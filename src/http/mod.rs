@@ -108,17 +108,35 @@ mod serve {
             Endpoint::GithubWebhook => return pulls::webhook(env, &index, &config, req).await,
             Endpoint::Events(session_id)
                 if req.headers().get("authorization")?.is_none()
-                    && (query::param(&query_string, "token").is_some()
+                    && (query::param(&query_string, "ticket").is_some()
+                        || query::param(&query_string, "token").is_some()
                         || auth::cookie_value(req, cookie::SESSION_COOKIE)?.is_none()) =>
             {
-                // Browsers' EventSource cannot send headers: a participant token in the query works too.
-                let token = query::param(&query_string, "token").unwrap_or_default();
-                return match sessions::check_token(&index, &config, session_id, &token).await? {
-                    sessions::TokenCheck::Member(user, membership) => {
-                        sessions::event_stream(env, &membership, &user, req).await
+                // Browsers' EventSource cannot send headers: a connect ticket in the query
+                // works instead of a key (or, deprecated, a participant token).
+                let credential = sessions::url_credential(&query_string);
+                return match sessions::check_credential(&index, &config, session_id, &credential)
+                    .await?
+                {
+                    sessions::TokenCheck::Member(admitted) => {
+                        let sessions::Admitted {
+                            user,
+                            membership,
+                            ticket,
+                            ..
+                        } = *admitted;
+                        sessions::event_stream(env, &membership, &user, req, ticket).await
                     }
                     sessions::TokenCheck::Refused(_, error) => Err(error.into()),
                 };
+            }
+            Endpoint::Tickets(session_id) => {
+                // A participant token in `Authorization` may ask for a ticket too, so a
+                // client holding only a token never has to put it in a URL.
+                if let Some(token) = auth::participant_token(req)? {
+                    return sessions::ticket_for_token(&index, &config, &url, session_id, &token)
+                        .await;
+                }
             }
             _ => {}
         }
@@ -128,7 +146,7 @@ mod serve {
             return match endpoint {
                 Endpoint::CreateUser => users::create(&index, &body(req, &config).await?).await,
                 Endpoint::UpdateUser(id) => {
-                    users::update(&index, &id, &body(req, &config).await?).await
+                    users::update(env, &index, &id, &body(req, &config).await?).await
                 }
                 _ => users::list(&index).await,
             };
@@ -140,8 +158,9 @@ mod serve {
                 Endpoint::ListRepos => users::repos(&config, &user).await,
                 Endpoint::ListSessions => sessions::list(&index, &user, &query_string).await,
                 Endpoint::CreateSession => {
+                    let key = idempotency_key(req, &config)?;
                     let body = body(req, &config).await?;
-                    sessions::create(env, &index, &config, &url, &user, &body).await
+                    sessions::create(env, &index, &config, &url, &user, &body, key).await
                 }
                 _ => Err(ApiError::not_found("endpoint").into()),
             };
@@ -182,9 +201,17 @@ mod serve {
             _ => None,
         };
         if let Some((route, body_limit)) = forwarded {
+            let key = match &route {
+                RoomRoute::Prompt => idempotency_key(req, &config)?,
+                _ => None,
+            };
             let body = match body_limit {
                 Some(limit) => Some(respond::read_body(req, limit).await?),
                 None => None,
+            };
+            let body = match (body, key) {
+                (Some(body), Some(key)) => Some(with_request_id(body, &key)),
+                (body, _) => body,
             };
             return sessions::forward(env, &membership, &user, route, body).await;
         }
@@ -199,12 +226,42 @@ mod serve {
                 sessions::remove_member(env, &index, &membership, &user, &member).await
             }
             Endpoint::MintToken(_) => sessions::token(&config, &url, &membership, &user),
+            Endpoint::Tickets(_) => sessions::ticket(&config, &url, &membership, &user),
             Endpoint::PullRequest(_) => {
                 let body = body(req, &config).await?;
                 pulls::open(env, &index, &config, &url, &membership, &user, &body).await
             }
-            Endpoint::Events(_) => sessions::event_stream(env, &membership, &user, req).await,
+            Endpoint::Events(_) => sessions::event_stream(env, &membership, &user, req, None).await,
             _ => Err(ApiError::not_found("endpoint").into()),
+        }
+    }
+
+    /// The `Idempotency-Key` header, checked like a `client_request_id`.
+    fn idempotency_key(req: &Request, config: &Config) -> Result<Option<String>> {
+        let Some(key) = req.headers().get("idempotency-key")? else {
+            return Ok(None);
+        };
+        let limit = config.limits.client_request_id_bytes;
+        if key.is_empty() || key.len() > limit {
+            return Err(ApiError::invalid_field(format!(
+                "the Idempotency-Key header must be 1 to {limit} bytes"
+            ))
+            .into());
+        }
+        Ok(Some(key))
+    }
+
+    /// A prompt body with `key` as its `client_request_id` when it names none; a body that is
+    /// not a JSON object goes on as it is, for the room to refuse.
+    fn with_request_id(body: Vec<u8>, key: &str) -> Vec<u8> {
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(mut fields)) => {
+                fields
+                    .entry("client_request_id")
+                    .or_insert_with(|| json!(key));
+                serde_json::to_vec(&fields).unwrap_or(body)
+            }
+            _ => body,
         }
     }
 

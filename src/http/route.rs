@@ -18,6 +18,8 @@ pub enum Endpoint {
     AddMember(String),
     RemoveMember(String, String),
     MintToken(String),
+    /// A single-use connect ticket for a socket or stream URL.
+    Tickets(String),
     Connect(String),
     PostPrompt(String),
     PostSelection(String),
@@ -60,6 +62,7 @@ impl Endpoint {
             | AddMember(id)
             | RemoveMember(id, _)
             | MintToken(id)
+            | Tickets(id)
             | PostPrompt(id)
             | PostSelection(id)
             | Events(id)
@@ -122,6 +125,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
                     vec![("DELETE", RemoveMember(id, user.to_string()))]
                 }
                 ["tokens"] => vec![("POST", MintToken(id))],
+                ["tickets"] => vec![("POST", Tickets(id))],
                 ["ws"] => vec![("GET", Connect(id))],
                 ["prompts"] => vec![("POST", PostPrompt(id))],
                 ["selections"] => vec![("POST", PostSelection(id))],
@@ -200,6 +204,11 @@ mod tests {
             "POST",
             &format!("/v1/sessions/{SID}/cancel"),
             Ok(Cancel(sid.clone())),
+        );
+        check(
+            "POST",
+            &format!("/v1/sessions/{SID}/tickets"),
+            Ok(Tickets(sid.clone())),
         );
         check(
             "DELETE",

@@ -9,22 +9,34 @@ use crate::error::Result;
 use crate::ids::new_id;
 use crate::index::{Index, ListedSession, Membership};
 use crate::respond;
-use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
+use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute, TicketUse};
 use crate::time::{now_ms, rfc3339};
 use crate::url::RequestUrl;
 use protocol::api::{AddMember, CreateSession, Session, User};
 use protocol::frames::parse_json;
-use protocol::token::{self, Claims, TokenError};
+use protocol::token::{self, Claims, TicketClaims, TokenError, TICKET_TTL_MS};
 use protocol::{ApiError, CloseCode, ErrorCode};
 use serde_json::json;
 use worker::{Env, Request, Response};
 
-/// A member's view of a session, or `not_found` for anyone else.
+/// A member's view of a session, or `not_found` for anyone else. A member whose scopes no
+/// longer include the session's repository is refused (403) until they do again.
 pub async fn membership(index: &Index, session_id: &str, user: &User) -> Result<Membership> {
-    Ok(index
+    let membership = index
         .membership(session_id, &user.id)
         .await?
-        .ok_or_else(|| ApiError::not_found("session"))?)
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    if !user.scopes.allows_repo(&membership.session.repo) {
+        return Err(out_of_scope(&membership.session.repo).into());
+    }
+    Ok(membership)
+}
+
+fn out_of_scope(repo: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        format!("your scopes do not include {repo}, this session's repository"),
+    )
 }
 
 fn require_owner(membership: &Membership) -> Result<()> {
@@ -57,7 +69,8 @@ fn token_secret(config: &Config) -> Result<&[u8]> {
         })
 }
 
-/// A fresh participant token and the WebSocket URL that uses it.
+/// A fresh participant token, with a connect ticket for one socket or stream (`ws_url`,
+/// `events_url`) that may live as long as the token.
 fn mint_token(
     config: &Config,
     url: &RequestUrl,
@@ -71,12 +84,96 @@ fn mint_token(
         exp: expires_ms,
     };
     let token = token::sign(token_secret(config)?, &claims);
-    let scheme = if url.is_https() { "wss" } else { "ws" };
-    let host = url.host();
-    let ws_url = format!("{scheme}://{host}/v1/sessions/{session_id}/ws?token={token}");
-    Ok(json!({ "token": token, "expires_at": rfc3339(expires_ms), "ws_url": ws_url }))
+    let ticket = mint_ticket(config, url, session_id, user_id, expires_ms)?;
+    Ok(json!({
+        "token": token,
+        "expires_at": rfc3339(expires_ms),
+        "ticket": ticket["ticket"],
+        "ws_url": ticket["ws_url"],
+        "events_url": ticket["events_url"],
+    }))
 }
 
+/// A single-use connect ticket, usable for [`TICKET_TTL_MS`], whose socket or stream lives
+/// until `until`; and the URLs that carry it, so no token or key is ever in a URL.
+fn mint_ticket(
+    config: &Config,
+    url: &RequestUrl,
+    session_id: &str,
+    user_id: &str,
+    until: u64,
+) -> Result<serde_json::Value> {
+    let now = now_ms();
+    let claims = TicketClaims {
+        sid: session_id.to_owned(),
+        uid: user_id.to_owned(),
+        exp: now + TICKET_TTL_MS,
+        until,
+        n: crate::ids::new_nonce()?,
+    };
+    let ticket = token::sign_ticket(&token::ticket_key(token_secret(config)?), &claims);
+    let scheme = if url.is_https() { "wss" } else { "ws" };
+    let host = url.host();
+    let http = if url.is_https() { "https" } else { "http" };
+    Ok(json!({
+        "ticket": ticket,
+        "expires_at": rfc3339(claims.exp),
+        "ws_url": format!("{scheme}://{host}/v1/sessions/{session_id}/ws?ticket={ticket}"),
+        "events_url": format!("{http}://{host}/v1/sessions/{session_id}/events?ticket={ticket}"),
+    }))
+}
+
+/// `POST /v1/sessions/:id/tickets` for a member with a key or the session cookie: the socket
+/// it opens lives as long as a participant token would.
+pub fn ticket(
+    config: &Config,
+    url: &RequestUrl,
+    membership: &Membership,
+    user: &User,
+) -> Result<Response> {
+    require_active(membership)?;
+    let until = now_ms() + config.token_ttl_ms;
+    let ticket = mint_ticket(config, url, &membership.session.id, &user.id, until)?;
+    respond::json(201, &ticket)
+}
+
+/// `POST /v1/sessions/:id/tickets` with a participant token in `Authorization`: the socket
+/// lives until the token expires.
+pub async fn ticket_for_token(
+    index: &Index,
+    config: &Config,
+    url: &RequestUrl,
+    session_id: &str,
+    token: &str,
+) -> Result<Response> {
+    let credential = Credential::Token(token.to_owned());
+    match check_credential(index, config, session_id, &credential).await? {
+        TokenCheck::Member(admitted) => {
+            require_active(&admitted.membership)?;
+            let ticket = mint_ticket(
+                config,
+                url,
+                session_id,
+                &admitted.user.id,
+                admitted.expires_ms,
+            )?;
+            respond::json(201, &ticket)
+        }
+        TokenCheck::Refused(_, error) => Err(error.into()),
+    }
+}
+
+/// The id of the session an `Idempotency-Key` names for this user: the same request again
+/// finds the same session (HMAC under a key derived from TOKEN_SECRET, so ids reveal nothing).
+fn requested_session_id(config: &Config, user_id: &str, key: &str) -> Result<String> {
+    let derived = protocol::crypto::hmac_sha256(token_secret(config)?, b"session-request");
+    let mac = protocol::crypto::hmac_sha256(&derived, format!("{user_id}\n{key}").as_bytes());
+    Ok(format!("ses_{}", protocol::crypto::hex(&mac[..16])))
+}
+
+/// `POST /v1/sessions`. With an `Idempotency-Key`, a repeat of the same request answers as
+/// the first did (the same session and first prompt; a fresh token), and a different request
+/// under the same key is a conflict.
 pub async fn create(
     env: &Env,
     index: &Index,
@@ -84,6 +181,7 @@ pub async fn create(
     url: &RequestUrl,
     user: &User,
     body: &[u8],
+    idempotency_key: Option<String>,
 ) -> Result<Response> {
     let input: CreateSession = parse_json(body)?;
     input.validate()?;
@@ -105,8 +203,12 @@ pub async fn create(
         .into());
     }
     let now = rfc3339(now_ms());
-    let session = Session {
-        id: new_id("ses")?,
+    let id = match &idempotency_key {
+        Some(key) => requested_session_id(config, &user.id, key)?,
+        None => new_id("ses")?,
+    };
+    let mut session = Session {
+        id,
         repo: repo.name.clone(),
         branch: input.branch.unwrap_or_else(|| repo.default_branch.clone()),
         title: input.title.unwrap_or_else(|| repo.name.clone()),
@@ -114,6 +216,23 @@ pub async fn create(
         status: "active".into(),
         created_at: now,
     };
+    let earlier = match idempotency_key {
+        Some(_) => index.membership(&session.id, &user.id).await?,
+        None => None,
+    };
+    if let Some(earlier) = &earlier {
+        let same = earlier.session.repo == session.repo
+            && earlier.session.branch == session.branch
+            && earlier.session.title == session.title;
+        if !same || earlier.session.is_archived() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this Idempotency-Key was already used for another session; use a new key for a new request",
+            )
+            .into());
+        }
+        session = earlier.session.clone();
+    }
     // The room first: if the index write fails, an unreachable room is harmless, while an
     // index entry without its room would be a session that cannot be opened.
     let room = RoomClient::open(env, &session.id)?;
@@ -121,6 +240,7 @@ pub async fn create(
         session: session.clone(),
         prompt: input.prompt,
         origin: url.origin().to_owned(),
+        client_request_id: idempotency_key,
     };
     let joined = room
         .call_json(
@@ -129,7 +249,9 @@ pub async fn create(
             Some(serde_json::to_vec(&init)?),
         )
         .await?;
-    index.insert_session(&session).await?;
+    if earlier.is_none() {
+        index.insert_session(&session).await?;
+    }
     let mut response = mint_token(config, url, &session.id, &user.id)?;
     response["session"] = serde_json::to_value(&session)?;
     response["participant"] = joined["participant"].clone();
@@ -199,6 +321,17 @@ pub async fn add_member(
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| ApiError::not_found("user"))?;
+    let repo = &membership.session.repo;
+    if !member.scopes.allows_repo(repo) {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "{} cannot join this session: their scopes do not include {repo}",
+                member.name
+            ),
+        )
+        .into());
+    }
     index
         .add_member(&membership.session.id, &member.id, &rfc3339(now_ms()))
         .await?;
@@ -290,23 +423,56 @@ pub async fn forward(
     room.call(route, &caller(user), body).await
 }
 
-/// Who a participant token belongs to, checked against the session and D1.
+/// What a socket or stream is opened with: a participant token (deprecated in URLs) or a
+/// connect ticket.
+pub enum Credential {
+    Token(String),
+    Ticket(String),
+}
+
+/// A member admitted to a socket or stream.
+pub struct Admitted {
+    pub user: User,
+    pub membership: Membership,
+    /// When the socket must close (the token's expiry, or the ticket's `until`).
+    pub expires_ms: u64,
+    /// The ticket to use up in the room.
+    pub ticket: Option<TicketUse>,
+}
+
+/// Who a participant token or ticket belongs to, checked against the session and D1.
 pub enum TokenCheck {
-    Member(User, Membership),
+    Member(Box<Admitted>),
     /// Close code and reason for a socket; the HTTP error for a stream.
     Refused(CloseCode, ApiError),
 }
 
-pub async fn check_token(
+pub async fn check_credential(
     index: &Index,
     config: &Config,
     session_id: &str,
-    token: &str,
+    credential: &Credential,
 ) -> Result<TokenCheck> {
     let refused = |code: CloseCode, message: &str| {
         TokenCheck::Refused(code, ApiError::new(ErrorCode::Unauthorized, message))
     };
-    let claims = match token::verify(token_secret(config)?, token, session_id, now_ms()) {
+    let secret = token_secret(config)?;
+    let now = now_ms();
+    let verified = match credential {
+        Credential::Token(token) => {
+            token::verify(secret, token, session_id, now).map(|c| (c.uid, c.exp, None))
+        }
+        Credential::Ticket(ticket) => {
+            token::verify_ticket(&token::ticket_key(secret), ticket, session_id, now).map(|c| {
+                let ticket = TicketUse {
+                    nonce: c.n,
+                    exp: c.exp,
+                };
+                (c.uid, c.until, Some(ticket))
+            })
+        }
+    };
+    let (user_id, expires_ms, ticket) = match verified {
         Ok(claims) => claims,
         // Not a token this coordinator issued: refused before any socket is opened.
         Err(error @ (TokenError::Malformed | TokenError::BadSignature)) => {
@@ -318,7 +484,7 @@ pub async fn check_token(
             return Ok(refused(CloseCode::TokenExpired, error.message()))
         }
     };
-    let Some(user) = index.user(&claims.uid).await?.filter(|u| !u.disabled) else {
+    let Some(user) = index.user(&user_id).await?.filter(|u| !u.disabled) else {
         return Ok(refused(
             CloseCode::TokenExpired,
             "the token's user no longer exists or is disabled",
@@ -333,7 +499,26 @@ pub async fn check_token(
             ),
         ));
     };
-    Ok(TokenCheck::Member(user, membership))
+    if !user.scopes.allows_repo(&membership.session.repo) {
+        return Ok(TokenCheck::Refused(
+            CloseCode::Removed,
+            out_of_scope(&membership.session.repo),
+        ));
+    }
+    Ok(TokenCheck::Member(Box::new(Admitted {
+        user,
+        membership,
+        expires_ms,
+        ticket,
+    })))
+}
+
+/// The credential of a socket or stream URL: `?ticket=`, else the deprecated `?token=`.
+pub fn url_credential(query_string: &str) -> Credential {
+    match query::param(query_string, "ticket") {
+        Some(ticket) => Credential::Ticket(ticket),
+        None => Credential::Token(query::param(query_string, "token").unwrap_or_default()),
+    }
 }
 
 /// `GET /v1/sessions/:id/ws`: checks the token and the origin, then hands the socket to the room.
@@ -363,26 +548,33 @@ pub async fn connect(
         }
     }
     let since = query::u64_param(query_string, "since")?;
-    let token = query::param(query_string, "token").unwrap_or_default();
-    let (user, membership) = match check_token(index, config, session_id, &token).await? {
-        TokenCheck::Member(user, membership) => (user, membership),
+    let credential = url_credential(query_string);
+    let admitted = match check_credential(index, config, session_id, &credential).await? {
+        TokenCheck::Member(admitted) => admitted,
         TokenCheck::Refused(code, error) => return respond::refuse_socket(code, &error.message),
     };
-    if membership.session.is_archived() {
+    if admitted.membership.session.is_archived() {
         let archived = CloseCode::Archived;
         return respond::refuse_socket(archived, archived.default_reason());
     }
+    let route = RoomRoute::Connect {
+        since,
+        expires_ms: admitted.expires_ms,
+        ticket: admitted.ticket.clone(),
+    };
     RoomClient::open(env, session_id)?
-        .connect(since, &caller(&user))
+        .connect(route, &caller(&admitted.user))
         .await
 }
 
-/// `GET /v1/sessions/:id/events` as SSE, resuming after `Last-Event-ID` or `?since=`.
+/// `GET /v1/sessions/:id/events` as SSE, resuming after `Last-Event-ID` or `?since=`;
+/// `ticket` is the connect ticket it was opened with, if any.
 pub async fn event_stream(
     env: &Env,
     membership: &Membership,
     user: &User,
     req: &Request,
+    ticket: Option<TicketUse>,
 ) -> Result<Response> {
     let url = crate::url::of(req);
     let query_string = url.query();
@@ -399,6 +591,10 @@ pub async fn event_stream(
         None => query::u64_param(query_string, "since")?.unwrap_or(0),
     };
     let room = RoomClient::open(env, &membership.session.id)?;
-    room.call(RoomRoute::EventStream { since }, &caller(user), None)
-        .await
+    room.call(
+        RoomRoute::EventStream { since, ticket },
+        &caller(user),
+        None,
+    )
+    .await
 }

@@ -6,13 +6,14 @@ use crate::error::Result;
 use crate::ids::{new_api_key, new_id};
 use crate::index::Index;
 use crate::respond;
+use crate::room::api::{Caller, Revocation, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
 use protocol::api::{CreateUser, UpdateUser, User};
 use protocol::crypto::sha256_hex;
 use protocol::frames::parse_json;
-use protocol::ApiError;
+use protocol::{ApiError, CloseCode};
 use serde_json::json;
-use worker::Response;
+use worker::{Env, Response};
 
 pub async fn create(index: &Index, body: &[u8]) -> Result<Response> {
     let input: CreateUser = parse_json(body)?;
@@ -38,7 +39,10 @@ pub async fn list(index: &Index) -> Result<Response> {
     respond::json(200, &json!({ "users": index.users().await? }))
 }
 
-pub async fn update(index: &Index, id: &str, body: &[u8]) -> Result<Response> {
+/// `PATCH /v1/users/:id`. A user disabled, or whose scopes no longer cover a session's
+/// repository, loses their open sockets and streams there at once: D1 knows their sessions,
+/// and each room is told.
+pub async fn update(env: &Env, index: &Index, id: &str, body: &[u8]) -> Result<Response> {
     let input: UpdateUser = parse_json(body)?;
     input.validate()?;
     if index.user(id).await?.is_none() {
@@ -51,6 +55,52 @@ pub async fn update(index: &Index, id: &str, body: &[u8]) -> Result<Response> {
         .user(id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
+    let revocations: Vec<(String, Revocation)> = index
+        .active_sessions_of(id)
+        .await?
+        .into_iter()
+        .filter_map(|session| {
+            let (close, reason) = if user.disabled {
+                (CloseCode::TokenExpired, "this user is disabled".to_owned())
+            } else if !user.scopes.allows_repo(&session.repo) {
+                let reason = format!("your scopes no longer include {}", session.repo);
+                (CloseCode::Removed, reason)
+            } else {
+                return None;
+            };
+            let revocation = Revocation {
+                user_id: user.id.clone(),
+                close: close.code(),
+                reason,
+            };
+            Some((session.id, revocation))
+        })
+        .collect();
+    let admin = Caller {
+        user_id: "admin".into(),
+        name: "admin".into(),
+        email: String::new(),
+    };
+    for (session_id, revocation) in &revocations {
+        let told = match RoomClient::open(env, session_id) {
+            Ok(room) => room
+                .call_json(
+                    RoomRoute::Revoke,
+                    &admin,
+                    Some(serde_json::to_vec(revocation)?),
+                )
+                .await
+                .map(drop),
+            Err(error) => Err(error),
+        };
+        // The change is stored, and the Worker refuses the user wherever it applies; a room
+        // that could not be told keeps the sockets until their tokens run out.
+        if let Err(error) = told {
+            crate::log::error(&format!(
+                "user {id}: session {session_id} could not be told of the change: {error:?}"
+            ));
+        }
+    }
     respond::json(200, &json!({ "user": user }))
 }
 

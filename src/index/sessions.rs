@@ -140,6 +140,19 @@ impl Index {
         Ok(rows.into_iter().map(ListedRow::into_listed).collect())
     }
 
+    /// Every active session the user belongs to, owned or joined: the rooms to tell when the
+    /// user's access changes.
+    pub async fn active_sessions_of(&self, user_id: &str) -> Result<Vec<Session>> {
+        let rows: Vec<SessionRow> = self
+            .all(
+                "SELECT s.* FROM sessions s JOIN session_members m ON m.session_id = s.id
+                 WHERE m.user_id = ? AND s.status = 'active'",
+                &[text(user_id)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.into_session().0).collect())
+    }
+
     pub async fn add_member(&self, session_id: &str, user_id: &str, now: &str) -> Result<()> {
         self.run(
             "INSERT OR IGNORE INTO session_members (session_id, user_id, role, added_at) VALUES (?, ?, 'member', ?)",

@@ -55,6 +55,10 @@ impl Alarm {
                     cx.hub.flush_presence(cx.state, cx.now);
                     Ok(())
                 }
+                Due::TokenExpired => {
+                    cx.hub.close_expired(cx.state, cx.now);
+                    Ok(())
+                }
                 Due::SpawnTimedOut => {
                     let reason = format!(
                         "the sandbox did not connect within {} s",
@@ -119,5 +123,6 @@ fn situation(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<Situation> {
         cleanup_pending: !meta.to_delete.is_empty(),
         token_flush_at: tokens.borrow().flush_at(),
         presence_flush_at: cx.hub.presence_due(),
+        token_expiry_at: cx.hub.earliest_expiry(cx.state),
     })
 }

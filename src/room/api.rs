@@ -30,6 +30,10 @@ pub struct Init {
     /// `COORDINATOR_URL` says otherwise.
     #[serde(default)]
     pub origin: String,
+    /// The request's `Idempotency-Key`, the first prompt's `client_request_id`: a repeated
+    /// `Init` (the same request again) finds the first prompt instead of adding one.
+    #[serde(default)]
+    pub client_request_id: Option<String>,
 }
 
 /// `AddMember`: a user joins the session.
@@ -44,14 +48,43 @@ pub struct RemovedMember {
     pub user_id: String,
 }
 
+/// `Revoke`: a user's access ended or narrowed outside the room (disabled, scopes changed):
+/// their sockets close with `close` and `reason`, and their streams end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Revocation {
+    pub user_id: String,
+    /// The close code's number (`protocol::CloseCode`).
+    pub close: u16,
+    pub reason: String,
+}
+
+/// A connect ticket being used: the room refuses a nonce it has seen before `exp`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketUse {
+    pub nonce: String,
+    pub exp: u64,
+}
+
+impl TicketUse {
+    fn query(ticket: &Option<TicketUse>) -> String {
+        match ticket {
+            Some(t) => format!("&ticket={}&ticket_exp={}", t.nonce, t.exp),
+            None => String::new(),
+        }
+    }
+}
+
 /// Every request the Worker makes of a room. Query values are already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomRoute {
     /// Body [`Init`].
     Init,
-    /// A participant's WebSocket upgrade; replay after `since` when given.
+    /// A participant's WebSocket upgrade; replay after `since` when given. The socket is
+    /// closed with 4001 at `expires_ms` (its token's expiry); a ticket is used up.
     Connect {
         since: Option<u64>,
+        expires_ms: u64,
+        ticket: Option<TicketUse>,
     },
     /// Participants, queue, sandbox and last `seq` (`GET /v1/sessions/:id`).
     Describe,
@@ -66,6 +99,7 @@ pub enum RoomRoute {
     /// The same events as Server-Sent Events, then live ones.
     EventStream {
         since: u64,
+        ticket: Option<TicketUse>,
     },
     Messages {
         after_seq: u64,
@@ -84,6 +118,8 @@ pub enum RoomRoute {
     AddMember,
     /// Body [`RemovedMember`].
     RemoveMember,
+    /// Body [`Revocation`].
+    Revoke,
     Archive,
     /// A sandbox's git credential helper; the sandbox's credentials travel in headers, the
     /// body is a `protocol::git::CredentialRequest`.
@@ -106,8 +142,8 @@ impl RoomRoute {
             | Messages { .. }
             | Artifacts { .. }
             | Bridge => "GET",
-            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive
-            | GitCredentials | PullRequest | PullRequestChanged => "POST",
+            Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Revoke
+            | Archive | GitCredentials | PullRequest | PullRequestChanged => "POST",
         }
     }
 
@@ -116,13 +152,22 @@ impl RoomRoute {
         use RoomRoute::*;
         match self {
             Init => "/init".into(),
-            Connect { since: None } => "/connect".into(),
-            Connect { since: Some(since) } => format!("/connect?since={since}"),
+            Connect {
+                since,
+                expires_ms,
+                ticket,
+            } => {
+                let since = since.map(|n| format!("&since={n}")).unwrap_or_default();
+                let ticket = TicketUse::query(ticket);
+                format!("/connect?expires_ms={expires_ms}{since}{ticket}")
+            }
             Describe => "/state".into(),
             Prompt => "/prompts".into(),
             Selection => "/selections".into(),
             Events { since, limit } => format!("/events?since={since}&limit={limit}"),
-            EventStream { since } => format!("/events/stream?since={since}"),
+            EventStream { since, ticket } => {
+                format!("/events/stream?since={since}{}", TicketUse::query(ticket))
+            }
             Messages { after_seq, limit } => {
                 format!("/messages?after_seq={after_seq}&limit={limit}")
             }
@@ -134,6 +179,7 @@ impl RoomRoute {
             Cancel => "/cancel".into(),
             AddMember => "/members".into(),
             RemoveMember => "/members/remove".into(),
+            Revoke => "/members/revoke".into(),
             Archive => "/archive".into(),
             GitCredentials => "/sandbox/git-credentials".into(),
             PullRequest => "/pull-request".into(),
@@ -146,10 +192,18 @@ impl RoomRoute {
         use RoomRoute::*;
         let number = |name: &str| query::u64_param(query_string, name).ok().flatten();
         let limit = || number("limit").and_then(|n| u32::try_from(n).ok());
+        let ticket = || {
+            Some(TicketUse {
+                nonce: query::param(query_string, "ticket")?,
+                exp: number("ticket_exp")?,
+            })
+        };
         let route = match path {
             "/init" => Init,
             "/connect" => Connect {
                 since: number("since"),
+                expires_ms: number("expires_ms")?,
+                ticket: ticket(),
             },
             "/state" => Describe,
             "/prompts" => Prompt,
@@ -160,6 +214,7 @@ impl RoomRoute {
             },
             "/events/stream" => EventStream {
                 since: number("since")?,
+                ticket: ticket(),
             },
             "/messages" => Messages {
                 after_seq: number("after_seq")?,
@@ -174,6 +229,7 @@ impl RoomRoute {
             "/cancel" => Cancel,
             "/members" => AddMember,
             "/members/remove" => RemoveMember,
+            "/members/revoke" => Revoke,
             "/archive" => Archive,
             "/sandbox/git-credentials" => GitCredentials,
             "/pull-request" => PullRequest,
@@ -261,12 +317,11 @@ mod client {
             Ok(value)
         }
 
-        /// Forwards a participant's WebSocket upgrade.
-        pub async fn connect(&self, since: Option<u64>, caller: &Caller) -> Result<Response> {
+        /// Forwards a participant's WebSocket upgrade (`route` is a `Connect`).
+        pub async fn connect(&self, route: RoomRoute, caller: &Caller) -> Result<Response> {
             let headers = Self::caller_headers(caller)?;
             headers.set("upgrade", "websocket")?;
-            self.send(&RoomRoute::Connect { since }, headers, None)
-                .await
+            self.send(&route, headers, None).await
         }
 
         /// Forwards a sandbox's request (the bridge's WebSocket upgrade, or its git credential
@@ -295,13 +350,25 @@ mod client {
 #[cfg(test)]
 mod tests {
     use super::RoomRoute::{self, *};
+    use super::TicketUse;
 
     #[test]
     fn every_route_reads_back_as_itself() {
         let routes = [
             Init,
-            Connect { since: None },
-            Connect { since: Some(7) },
+            Connect {
+                since: None,
+                expires_ms: 5,
+                ticket: None,
+            },
+            Connect {
+                since: Some(7),
+                expires_ms: 1_700_000_000_000,
+                ticket: Some(TicketUse {
+                    nonce: "abc123abc123abc123".into(),
+                    exp: 9,
+                }),
+            },
             Describe,
             Prompt,
             Selection,
@@ -309,7 +376,17 @@ mod tests {
                 since: 3,
                 limit: 100,
             },
-            EventStream { since: 0 },
+            EventStream {
+                since: 0,
+                ticket: None,
+            },
+            EventStream {
+                since: 4,
+                ticket: Some(TicketUse {
+                    nonce: "n0nce0n0nce0n0nce0".into(),
+                    exp: 2,
+                }),
+            },
             Messages {
                 after_seq: 1,
                 limit: 2,
@@ -323,6 +400,7 @@ mod tests {
             Cancel,
             AddMember,
             RemoveMember,
+            Revoke,
             Archive,
             GitCredentials,
             PullRequest,

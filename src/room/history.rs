@@ -47,15 +47,16 @@ pub fn history_frame(cx: &Ctx, before_seq: Option<u64>, limit: u32) -> Result<St
     .to_json())
 }
 
-/// An SSE stream: stored events after `since`, then live ones as they are appended.
-pub fn stream(cx: &Ctx, since: u64) -> Result<Response> {
+/// An SSE stream: stored events after `since`, then live ones as they are appended, until
+/// `user_id` loses access.
+pub fn stream(cx: &Ctx, since: u64, user_id: &str) -> Result<Response> {
     let (sender, receiver) = futures_channel::mpsc::unbounded::<Vec<u8>>();
     let _ = sender.unbounded_send(b"retry: 2000\n\n".to_vec());
     cx.store.each_event_after(since, |event| {
         let _ =
             sender.unbounded_send(hub::sse_chunk(event.seq, &event.kind, &event.json).into_bytes());
     })?;
-    cx.hub.add_stream(sender);
+    cx.hub.add_stream(user_id, sender);
     let response = Response::from_stream(receiver.map(Ok::<Vec<u8>, worker::Error>))?;
     Ok(respond::event_stream(response))
 }

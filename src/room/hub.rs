@@ -2,8 +2,10 @@
 //! live SSE streams held in memory, broadcast to all of them, and presence.
 //!
 //! A socket carries its owner as a short string in its hibernation attachment
-//! (`p:<participant id>` or `b:<sandbox id>`), so the room knows who is on each socket after it
-//! wakes, and reading it on every frame costs one short string across the boundary.
+//! (`p:<participant id>:<token expiry ms>` or `b:<sandbox id>`), so the room knows who is on
+//! each socket, and until when it may stay, after it wakes, and reading it on every frame
+//! costs one short string across the boundary. SSE streams are kept with their user, so a
+//! member who is removed or revoked loses their streams as well as their sockets.
 
 use super::presence::{Delta, Presence, TYPING_MS};
 use super::store::{Participant, Store};
@@ -81,14 +83,29 @@ pub struct Hub {
     /// Presence changes not yet sent, and when the last batch went out.
     pending: RefCell<Vec<Delta>>,
     last_presence_ms: Cell<u64>,
-    sse: RefCell<Vec<UnboundedSender<Vec<u8>>>>,
+    /// Live SSE streams, each with the user it was opened for.
+    sse: RefCell<Vec<(String, UnboundedSender<Vec<u8>>)>>,
+    /// The earliest token expiry among participant sockets: `None` until read back from the
+    /// attachments (after a wake), then kept as sockets come and their tokens run out.
+    earliest_expiry: Cell<Option<Option<u64>>>,
+}
+
+/// The participant id and token expiry of a participant socket's attachment
+/// (`<id>:<expiry>`; an attachment without an expiry never expires).
+fn participant_part(rest: &str) -> (&str, Option<u64>) {
+    match rest.split_once(':') {
+        Some((id, expires)) => (id, expires.parse().ok()),
+        None => (rest, None),
+    }
 }
 
 impl Hub {
     pub fn owner_of(socket: &WebSocket) -> Option<SocketOwner> {
         let text = attachment(raw(socket))?;
         match text.split_once(':')? {
-            ("p", id) => Some(SocketOwner::Participant(id.to_owned())),
+            ("p", rest) => Some(SocketOwner::Participant(
+                participant_part(rest).0.to_owned(),
+            )),
             ("b", id) => Some(SocketOwner::Bridge(id.to_owned())),
             _ => None,
         }
@@ -103,21 +120,57 @@ impl Hub {
 
     // --- participants ------------------------------------------------------------------------
 
-    /// Accepts a participant's socket. Call [`Hub::joined`] once the socket has its welcome.
+    /// Accepts a participant's socket, which closes with 4001 at `expires_ms`. Call
+    /// [`Hub::joined`] once the socket has its welcome.
     pub fn accept(
         &self,
         state: &State,
         store: &Store,
         socket: &WebSocket,
         participant: &Participant,
+        expires_ms: u64,
     ) -> Result<()> {
         self.load_presence(state, store)?;
         state.accept_websocket_with_tags(
             socket,
             &[PARTICIPANT_TAG, &user_tag(&participant.user_id)],
         );
-        socket.serialize_attachment(format!("p:{}", participant.id))?;
+        socket.serialize_attachment(format!("p:{}:{expires_ms}", participant.id))?;
+        if let Some(known) = self.earliest_expiry.get() {
+            let earliest = known.map_or(expires_ms, |at| at.min(expires_ms));
+            self.earliest_expiry.set(Some(Some(earliest)));
+        }
         Ok(())
+    }
+
+    /// When the first participant socket's token runs out, if any socket has one.
+    pub fn earliest_expiry(&self, state: &State) -> Option<u64> {
+        if let Some(known) = self.earliest_expiry.get() {
+            return known;
+        }
+        let earliest = state
+            .get_websockets_with_tag(PARTICIPANT_TAG)
+            .iter()
+            .filter_map(socket_expiry)
+            .min();
+        self.earliest_expiry.set(Some(earliest));
+        earliest
+    }
+
+    /// Closes with 4001 every participant socket whose token has run out by `now_ms`.
+    pub fn close_expired(&self, state: &State, now_ms: u64) {
+        let mut earliest: Option<u64> = None;
+        for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
+            match socket_expiry(&socket) {
+                Some(at) if at <= now_ms => {
+                    let expired = CloseCode::TokenExpired;
+                    close(&socket, expired, expired.default_reason());
+                }
+                Some(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+                None => {}
+            }
+        }
+        self.earliest_expiry.set(Some(earliest));
     }
 
     /// The participant's socket is in: everyone hears that they joined, if it is their first.
@@ -248,15 +301,23 @@ impl Hub {
         );
     }
 
-    /// Closes every socket and stream of a user who is no longer a member.
-    pub fn remove_user(&self, state: &State, participant: &Participant, now_ms: u64) {
+    /// Closes every socket of a user with `code` and ends their streams: they are no longer
+    /// a member, or may no longer use the session (disabled, scopes narrowed).
+    pub fn close_user(
+        &self,
+        state: &State,
+        participant: &Participant,
+        code: CloseCode,
+        reason: &str,
+        now_ms: u64,
+    ) {
         for socket in state.get_websockets_with_tag(&user_tag(&participant.user_id)) {
-            close(
-                &socket,
-                CloseCode::Removed,
-                CloseCode::Removed.default_reason(),
-            );
+            close(&socket, code, reason);
         }
+        // Dropping a stream's sender ends its response.
+        self.sse
+            .borrow_mut()
+            .retain(|(user_id, _)| *user_id != participant.user_id);
         let delta = self.presence.borrow_mut().closed(&participant.id, false);
         if let Some(delta) = delta {
             self.announce(state, delta, now_ms);
@@ -284,12 +345,13 @@ impl Hub {
         let mut streams = self.sse.borrow_mut();
         if !streams.is_empty() {
             let chunk = sse_chunk(seq, type_name, json).into_bytes();
-            streams.retain(|stream| stream.unbounded_send(chunk.clone()).is_ok());
+            streams.retain(|(_, stream)| stream.unbounded_send(chunk.clone()).is_ok());
         }
     }
 
-    pub fn add_stream(&self, stream: UnboundedSender<Vec<u8>>) {
-        self.sse.borrow_mut().push(stream);
+    /// Keeps a stream for live events; it ends when `user_id` loses access.
+    pub fn add_stream(&self, user_id: &str, stream: UnboundedSender<Vec<u8>>) {
+        self.sse.borrow_mut().push((user_id.to_owned(), stream));
     }
 
     // --- the bridge --------------------------------------------------------------------------
@@ -323,6 +385,12 @@ impl Hub {
             close(&socket, CloseCode::SandboxEnded, reason);
         }
     }
+}
+
+/// The token expiry in a participant socket's attachment.
+fn socket_expiry(socket: &WebSocket) -> Option<u64> {
+    let text = attachment(raw(socket))?;
+    participant_part(text.strip_prefix("p:")?).1
 }
 
 /// One SSE message: `id`, `event` and `data` lines.

@@ -69,12 +69,16 @@ pub struct Situation {
     pub token_flush_at: Option<u64>,
     /// When presence changes held back must be sent.
     pub presence_flush_at: Option<u64>,
+    /// When the first participant socket's token runs out.
+    pub token_expiry_at: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Due {
     FlushTokens,
     FlushPresence,
+    /// A participant socket outlived its token: it closes with 4001.
+    TokenExpired,
     /// The provider said yes, but the bridge never connected.
     SpawnTimedOut,
     HeartbeatStale,
@@ -94,6 +98,9 @@ impl Situation {
         }
         if let Some(at) = self.presence_flush_at {
             deadlines.push((at, Due::FlushPresence));
+        }
+        if let Some(at) = self.token_expiry_at {
+            deadlines.push((at, Due::TokenExpired));
         }
         if let Some(sandbox) = &self.sandbox {
             match sandbox.heartbeat_at {
@@ -318,6 +325,16 @@ mod tests {
         };
         check(retry.clone(), Some(9_000), 8_999, &[]);
         check(retry, Some(9_000), 9_000, &[Due::Spawn]);
+        // A socket's token runs out: the alarm wakes for it, with nothing else going on.
+        check(
+            Situation {
+                token_expiry_at: Some(900_000),
+                ..Default::default()
+            },
+            Some(900_000),
+            900_000,
+            &[Due::TokenExpired],
+        );
         // Provider work left over is due at once, after the deadlines.
         check(
             Situation {

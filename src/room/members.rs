@@ -1,7 +1,7 @@
 //! Who belongs to the session: participants as they first appear, members removed, the
 //! session archived, and the description `GET /v1/sessions/:id` shows.
 
-use super::api::Caller;
+use super::api::{Caller, Revocation};
 use super::bridge::flush_tokens;
 use super::context::Ctx;
 use super::lifecycle::Coalescer;
@@ -41,10 +41,39 @@ pub fn ensure_participant(cx: &Ctx, caller: &Caller) -> Result<Participant> {
 /// The member's sockets close with 4003, and a `participant_left` event is stored.
 pub fn remove(cx: &Ctx, user_id: &str) -> Result<()> {
     if let Some(participant) = cx.store.participant_by_user(user_id)? {
-        cx.hub.remove_user(cx.state, &participant, cx.now);
+        let removed = CloseCode::Removed;
+        cx.hub.close_user(
+            cx.state,
+            &participant,
+            removed,
+            removed.default_reason(),
+            cx.now,
+        );
         cx.emit(EventBody::ParticipantLeft {
             participant: participant.info(),
         })?;
+    }
+    Ok(())
+}
+
+/// A user's access ended outside the room (disabled, or scopes that no longer cover the
+/// repository): their sockets close with the code given and their streams end. They stay a
+/// participant; the Worker refuses them until their access is back.
+pub fn revoke(cx: &Ctx, revocation: &Revocation) -> Result<()> {
+    let code = CloseCode::from_code(revocation.close).unwrap_or(CloseCode::Removed);
+    // A close frame's reason has room for 123 bytes.
+    let mut end = revocation.reason.len().min(123);
+    while !revocation.reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    if let Some(participant) = cx.store.participant_by_user(&revocation.user_id)? {
+        cx.hub.close_user(
+            cx.state,
+            &participant,
+            code,
+            &revocation.reason[..end],
+            cx.now,
+        );
     }
     Ok(())
 }

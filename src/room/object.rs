@@ -3,7 +3,9 @@
 //! handles it, and after anything that may move the queue, sets the alarm.
 
 use super::alarm::Alarm;
-use super::api::{Caller, Init, Member, RemovedMember, RoomRoute, CALLER_HEADER};
+use super::api::{
+    Caller, Init, Member, RemovedMember, Revocation, RoomRoute, TicketUse, CALLER_HEADER,
+};
 use super::bridge::BridgeLink;
 use super::bridge::{self, Handled};
 use super::context::Ctx;
@@ -19,7 +21,7 @@ use crate::time::now_ms;
 use protocol::event::Source;
 use protocol::frames::{parse_json, PromptInput};
 use protocol::selection::DomSelection;
-use protocol::{ApiError, CloseCode};
+use protocol::{ApiError, CloseCode, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::cell::RefCell;
@@ -165,6 +167,16 @@ fn caller(req: &Request) -> Result<Caller> {
     Ok(serde_json::from_str(&header)?)
 }
 
+const TICKET_USED: &str = "this connect ticket was used already; ask for a new one";
+
+/// Uses up a connect ticket; false when it was used before. No ticket (a `?token=` URL) is fine.
+fn ticket_unused(cx: &Ctx, ticket: Option<&TicketUse>) -> Result<bool> {
+    match ticket {
+        Some(ticket) => cx.store.use_ticket(&ticket.nonce, ticket.exp, cx.now),
+        None => Ok(true),
+    }
+}
+
 async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
     Ok(parse_json(&req.bytes().await?)?)
 }
@@ -192,9 +204,20 @@ impl SessionRoom {
                 self.kick(&cx).await;
                 respond::json(201, &answer)
             }
-            RoomRoute::Connect { since } => {
-                let response = sockets::join(&cx, &caller(req)?, since)?;
+            RoomRoute::Connect {
+                since,
+                expires_ms,
+                ticket,
+            } => {
+                if !ticket_unused(&cx, ticket.as_ref())? {
+                    return respond::refuse_socket(CloseCode::TokenExpired, TICKET_USED);
+                }
+                let response = sockets::join(&cx, &caller(req)?, since, expires_ms)?;
                 self.presence_alarm(&cx).await;
+                // The socket's expiry is one more deadline; the earliest of all is set.
+                if let Err(error) = self.alarm.schedule(&cx, &self.tokens).await {
+                    crate::log::error(&format!("room could not set its alarm: {error:?}"));
+                }
                 Ok(response)
             }
             RoomRoute::Describe => respond::json(200, &members::describe(&cx)?),
@@ -216,7 +239,12 @@ impl SessionRoom {
                 respond::json(201, &json!({ "artifact_id": artifact_id }))
             }
             RoomRoute::Events { since, limit } => history::page(&cx, since, limit),
-            RoomRoute::EventStream { since } => history::stream(&cx, since),
+            RoomRoute::EventStream { since, ticket } => {
+                if !ticket_unused(&cx, ticket.as_ref())? {
+                    return Err(ApiError::new(ErrorCode::Unauthorized, TICKET_USED).into());
+                }
+                history::stream(&cx, since, &caller(req)?.user_id)
+            }
             RoomRoute::Messages { after_seq, limit } => history::messages(&cx, after_seq, limit),
             RoomRoute::Artifacts { after_seq, limit } => history::artifacts(&cx, after_seq, limit),
             RoomRoute::Bridge => bridge::accept(&cx, req),
@@ -244,6 +272,11 @@ impl SessionRoom {
                 members::remove(&cx, &removed.user_id)?;
                 respond::json(200, &json!({ "removed": removed.user_id }))
             }
+            RoomRoute::Revoke => {
+                let revocation: Revocation = body(req).await?;
+                members::revoke(&cx, &revocation)?;
+                respond::json(200, &json!({ "revoked": revocation.user_id }))
+            }
             RoomRoute::Archive => {
                 members::archive(&cx, &self.tokens)?;
                 self.kick(&cx).await;
@@ -264,10 +297,13 @@ impl SessionRoom {
 
     /// The room learns its session, its owner and perhaps a first prompt.
     fn init(&self, cx: &Ctx, owner: Caller, init: Init) -> Result<serde_json::Value> {
-        let prompt = init
+        let mut prompt = init
             .prompt
             .map(|content| PromptInput::from_content(content, cx.limits()))
             .transpose()?;
+        if let Some(input) = prompt.as_mut() {
+            input.client_request_id = init.client_request_id.clone();
+        }
         cx.store.insert_session(&init.session)?;
         if !init.origin.is_empty() {
             cx.store

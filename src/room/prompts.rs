@@ -25,7 +25,8 @@ pub fn refuse_if_archived(cx: &Ctx) -> Result<()> {
 }
 
 /// Queues a prompt; returns its message id and 1-based place among waiting prompts.
-/// A `client_request_id` seen before from the same user returns the first message.
+/// A `client_request_id` seen before from the same user returns the first message when the
+/// prompt is the same (content, attachments, selections), and `conflict` when it is not.
 ///
 /// The hot path costs two INSERTs (message, event) and no lookup: the unique index on
 /// `(author, client_request_id)` tells a repeat, and only the refusals look the repeat up.
@@ -42,7 +43,17 @@ pub fn submit(
             return Ok(None);
         };
         match cx.store.message_by_request(&author.user_id, request_id)? {
-            Some(existing) => Ok(Some((existing.id.clone(), cx.store.position(&existing)?))),
+            Some(existing) if same_prompt(&existing, &input) => {
+                Ok(Some((existing.id.clone(), cx.store.position(&existing)?)))
+            }
+            Some(existing) => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "client_request_id {request_id:?} was already used for another prompt ({}); use a new id for a new prompt",
+                    existing.id
+                ),
+            )
+            .into()),
             None => Ok(None),
         }
     };
@@ -94,6 +105,16 @@ pub fn submit(
     debug_assert_eq!(event.seq, seq, "the message row and its event share a seq");
     cx.hub.idle(cx.state, author, cx.now);
     Ok((message_id, position))
+}
+
+/// Whether a repeated `client_request_id` carries the prompt it was first used for.
+fn same_prompt(existing: &MessageRow, input: &PromptInput) -> bool {
+    let attachments: Vec<Value> = serde_json::from_str(&existing.attachments).unwrap_or_default();
+    let selection_ids: Vec<String> =
+        serde_json::from_str(&existing.selection_ids).unwrap_or_default();
+    existing.content == input.content
+        && attachments == input.attachments
+        && selection_ids == input.selection_ids
 }
 
 pub fn cancel(cx: &Ctx, message_id: &str) -> Result<()> {

@@ -19,8 +19,8 @@ use worker::{Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
 /// Accepts a participant socket: `welcome` (with the full presence), then every event after
 /// `since`, then live events. Nothing awaits in between, so no event can slip between replay
-/// and live.
-pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>) -> Result<Response> {
+/// and live. The socket is closed with 4001 at `expires_ms`, when its token runs out.
+pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>, expires_ms: u64) -> Result<Response> {
     let session = cx.store.existing_session()?;
     if session.is_archived() {
         let archived = CloseCode::Archived;
@@ -29,7 +29,8 @@ pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>) -> Result<Response> {
     let participant = ensure_participant(cx, caller)?;
     let pair = WebSocketPair::new()?;
     let socket = pair.server;
-    cx.hub.accept(cx.state, cx.store, &socket, &participant)?;
+    cx.hub
+        .accept(cx.state, cx.store, &socket, &participant, expires_ms)?;
     let mut online = cx.hub.online(cx.state, cx.store)?;
     if !online.iter().any(|p| p.id == participant.id) {
         online.push(participant.info());

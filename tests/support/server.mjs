@@ -154,10 +154,12 @@ function randomSecret() {
 /**
  * Starts `wrangler dev` on a free port with fresh secrets. `cwd` is the project directory
  * (the one holding wrangler.toml and build/); it defaults to $COORDINATOR_DIR, else this
- * repository.
+ * repository. Like `npm run dev`, it runs with ENV=development unless `vars` says otherwise
+ * (`ENV: null` leaves wrangler.toml's own value). `healthy: false` waits for any answer to
+ * GET /health rather than a 200 (for a configuration the Worker refuses).
  * @returns {Promise<{url, wsUrl, port, adminKey, tokenSecret, persistDir, stop, restart, log}>}
  */
-export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT, vars = {} } = {}) {
+export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DIR || ROOT, vars = {}, healthy = true } = {}) {
   const ownsDir = !persistDir;
   const dir = persistDir ?? (await mkdtemp(path.join(os.tmpdir(), 'coordinator-test-')));
 
@@ -196,7 +198,9 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
       '--show-interactive-dev-session=false',
       '--var', `ADMIN_KEY:${server.adminKey}`,
       '--var', `TOKEN_SECRET:${server.tokenSecret}`,
-      ...Object.entries(vars).flatMap(([name, value]) => ['--var', `${name}:${value}`]),
+      ...Object.entries({ ENV: 'development', ...vars })
+        .filter(([, value]) => value !== null && value !== undefined)
+        .flatMap(([name, value]) => ['--var', `${name}:${value}`]),
     ];
     appendLog(`\n----- wrangler dev on port ${port} -----\n`);
     const proc = spawn(WRANGLER, args, {
@@ -235,7 +239,7 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
       try {
         const res = await fetch(`${server.url}/health`, { signal: AbortSignal.timeout(5_000) });
         await res.arrayBuffer();
-        if (res.status === 200) return;
+        if (res.status === 200 || !healthy) return;
         lastError = `GET /health → ${res.status}`;
       } catch (err) {
         lastError = String(err?.cause?.code ?? err?.message ?? err);
@@ -834,7 +838,8 @@ export function useServer({ setup, cleanup, vars } = {}) {
 /** A session owned by a fresh user (Alice), with a fresh member (Bob) added. */
 export async function roomOfTwo(server, title) {
   const alice = await createUser(server, 'Alice', { repos: ['acme/*'] });
-  const bob = await createUser(server, 'Bob');
+  // A member needs the session's repository in their scopes.
+  const bob = await createUser(server, 'Bob', { repos: ['acme/*'] });
   const created = await createSession(server, alice, { title });
   const sid = created.session.id;
   await addMember(server, alice, sid, bob);

@@ -661,3 +661,18 @@ async fn an_empty_passthrough_list_passes_nothing() {
     let env = agent_environment(&mut provider).await;
     assert!(!env.contains("ANTHROPIC_API_KEY"), "{env}");
 }
+
+#[tokio::test]
+async fn a_sandbox_gets_a_scratch_home_not_the_developers() {
+    let mut provider = Provider::start_with(&[]);
+    let env = agent_environment(&mut provider).await;
+    let home = provider.workspaces.join(".homes").join("sbx_env");
+    assert!(env.contains(&format!("HOME={}\n", home.display())), "{env}");
+    if let Some(own) = std::env::var_os("HOME") {
+        let own = format!("HOME={}\n", own.to_string_lossy());
+        assert!(!env.contains(&own), "{env}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "only its user may enter it");
+}

@@ -85,6 +85,12 @@ impl PromptInput {
                 "selection_ids must be artifact ids",
             ));
         }
+        if raw.source == Some(crate::event::Source::Slack) {
+            // Only the coordinator's Slack integration may say a prompt came from Slack.
+            return Err(ApiError::invalid_field(
+                "source \"slack\" is set by the Slack integration, not by clients; use web, extension or api",
+            ));
+        }
         Ok(PromptInput {
             content: raw.content,
             client_request_id: raw.client_request_id,
@@ -529,6 +535,10 @@ mod tests {
                 ErrorCode::InvalidField,
             ),
             (r#"{"type":"cancel"}"#, ErrorCode::InvalidField),
+            (
+                r#"{"type":"prompt","content":"hi","client_request_id":"x","source":"slack"}"#,
+                ErrorCode::InvalidField,
+            ),
             (r#"{"type":"history","limit":501}"#, ErrorCode::InvalidField),
             (r#"{"type":"history","limit":0}"#, ErrorCode::InvalidField),
             (
@@ -552,6 +562,7 @@ mod tests {
             r#"{"type":"prompt","content":"hi","client_request_id":"x","attachments":[1]}"#,
             r#"{"type":"prompt","content":"hi","client_request_id":"x","message_id":"m"}"#,
             r#"{"type":"prompt","client_request_id":"x"}"#,
+            r#"{"type":"prompt","content":"x","client_request_id":"r1","source":"slack"}"#,
             r#"{"type":"cancel","message_id":"msg_1"}"#,
             r#"{"type":"cancel","message_id":"msg_1","content":"x"}"#,
             r#"{"type":"cancel"}"#,
@@ -626,6 +637,12 @@ mod tests {
         let prompt =
             PromptInput::from_http_body(br#"{"content":"over http"}"#, &Limits::default()).unwrap();
         assert_eq!(prompt.client_request_id, None);
+        assert_eq!(
+            PromptInput::from_http_body(br#"{"content":"x","source":"slack"}"#, &Limits::default())
+                .unwrap_err()
+                .code,
+            ErrorCode::InvalidField
+        );
         assert_eq!(
             PromptInput::from_http_body(b"{not json", &Limits::default())
                 .unwrap_err()

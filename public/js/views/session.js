@@ -570,7 +570,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     }
     state.socket = new SessionSocket({
       sessionId,
-      mintToken: () => api.mintToken(sessionId),
+      mintTicket: () => api.ticket(sessionId),
       since: () => log.since,
       onFrame,
       onState: (s) => {

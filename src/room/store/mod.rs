@@ -271,6 +271,27 @@ impl Store {
         }
         Ok(meta)
     }
+
+    /// Records a connect ticket's nonce until `expires_ms`; false when it was used before, so
+    /// a ticket opens one socket or stream. Nonces of expired tickets are forgotten here.
+    pub fn use_ticket(&self, nonce: &str, expires_ms: u64, now_ms: u64) -> Result<bool> {
+        self.sql.exec(
+            "DELETE FROM room_meta WHERE key LIKE 'ticket:%' AND CAST(value AS INTEGER) <= ?",
+            vec![int(now_ms)],
+        )?;
+        let key = format!("ticket:{nonce}");
+        let seen = self
+            .first::<Text>("SELECT value FROM room_meta WHERE key = ?", vec![s(&key)])?
+            .is_some();
+        if seen {
+            return Ok(false);
+        }
+        self.sql.exec(
+            "INSERT INTO room_meta (key, value) VALUES (?, ?)",
+            vec![s(&key), s(&expires_ms.to_string())],
+        )?;
+        Ok(true)
+    }
 }
 
 /// The cached value, or `load`'s, which is then cached until a write resets the cell.

@@ -18,15 +18,18 @@ use tokio::sync::watch;
 
 /// Snapshots live beside the sandboxes, in this folder of the root.
 pub const SNAPSHOTS: &str = "snapshots";
+/// Each sandbox's scratch `HOME`, in this folder of the root (no sandbox id starts with a dot).
+pub const HOMES: &str = ".homes";
 /// How long a bridge gets to exit after SIGTERM before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// Variables a bridge inherits from the provider when they are set: what it needs to find
-/// programs and a home, and the bridge's own settings. Besides these only the passthrough
-/// variables (`SANDBOX_ENV_PASSTHROUGH`) reach a sandbox; the provider's secret never does.
+/// programs, and the bridge's own settings. Besides these only the passthrough variables
+/// (`SANDBOX_ENV_PASSTHROUGH`) reach a sandbox; the provider's secret never does. `HOME` is
+/// not among them: each sandbox gets a scratch one, so the agent never sees the developer's
+/// dotfiles, keys or credentials.
 const INHERITED: &[&str] = &[
     "PATH",
-    "HOME",
     "USER",
     "LANG",
     "LC_ALL",
@@ -49,6 +52,7 @@ const RESERVED: &[&str] = &[
     "SANDBOX_ID",
     "SANDBOX_TOKEN",
     "WORKSPACE",
+    "HOME",
     "AGENT",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
@@ -79,6 +83,22 @@ struct BridgeCommand {
 const RESTART_DELAY: Duration = Duration::from_millis(500);
 const MAX_RESTARTS: usize = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// A folder only this user can enter (0700), made with its parents if missing.
+fn make_private_dir(path: &Path) -> Result<(), ApiError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot create the sandbox's home folder: {e}"),
+            )
+        })
+}
 
 fn spawn_bridge(
     command: &BridgeCommand,
@@ -172,6 +192,11 @@ impl Sandboxes {
         self.root.join(sandbox_id)
     }
 
+    /// The sandbox's scratch `HOME`.
+    pub fn home(&self, sandbox_id: &str) -> PathBuf {
+        self.root.join(HOMES).join(sandbox_id)
+    }
+
     /// Takes the id for a new sandbox, unless a live one has it.
     pub fn reserve(&mut self, sandbox_id: &str) -> Result<(), ApiError> {
         if !is_plain_id(sandbox_id) || sandbox_id == SNAPSHOTS {
@@ -206,6 +231,7 @@ impl Sandboxes {
     /// shutdown, or the room refusing it for good) or was ended by the provider is not.
     pub fn start_bridge(&mut self, request: &CreateSandbox) -> Result<u32, ApiError> {
         let command = self.bridge_command(request);
+        make_private_dir(&self.home(&request.sandbox_id))?;
         let mut child = spawn_bridge(&command, &self.setup.bridge_bin)?;
         let first_pid = child.id().unwrap_or(0);
         let label = request.sandbox_id.clone();
@@ -291,6 +317,10 @@ impl Sandboxes {
             env.push((name.to_string(), value.into()));
         }
         env.push(("WORKSPACE".into(), workspace.clone().into_os_string()));
+        env.push((
+            "HOME".into(),
+            self.home(&request.sandbox_id).into_os_string(),
+        ));
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
             env.push(("REPO_CLONE_URL".into(), url.into()));
