@@ -24,13 +24,15 @@ export class SessionSocket {
    * @param {string} o.sessionId
    * @param {() => Promise<{token: string}>} o.mintToken  a fresh participant token
    * @param {() => number} o.since  the last seq this page has, sent as `since`
+   * @param {() => (string|null)} [o.epoch]  the log that seq is of, sent as `epoch`
    * @param {(frame: object) => void} o.onFrame
    * @param {(state: object) => void} o.onState
    */
-  constructor({ sessionId, mintToken, since, onFrame, onState }) {
+  constructor({ sessionId, mintToken, since, epoch = () => null, onFrame, onState }) {
     this.sessionId = sessionId;
     this.mintToken = mintToken;
     this.since = since;
+    this.epoch = epoch;
     this.onFrame = onFrame;
     this.onState = onState;
     this.ws = null;
@@ -133,9 +135,11 @@ export class SessionSocket {
     if (this.stopped) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const since = this.since();
+    const epoch = this.epoch();
     const url =
       `${scheme}://${location.host}/v1/sessions/${encodeURIComponent(this.sessionId)}/ws` +
-      `?token=${encodeURIComponent(token)}&since=${since}`; // since=0 replays everything
+      `?token=${encodeURIComponent(token)}&since=${since}` + // since=0 replays everything
+      (epoch ? `&epoch=${encodeURIComponent(epoch)}` : '');
     const ws = new WebSocket(url);
     this.ws = ws;
     let opened = false;

@@ -359,6 +359,7 @@ pub async fn connect(
         }
     }
     let since = query::u64_param(query_string, "since")?;
+    let epoch = query::epoch_param(query_string)?;
     let token = query::param(query_string, "token").unwrap_or_default();
     let (user, membership) = match check_token(index, config, session_id, &token).await? {
         TokenCheck::Member(user, membership) => (user, membership),
@@ -369,7 +370,7 @@ pub async fn connect(
         return respond::refuse_socket(archived, archived.default_reason());
     }
     RoomClient::open(env, session_id)?
-        .connect(since, &caller(&user))
+        .connect(since, epoch, &caller(&user))
         .await
 }
 

@@ -49,9 +49,11 @@ pub struct RemovedMember {
 pub enum RoomRoute {
     /// Body [`Init`].
     Init,
-    /// A participant's WebSocket upgrade; replay after `since` when given.
+    /// A participant's WebSocket upgrade; replay after `since` when given, in the log of
+    /// `epoch` when given (another log's replays from the beginning).
     Connect {
         since: Option<u64>,
+        epoch: Option<String>,
     },
     /// Participants, queue, sandbox and last `seq` (`GET /v1/sessions/:id`).
     Describe,
@@ -74,6 +76,10 @@ pub enum RoomRoute {
     Artifacts {
         after_seq: u64,
         limit: u32,
+    },
+    /// One artifact, whole (`GET …/artifacts/:id`); the id is a plain id.
+    Artifact {
+        id: String,
     },
     /// The bridge's WebSocket upgrade; its credentials travel in headers.
     Bridge,
@@ -105,6 +111,7 @@ impl RoomRoute {
             | EventStream { .. }
             | Messages { .. }
             | Artifacts { .. }
+            | Artifact { .. }
             | Bridge => "GET",
             Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Archive
             | GitCredentials | PullRequest | PullRequestChanged => "POST",
@@ -116,8 +123,19 @@ impl RoomRoute {
         use RoomRoute::*;
         match self {
             Init => "/init".into(),
-            Connect { since: None } => "/connect".into(),
-            Connect { since: Some(since) } => format!("/connect?since={since}"),
+            Connect { since, epoch } => {
+                let mut path = String::from("/connect");
+                let mut sep = '?';
+                if let Some(since) = since {
+                    path.push_str(&format!("{sep}since={since}"));
+                    sep = '&';
+                }
+                // Validated by the Worker: letters, digits, `_` and `-` only.
+                if let Some(epoch) = epoch {
+                    path.push_str(&format!("{sep}epoch={epoch}"));
+                }
+                path
+            }
             Describe => "/state".into(),
             Prompt => "/prompts".into(),
             Selection => "/selections".into(),
@@ -129,6 +147,7 @@ impl RoomRoute {
             Artifacts { after_seq, limit } => {
                 format!("/artifacts?after_seq={after_seq}&limit={limit}")
             }
+            Artifact { id } => format!("/artifact?id={id}"),
             Bridge => "/sandbox".into(),
             Stop => "/stop".into(),
             Cancel => "/cancel".into(),
@@ -150,6 +169,7 @@ impl RoomRoute {
             "/init" => Init,
             "/connect" => Connect {
                 since: number("since"),
+                epoch: query::epoch_param(query_string).ok().flatten(),
             },
             "/state" => Describe,
             "/prompts" => Prompt,
@@ -168,6 +188,9 @@ impl RoomRoute {
             "/artifacts" => Artifacts {
                 after_seq: number("after_seq")?,
                 limit: limit()?,
+            },
+            "/artifact" => Artifact {
+                id: query::param(query_string, "id")?,
             },
             "/sandbox" => Bridge,
             "/stop" => Stop,
@@ -262,10 +285,15 @@ mod client {
         }
 
         /// Forwards a participant's WebSocket upgrade.
-        pub async fn connect(&self, since: Option<u64>, caller: &Caller) -> Result<Response> {
+        pub async fn connect(
+            &self,
+            since: Option<u64>,
+            epoch: Option<String>,
+            caller: &Caller,
+        ) -> Result<Response> {
             let headers = Self::caller_headers(caller)?;
             headers.set("upgrade", "websocket")?;
-            self.send(&RoomRoute::Connect { since }, headers, None)
+            self.send(&RoomRoute::Connect { since, epoch }, headers, None)
                 .await
         }
 
@@ -300,8 +328,22 @@ mod tests {
     fn every_route_reads_back_as_itself() {
         let routes = [
             Init,
-            Connect { since: None },
-            Connect { since: Some(7) },
+            Connect {
+                since: None,
+                epoch: None,
+            },
+            Connect {
+                since: Some(7),
+                epoch: None,
+            },
+            Connect {
+                since: Some(7),
+                epoch: Some("ep_1-x".into()),
+            },
+            Connect {
+                since: None,
+                epoch: Some("ep_2".into()),
+            },
             Describe,
             Prompt,
             Selection,
@@ -318,6 +360,7 @@ mod tests {
                 after_seq: 0,
                 limit: 500,
             },
+            Artifact { id: "art_1".into() },
             Bridge,
             Stop,
             Cancel,

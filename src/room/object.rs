@@ -8,9 +8,9 @@ use super::bridge::BridgeLink;
 use super::bridge::{self, Handled};
 use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
-use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
 use super::store::Store;
+use super::tokens::Coalescer;
 use super::{artifacts, git, history, members, prompts, pulls, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
@@ -149,9 +149,13 @@ impl DurableObject for SessionRoom {
         Ok(())
     }
 
+    /// A failed alarm is an error to the platform, which runs it again (with its own back-off).
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(error) = self.alarm.fire(&self.cx(now_ms()), &self.tokens).await {
             crate::log::error(&format!("room alarm: {error:?}"));
+            return Err(worker::Error::RustError(format!(
+                "the room's alarm failed: {error:?}"
+            )));
         }
         Response::ok("")
     }
@@ -192,8 +196,8 @@ impl SessionRoom {
                 self.kick(&cx).await;
                 respond::json(201, &answer)
             }
-            RoomRoute::Connect { since } => {
-                let response = sockets::join(&cx, &caller(req)?, since)?;
+            RoomRoute::Connect { since, epoch } => {
+                let response = sockets::join(&cx, &caller(req)?, since, epoch.as_deref())?;
                 self.presence_alarm(&cx).await;
                 Ok(response)
             }
@@ -211,14 +215,19 @@ impl SessionRoom {
             }
             RoomRoute::Selection => {
                 let participant = members::ensure_participant(&cx, &caller(req)?)?;
+                self.rates
+                    .borrow_mut()
+                    .selections
+                    .take(&participant.user_id, cx.now)?;
                 let selection = DomSelection::from_body(&req.bytes().await?, cx.limits())?;
                 let artifact_id = artifacts::add_selection(&cx, &participant, selection)?;
                 respond::json(201, &json!({ "artifact_id": artifact_id }))
             }
             RoomRoute::Events { since, limit } => history::page(&cx, since, limit),
-            RoomRoute::EventStream { since } => history::stream(&cx, since),
+            RoomRoute::EventStream { since } => history::stream(&cx, &caller(req)?.user_id, since),
             RoomRoute::Messages { after_seq, limit } => history::messages(&cx, after_seq, limit),
             RoomRoute::Artifacts { after_seq, limit } => history::artifacts(&cx, after_seq, limit),
+            RoomRoute::Artifact { id } => history::artifact(&cx, &id),
             RoomRoute::Bridge => bridge::accept(&cx, req),
             RoomRoute::Stop => {
                 prompts::stop(&cx, &self.tokens)?;
