@@ -24,13 +24,15 @@ export class SessionSocket {
    * @param {string} o.sessionId
    * @param {() => Promise<{ticket: string}>} o.mintTicket  a fresh connect ticket
    * @param {() => number} o.since  the last seq this page has, sent as `since`
+   * @param {() => (string|null)} [o.epoch]  the log that seq is of, sent as `epoch`
    * @param {(frame: object) => void} o.onFrame
    * @param {(state: object) => void} o.onState
    */
-  constructor({ sessionId, mintTicket, since, onFrame, onState }) {
+  constructor({ sessionId, mintTicket, since, epoch = () => null, onFrame, onState }) {
     this.sessionId = sessionId;
     this.mintTicket = mintTicket;
     this.since = since;
+    this.epoch = epoch;
     this.onFrame = onFrame;
     this.onState = onState;
     this.ws = null;
@@ -133,9 +135,11 @@ export class SessionSocket {
     if (this.stopped) return;
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const since = this.since();
+    const epoch = this.epoch();
     const url =
       `${scheme}://${location.host}/v1/sessions/${encodeURIComponent(this.sessionId)}/ws` +
-      `?ticket=${encodeURIComponent(ticket)}&since=${since}`; // since=0 replays everything
+      `?ticket=${encodeURIComponent(ticket)}&since=${since}` + // since=0 replays everything
+      (epoch ? `&epoch=${encodeURIComponent(epoch)}` : '');
     const ws = new WebSocket(url);
     this.ws = ws;
     let opened = false;

@@ -39,6 +39,7 @@ export function describeError(error) {
 const CLOSE_TEXT = {
   1000: { reconnect: true, text: 'The connection was closed.' },
   1001: { reconnect: true, text: 'The connection was closed.' },
+  1008: { reconnect: false, text: 'You have too many connections open to this session; close one in another tab and reload.' },
   1009: { reconnect: true, text: 'A message was too large for the connection.' },
   1011: { reconnect: true, text: 'The coordinator hit an error on this connection; reconnecting.' },
   4000: { reconnect: false, text: 'A newer connection took the place of this one; reload the page to use it here again.' },

@@ -319,6 +319,13 @@ export class Timeline {
     marker._delta = typeof event.delta === 'string' ? event.delta : text(event.delta);
     this.part(event, marker);
     const block = this.blocks.get(event.message_id);
+    // Each byte of an answer is stored once, at its offset: a delta at an offset already
+    // shown (from another seq) adds nothing.
+    if (Number.isInteger(event.offset)) {
+      block._offsets ??= new Set();
+      if (block._offsets.has(event.offset)) marker._delta = '';
+      block._offsets.add(event.offset);
+    }
     block._hasText = true;
     this.textChanged(block);
     return marker;

@@ -198,6 +198,12 @@ mod serve {
                 },
                 None,
             )),
+            Endpoint::Artifact(_, artifact_id) => Some((
+                RoomRoute::Artifact {
+                    id: artifact_id.clone(),
+                },
+                None,
+            )),
             _ => None,
         };
         if let Some((route, body_limit)) = forwarded {

@@ -25,6 +25,25 @@ pub fn u64_param(query: &str, name: &str) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// The `epoch` a client got in `welcome` and passes back: absent or empty is `None`;
+/// anything but 1 to 64 letters, digits, `_` or `-` is `invalid_field`.
+pub fn epoch_param(query: &str) -> Result<Option<String>, ApiError> {
+    match param(query, "epoch") {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v)
+            if v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            Ok(Some(v))
+        }
+        Some(_) => Err(ApiError::invalid_field(
+            "epoch must be the epoch a welcome frame gave",
+        )),
+    }
+}
+
 /// A page size: default when absent, `1..=max` otherwise.
 pub fn limit_param(query: &str, default: u32, max: u32) -> Result<u32, ApiError> {
     match u64_param(query, "limit")? {
@@ -37,6 +56,23 @@ pub fn limit_param(query: &str, default: u32, max: u32) -> Result<u32, ApiError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs() {
+        assert_eq!(epoch_param("since=3"), Ok(None));
+        assert_eq!(epoch_param("epoch="), Ok(None));
+        assert_eq!(
+            epoch_param("since=3&epoch=ep_a-1").unwrap().as_deref(),
+            Some("ep_a-1")
+        );
+        for bad in [
+            "epoch=a%20b",
+            "epoch=%3Cx%3E",
+            &format!("epoch={}", "a".repeat(65)),
+        ] {
+            assert!(epoch_param(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn params() {

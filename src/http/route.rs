@@ -26,6 +26,8 @@ pub enum Endpoint {
     Events(String),
     Messages(String),
     Artifacts(String),
+    /// One artifact, whole: a stored event that was cut keeps its full text here.
+    Artifact(String, String),
     Stop(String),
     Cancel(String),
     SandboxConnect(String),
@@ -68,6 +70,7 @@ impl Endpoint {
             | Events(id)
             | Messages(id)
             | Artifacts(id)
+            | Artifact(id, _)
             | Stop(id)
             | Cancel(id)
             | PullRequest(id) => Some(id),
@@ -132,6 +135,9 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
                 ["events"] => vec![("GET", Events(id))],
                 ["messages"] => vec![("GET", Messages(id))],
                 ["artifacts"] => vec![("GET", Artifacts(id))],
+                ["artifacts", artifact] if is_plain_id(artifact) => {
+                    vec![("GET", Artifact(id, artifact.to_string()))]
+                }
                 ["stop"] => vec![("POST", Stop(id))],
                 ["cancel"] => vec![("POST", Cancel(id))],
                 ["sandbox"] => vec![("GET", SandboxConnect(id))],
@@ -214,6 +220,16 @@ mod tests {
             "DELETE",
             &format!("/v1/sessions/{SID}/members/usr_2"),
             Ok(RemoveMember(sid.clone(), "usr_2".into())),
+        );
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}/artifacts/art_1"),
+            Ok(Artifact(sid.clone(), "art_1".into())),
+        );
+        check(
+            "GET",
+            &format!("/v1/sessions/{SID}/artifacts/a%20b"),
+            Err(ErrorCode::NotFound),
         );
         check("HEAD", "/v1/me", Ok(Me));
         check("GET", "/v1/auth/methods", Ok(AuthMethods));

@@ -548,6 +548,7 @@ pub async fn connect(
         }
     }
     let since = query::u64_param(query_string, "since")?;
+    let epoch = query::epoch_param(query_string)?;
     let credential = url_credential(query_string);
     let admitted = match check_credential(index, config, session_id, &credential).await? {
         TokenCheck::Member(admitted) => admitted,
@@ -559,6 +560,7 @@ pub async fn connect(
     }
     let route = RoomRoute::Connect {
         since,
+        epoch,
         expires_ms: admitted.expires_ms,
         ticket: admitted.ticket.clone(),
     };

@@ -4,7 +4,8 @@
 
 use super::bridge::flush_tokens;
 use super::context::Ctx;
-use super::lifecycle::{Coalescer, Due, LiveSandbox, Running, Situation};
+use super::lifecycle::{Due, LiveSandbox, Running, Situation};
+use super::tokens::Coalescer;
 use super::{prompts, sandbox};
 use crate::config::ProviderKind;
 use crate::error::Result;
@@ -44,9 +45,12 @@ impl Alarm {
         }
     }
 
-    /// The alarm fired: everything that is due, then the next alarm.
+    /// The alarm fired: everything that is due, then the next alarm. A step that failed is
+    /// logged and the others still run; the first failure is returned, so the platform runs
+    /// the alarm again.
     pub async fn fire(&self, cx: &Ctx<'_>, tokens: &RefCell<Coalescer>) -> Result<()> {
         self.at.set(None);
+        let mut first_failure = None;
         let rules = &cx.config.lifecycle;
         for due in situation(cx, tokens)?.due(rules, cx.now) {
             let outcome = match due {
@@ -87,9 +91,11 @@ impl Alarm {
             };
             if let Err(error) = outcome {
                 crate::log::error(&format!("room alarm {due:?}: {error:?}"));
+                first_failure.get_or_insert(error);
             }
         }
-        self.schedule(&cx.at(now_ms()), tokens).await
+        self.schedule(&cx.at(now_ms()), tokens).await?;
+        first_failure.map_or(Ok(()), Err)
     }
 }
 
@@ -121,6 +127,7 @@ fn situation(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<Situation> {
         retry_at: meta.retry_at,
         snapshot_pending: meta.snapshot_pending.is_some(),
         cleanup_pending: !meta.to_delete.is_empty(),
+        cleanup_retry_at: meta.cleanup_retry_at,
         token_flush_at: tokens.borrow().flush_at(),
         presence_flush_at: cx.hub.presence_due(),
         token_expiry_at: cx.hub.earliest_expiry(cx.state),

@@ -79,10 +79,12 @@ impl TicketUse {
 pub enum RoomRoute {
     /// Body [`Init`].
     Init,
-    /// A participant's WebSocket upgrade; replay after `since` when given. The socket is
-    /// closed with 4001 at `expires_ms` (its token's expiry); a ticket is used up.
+    /// A participant's WebSocket upgrade; replay after `since` when given, in the log of
+    /// `epoch` when given (another log's replays from the beginning). The socket is closed
+    /// with 4001 at `expires_ms` (its token's expiry); a ticket is used up.
     Connect {
         since: Option<u64>,
+        epoch: Option<String>,
         expires_ms: u64,
         ticket: Option<TicketUse>,
     },
@@ -108,6 +110,10 @@ pub enum RoomRoute {
     Artifacts {
         after_seq: u64,
         limit: u32,
+    },
+    /// One artifact, whole (`GET …/artifacts/:id`); the id is a plain id.
+    Artifact {
+        id: String,
     },
     /// The bridge's WebSocket upgrade; its credentials travel in headers.
     Bridge,
@@ -141,6 +147,7 @@ impl RoomRoute {
             | EventStream { .. }
             | Messages { .. }
             | Artifacts { .. }
+            | Artifact { .. }
             | Bridge => "GET",
             Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Revoke
             | Archive | GitCredentials | PullRequest | PullRequestChanged => "POST",
@@ -154,12 +161,18 @@ impl RoomRoute {
             Init => "/init".into(),
             Connect {
                 since,
+                epoch,
                 expires_ms,
                 ticket,
             } => {
                 let since = since.map(|n| format!("&since={n}")).unwrap_or_default();
+                // Validated by the Worker: letters, digits, `_` and `-` only.
+                let epoch = epoch
+                    .as_ref()
+                    .map(|e| format!("&epoch={e}"))
+                    .unwrap_or_default();
                 let ticket = TicketUse::query(ticket);
-                format!("/connect?expires_ms={expires_ms}{since}{ticket}")
+                format!("/connect?expires_ms={expires_ms}{since}{epoch}{ticket}")
             }
             Describe => "/state".into(),
             Prompt => "/prompts".into(),
@@ -174,6 +187,7 @@ impl RoomRoute {
             Artifacts { after_seq, limit } => {
                 format!("/artifacts?after_seq={after_seq}&limit={limit}")
             }
+            Artifact { id } => format!("/artifact?id={id}"),
             Bridge => "/sandbox".into(),
             Stop => "/stop".into(),
             Cancel => "/cancel".into(),
@@ -202,6 +216,7 @@ impl RoomRoute {
             "/init" => Init,
             "/connect" => Connect {
                 since: number("since"),
+                epoch: query::epoch_param(query_string).ok().flatten(),
                 expires_ms: number("expires_ms")?,
                 ticket: ticket(),
             },
@@ -223,6 +238,9 @@ impl RoomRoute {
             "/artifacts" => Artifacts {
                 after_seq: number("after_seq")?,
                 limit: limit()?,
+            },
+            "/artifact" => Artifact {
+                id: query::param(query_string, "id")?,
             },
             "/sandbox" => Bridge,
             "/stop" => Stop,
@@ -358,16 +376,30 @@ mod tests {
             Init,
             Connect {
                 since: None,
+                epoch: None,
                 expires_ms: 5,
                 ticket: None,
             },
             Connect {
                 since: Some(7),
+                epoch: None,
                 expires_ms: 1_700_000_000_000,
                 ticket: Some(TicketUse {
                     nonce: "abc123abc123abc123".into(),
                     exp: 9,
                 }),
+            },
+            Connect {
+                since: Some(7),
+                epoch: Some("ep_1-x".into()),
+                expires_ms: 5,
+                ticket: None,
+            },
+            Connect {
+                since: None,
+                epoch: Some("ep_2".into()),
+                expires_ms: 5,
+                ticket: None,
             },
             Describe,
             Prompt,
@@ -395,6 +427,7 @@ mod tests {
                 after_seq: 0,
                 limit: 500,
             },
+            Artifact { id: "art_1".into() },
             Bridge,
             Stop,
             Cancel,

@@ -1,14 +1,17 @@
 //! The sandbox's side of the room: who a sandbox's request comes from, the bridge's socket,
 //! and its frames turned into events. Frames with an `ack_id` are stored with the ack id, then acknowledged;
-//! one seen before is only acknowledged again. Token deltas are batched in memory
-//! ([`Coalescer`]) and stored before any other event of their prompt.
+//! one seen before is only acknowledged again, and one the room must refuse is acknowledged
+//! with an `agent_error` saying why, so it is not sent again forever. Token deltas are placed
+//! by their offset and batched in memory ([`Coalescer`]), stored before any other event of
+//! their prompt, and acknowledged by offset (`tokens_ack`); a bridge that comes back is told
+//! where the stored text ends (`resume`).
 
 use super::context::Ctx;
 use super::hub;
-use super::lifecycle::{Coalescer, TokenBatch};
 use super::prompts;
 use super::sandbox::status_event;
 use super::store::SandboxRow;
+use super::tokens::{Coalescer, Held, TokenBatch};
 use crate::error::Result;
 use protocol::bridge::{FromBridge, ToBridge};
 use protocol::crypto::sha256_hex;
@@ -18,8 +21,7 @@ use protocol::{ApiError, CloseCode, ErrorCode};
 use std::cell::RefCell;
 use worker::{Request, Response, WebSocket, WebSocketPair};
 
-/// A bridge frame larger than this is refused (tool output is cut by the bridge long before).
-const BRIDGE_FRAME_BYTES: usize = 1024 * 1024;
+use protocol::cut::BRIDGE_FRAME_BYTES;
 
 pub fn to_bridge(frame: &ToBridge) -> String {
     serde_json::to_string(frame).unwrap_or_default()
@@ -103,6 +105,23 @@ pub fn on_frame(
         Err(error) => {
             let error = error.into_api();
             crate::log::error(&format!("bridge frame refused: {}", error.message));
+            // Refused for what it is (not for a failure of the room, which a resend may cure).
+            let about_the_frame = matches!(
+                error.code,
+                ErrorCode::TooLarge
+                    | ErrorCode::InvalidJson
+                    | ErrorCode::InvalidField
+                    | ErrorCode::UnknownType
+            );
+            if let Some(ack_id) = critical_ack_id(text).filter(|_| about_the_frame) {
+                return match refused_critical(cx, socket, link, &ack_id, &error.message) {
+                    Ok(()) => Handled::Reschedule,
+                    Err(failure) => {
+                        crate::log::error(&format!("refused frame not recorded: {failure:?}"));
+                        Handled::Done
+                    }
+                };
+            }
             let frame = FrameError {
                 error,
                 client_request_id: None,
@@ -111,6 +130,38 @@ pub fn on_frame(
             Handled::Done
         }
     }
+}
+
+/// The `ack_id` of a frame the room could not take, read without the rest.
+fn critical_ack_id(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Critical {
+        ack_id: Option<String>,
+    }
+    serde_json::from_str::<Critical>(text)
+        .ok()?
+        .ack_id
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+}
+
+/// A critical frame the room refuses would come back after every reconnect: it is
+/// acknowledged once, with an `agent_error` event saying what was refused.
+fn refused_critical(
+    cx: &Ctx,
+    socket: &WebSocket,
+    link: &BridgeLink,
+    ack_id: &str,
+    why: &str,
+) -> Result<()> {
+    if !cx.store.ack_seen(&link.sandbox_id, ack_id)? {
+        cx.emit(EventBody::SessionError {
+            code: SessionErrorCode::AgentError,
+            message: format!("the room refused a frame from the sandbox: {why}"),
+        })?;
+        cx.store.record_ack(&link.sandbox_id, ack_id, cx.now)?;
+    }
+    acknowledge(socket, ack_id.to_owned());
+    Ok(())
 }
 
 fn handle(
@@ -135,13 +186,23 @@ fn handle(
         );
         return Ok(Handled::Done);
     }
-    if let FromBridge::Token { message_id, delta } = &frame {
-        // The hot path: no SQL unless a batch is due.
+    if let FromBridge::Token {
+        message_id,
+        delta,
+        offset,
+    } = &frame
+    {
+        // The hot path: no SQL unless a batch is due (or, once per prompt after a wake, the
+        // stored text is counted).
         if cx.store.running_id()?.as_deref() != Some(message_id.as_str()) {
             return Ok(Handled::Done);
         }
-        let batches = tokens.borrow_mut().push(message_id, delta, cx.now);
-        store_tokens(cx, batches)?;
+        know_text(cx, tokens, message_id)?;
+        let batches = tokens
+            .borrow_mut()
+            .push(message_id, delta, *offset, cx.now)
+            .map_err(|_| ApiError::invalid_field("offset falls inside a character of delta"))?;
+        store_tokens(cx, Some(socket), batches)?;
         let flush_at = tokens.borrow().flush_at();
         return Ok(flush_at.map_or(Handled::Done, Handled::FlushBy));
     }
@@ -179,16 +240,24 @@ fn apply(
             agent_version,
             message_id,
             ..
-        } => ready(cx, socket, sandbox_id, &agent, &agent_version, message_id),
+        } => ready(
+            cx,
+            tokens,
+            socket,
+            sandbox_id,
+            &agent,
+            &agent_version,
+            message_id,
+        ),
         FromBridge::Heartbeat {} => cx.store.sandbox_heartbeat(sandbox_id, cx.now),
         FromBridge::Token { .. } => Ok(()),
         FromBridge::ToolCall { call, .. } if is_running(&call.message_id) => {
             flush_tokens(cx, tokens)?;
-            cx.emit(EventBody::ToolCall(call)).map(drop)
+            super::artifacts::tool_call(cx, call)
         }
         FromBridge::FileEdit { edit, .. } if is_running(&edit.message_id) => {
             flush_tokens(cx, tokens)?;
-            cx.emit(EventBody::FileEdit(edit)).map(drop)
+            super::artifacts::file_edit(cx, edit)
         }
         FromBridge::Artifact {
             message_id,
@@ -203,6 +272,7 @@ fn apply(
             message_id,
             ok,
             error,
+            text_bytes,
             ..
         } if is_running(&message_id) => {
             let stopped = cx
@@ -218,7 +288,21 @@ fn apply(
                     Some(error.unwrap_or_else(|| "the agent failed".into())),
                 ),
             };
-            prompts::finish_running(cx, tokens, status, error.as_deref())
+            know_text(cx, tokens, &message_id)?;
+            flush_tokens(cx, tokens)?;
+            let stored = tokens.borrow().held(&message_id).map_or(0, |h| h.bytes);
+            let lost = text_bytes.map_or(0, |produced| produced.saturating_sub(stored));
+            if lost == 0 {
+                return prompts::finish_running(cx, tokens, status, error.as_deref());
+            }
+            let sentence = format!(
+                "{lost} bytes of the answer were lost on the way; the text shown is incomplete"
+            );
+            let error = match error {
+                Some(error) => format!("{error}; {sentence}"),
+                None => sentence,
+            };
+            prompts::finish_running_with(cx, tokens, status, Some(&error), true)
         }
         FromBridge::Error { message, .. } => cx
             .emit(EventBody::SessionError {
@@ -261,6 +345,7 @@ fn apply(
 /// `ready`: the sandbox is up. A prompt sent while the bridge was away goes again.
 fn ready(
     cx: &Ctx,
+    tokens: &RefCell<Coalescer>,
     socket: &WebSocket,
     sandbox_id: &str,
     agent: &str,
@@ -286,23 +371,77 @@ fn ready(
                 socket,
                 &to_bridge(&ToBridge::Prompt(prompts::job(cx, &running)?)),
             );
+        } else {
+            // The bridge goes on with it: it sends again what the room does not hold.
+            know_text(cx, tokens, &running.id)?;
+            flush_tokens(cx, tokens)?;
+            let offset = tokens.borrow().held(&running.id).map_or(0, |h| h.end);
+            hub::send(
+                socket,
+                &to_bridge(&ToBridge::Resume {
+                    message_id: running.id,
+                    offset,
+                }),
+            );
         }
     }
     prompts::dispatch_next(cx)
 }
 
-fn store_tokens(cx: &Ctx, batches: impl IntoIterator<Item = TokenBatch>) -> Result<()> {
+/// Makes sure the batcher knows how much of the prompt's text is stored: after the room woke
+/// (or a crash), it is counted from the log once.
+fn know_text(cx: &Ctx, tokens: &RefCell<Coalescer>, message_id: &str) -> Result<()> {
+    if tokens.borrow().knows(message_id) {
+        return Ok(());
+    }
+    let after_seq = cx.store.message(message_id)?.map_or(0, |m| m.seq);
+    let (end, bytes) = cx.store.stored_text(message_id, after_seq)?;
+    tokens.borrow_mut().load(Held {
+        message_id: message_id.to_owned(),
+        end,
+        bytes,
+    });
+    Ok(())
+}
+
+/// Stores batches as `token` events, then tells the bridge how far its text is stored (once,
+/// for the last batch); `socket` is the bridge's, when the caller has it at hand.
+fn store_tokens(
+    cx: &Ctx,
+    socket: Option<&WebSocket>,
+    batches: impl IntoIterator<Item = TokenBatch>,
+) -> Result<()> {
+    let mut stored = None;
     for batch in batches {
+        let end = batch.end();
         cx.emit(EventBody::Token {
-            message_id: batch.message_id,
+            message_id: batch.message_id.clone(),
             delta: batch.text,
+            offset: batch.offset,
         })?;
+        stored = Some((batch.message_id, end));
+    }
+    let Some((message_id, offset)) = stored else {
+        return Ok(());
+    };
+    let ack = to_bridge(&ToBridge::TokensAck { message_id, offset });
+    match socket {
+        Some(socket) => hub::send(socket, &ack),
+        None => {
+            if let Some(socket) = cx
+                .store
+                .live_sandbox_id()?
+                .and_then(|id| cx.hub.bridge(cx.state, &id))
+            {
+                hub::send(&socket, &ack);
+            }
+        }
     }
     Ok(())
 }
 
 /// Stores the token batch in memory; done before any other event of its prompt.
 pub fn flush_tokens(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<()> {
-    let batch = tokens.borrow_mut().take(cx.now);
-    store_tokens(cx, batch)
+    let batch = tokens.borrow_mut().take();
+    store_tokens(cx, None, batch)
 }

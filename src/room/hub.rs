@@ -15,6 +15,7 @@ use protocol::event::ParticipantInfo;
 use protocol::frames::{PresenceChange, ServerFrame};
 use protocol::CloseCode;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{State, WebSocket};
@@ -23,6 +24,58 @@ const PARTICIPANT_TAG: &str = "participant";
 /// Presence changes closer together than this go out together, as one frame per socket: a
 /// burst of joins costs O(N) frames, not one per join per socket.
 const PRESENCE_BATCH_MS: u64 = 50;
+/// What an SSE stream may hold that its reader has not taken; a reader further behind is
+/// cut off and comes back with `Last-Event-ID`.
+const SSE_QUEUE_CHUNKS: usize = 512;
+const SSE_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+/// Sockets, and SSE streams, one user may hold open on one session.
+pub const MAX_CONNECTIONS_PER_USER: usize = 8;
+
+/// What an SSE stream's reader has not taken yet: chunks and bytes.
+#[derive(Clone, Default)]
+pub struct Backlog(Rc<Cell<(usize, usize)>>);
+
+impl Backlog {
+    fn add(&self, bytes: usize) {
+        let (n, total) = self.0.get();
+        self.0.set((n + 1, total + bytes));
+    }
+
+    /// The reader took a chunk of `bytes`.
+    pub fn taken(&self, bytes: usize) {
+        let (n, total) = self.0.get();
+        self.0
+            .set((n.saturating_sub(1), total.saturating_sub(bytes)));
+    }
+
+    fn would_overflow(&self, bytes: usize) -> bool {
+        let (n, total) = self.0.get();
+        n >= SSE_QUEUE_CHUNKS || total + bytes > SSE_QUEUE_BYTES
+    }
+}
+
+/// A live SSE stream: whose it is, where its chunks go, and how far its reader is behind.
+pub struct Stream {
+    pub user_id: String,
+    pub sender: UnboundedSender<Vec<u8>>,
+    pub backlog: Backlog,
+}
+
+impl Stream {
+    /// Queues a chunk; false when the stream is gone, or its reader so far behind that it is
+    /// cut off (dropping the sender ends the response; the reader resumes from its last id).
+    pub fn send(&self, chunk: Vec<u8>) -> bool {
+        if self.backlog.would_overflow(chunk.len()) {
+            return false;
+        }
+        let bytes = chunk.len();
+        let sent = self.sender.unbounded_send(chunk).is_ok();
+        if sent {
+            self.backlog.add(bytes);
+        }
+        sent
+    }
+}
 
 fn user_tag(user_id: &str) -> String {
     format!("user:{user_id}")
@@ -84,7 +137,7 @@ pub struct Hub {
     pending: RefCell<Vec<Delta>>,
     last_presence_ms: Cell<u64>,
     /// Live SSE streams, each with the user it was opened for.
-    sse: RefCell<Vec<(String, UnboundedSender<Vec<u8>>)>>,
+    sse: RefCell<Vec<Stream>>,
     /// The earliest token expiry among participant sockets: `None` until read back from the
     /// attachments (after a wake), then kept as sockets come and their tokens run out.
     earliest_expiry: Cell<Option<Option<u64>>>,
@@ -317,7 +370,7 @@ impl Hub {
         // Dropping a stream's sender ends its response.
         self.sse
             .borrow_mut()
-            .retain(|(user_id, _)| *user_id != participant.user_id);
+            .retain(|stream| stream.user_id != participant.user_id);
         let delta = self.presence.borrow_mut().closed(&participant.id, false);
         if let Some(delta) = delta {
             self.announce(state, delta, now_ms);
@@ -339,19 +392,32 @@ impl Hub {
         broadcast(state.as_raw().as_ref(), PARTICIPANT_TAG, text, &except);
     }
 
-    /// Sends a stored event to every participant socket and SSE stream.
+    /// Sends a stored event to every participant socket and SSE stream; a stream whose reader
+    /// is too far behind is cut off.
     pub fn broadcast_event(&self, state: &State, seq: u64, type_name: &str, json: &str) {
         self.broadcast_sockets(state, json, None);
         let mut streams = self.sse.borrow_mut();
         if !streams.is_empty() {
             let chunk = sse_chunk(seq, type_name, json).into_bytes();
-            streams.retain(|(_, stream)| stream.unbounded_send(chunk.clone()).is_ok());
+            streams.retain(|stream| stream.send(chunk.clone()));
         }
     }
 
-    /// Keeps a stream for live events; it ends when `user_id` loses access.
-    pub fn add_stream(&self, user_id: &str, stream: UnboundedSender<Vec<u8>>) {
-        self.sse.borrow_mut().push((user_id.to_owned(), stream));
+    /// Keeps a stream for live events; it ends when its user loses access.
+    pub fn add_stream(&self, stream: Stream) {
+        self.sse.borrow_mut().push(stream);
+    }
+
+    /// How many sockets and how many open SSE streams the user has on this session.
+    pub fn connections_of(&self, state: &State, user_id: &str) -> (usize, usize) {
+        let sockets = state.get_websockets_with_tag(&user_tag(user_id)).len();
+        let streams = self
+            .sse
+            .borrow()
+            .iter()
+            .filter(|s| s.user_id == user_id && !s.sender.is_closed())
+            .count();
+        (sockets, streams)
     }
 
     // --- the bridge --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 //! The sandbox lifecycle's rules: which deadline the room's one alarm must wake for, what
-//! is due when it fires, how token deltas are batched, and how provider failures back off.
+//! is due when it fires, and how provider failures back off (token batching is in
+//! [`tokens`](super::tokens)).
 //! Pure, so `cargo test` covers every rule; the room feeds it what SQLite and memory hold.
 
 use crate::config::Lifecycle;
@@ -50,6 +51,9 @@ pub struct RoomMeta {
     pub snapshot_pending: Option<String>,
     /// Ended sandboxes the provider has not yet been told to delete.
     pub to_delete: Vec<String>,
+    /// After a failed delete: when to ask again, and how many times it failed in a row.
+    pub cleanup_retry_at: Option<u64>,
+    pub cleanup_failures: u32,
 }
 
 /// Everything the deadlines depend on, read fresh each time.
@@ -65,6 +69,8 @@ pub struct Situation {
     pub retry_at: Option<u64>,
     pub snapshot_pending: bool,
     pub cleanup_pending: bool,
+    /// When a failed delete may be tried again (`None`: at once).
+    pub cleanup_retry_at: Option<u64>,
     /// When the token batch in memory must be stored.
     pub token_flush_at: Option<u64>,
     /// When presence changes held back must be sent.
@@ -128,7 +134,7 @@ impl Situation {
             deadlines.push((0, Due::Snapshot));
         }
         if self.cleanup_pending {
-            deadlines.push((0, Due::Cleanup));
+            deadlines.push((self.cleanup_retry_at.unwrap_or(0), Due::Cleanup));
         }
         if let Some(running) = &self.running {
             deadlines.push((
@@ -168,6 +174,20 @@ pub enum AfterFailure {
     GiveUp,
 }
 
+/// Deletes that failed this many times in a row are given up on: the provider's own timeout
+/// ends the sandbox.
+pub const MAX_CLEANUP_FAILURES: u32 = 6;
+
+/// When to ask the provider again after `failures` failed deletes in a row (from 1): 2 s,
+/// four times longer each time, at most 10 minutes; `None` once it is time to give up.
+pub fn cleanup_retry(failures: u32, now: u64) -> Option<u64> {
+    if failures >= MAX_CLEANUP_FAILURES {
+        return None;
+    }
+    let wait = FIRST_RETRY_MS.saturating_mul(4u64.saturating_pow(failures.saturating_sub(1)));
+    Some(now + wait.min(10 * 60_000))
+}
+
 /// Records a failure at `now` in `failures` (times in ms, pruned to the window) and decides.
 pub fn after_provider_failure(failures: &mut Vec<u64>, now: u64) -> AfterFailure {
     failures.retain(|at| now.saturating_sub(*at) < FAILURE_WINDOW_MS);
@@ -178,66 +198,6 @@ pub fn after_provider_failure(failures: &mut Vec<u64>, now: u64) -> AfterFailure
     }
     let exponent = (failures.len() - 1) as u32;
     AfterFailure::RetryAt(now + FIRST_RETRY_MS * 4u64.pow(exponent))
-}
-
-/// Token deltas waiting to be stored as one `token` event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenBatch {
-    pub message_id: String,
-    pub text: String,
-    pub started_at: u64,
-}
-
-/// Batches token deltas: a delta after a quiet spell is stored at once (the first words
-/// show without delay); under a stream, deltas gather for up to [`Coalescer::MAX_AGE_MS`]
-/// or [`Coalescer::MAX_BYTES`], so one event and one broadcast carry many frames.
-/// Each batch holds only new text; nothing already stored is rewritten.
-#[derive(Debug, Default)]
-pub struct Coalescer {
-    batch: Option<TokenBatch>,
-    last_flush_at: u64,
-}
-
-impl Coalescer {
-    pub const MAX_AGE_MS: u64 = 40;
-    pub const MAX_BYTES: usize = 16 * 1024;
-
-    /// Adds a delta; returns the batches to store now, oldest first.
-    pub fn push(&mut self, message_id: &str, delta: &str, now: u64) -> Vec<TokenBatch> {
-        let mut ready = Vec::new();
-        if self
-            .batch
-            .as_ref()
-            .is_some_and(|b| b.message_id != message_id)
-        {
-            ready.extend(self.take(now));
-        }
-        let quiet = now.saturating_sub(self.last_flush_at) >= Self::MAX_AGE_MS;
-        let batch = self.batch.get_or_insert_with(|| TokenBatch {
-            message_id: message_id.to_owned(),
-            text: String::new(),
-            started_at: now,
-        });
-        batch.text.push_str(delta);
-        let full = batch.text.len() >= Self::MAX_BYTES;
-        let old = now.saturating_sub(batch.started_at) >= Self::MAX_AGE_MS;
-        if quiet || full || old {
-            ready.extend(self.take(now));
-        }
-        ready
-    }
-
-    /// The batch in memory, to store before anything else about its prompt.
-    pub fn take(&mut self, now: u64) -> Option<TokenBatch> {
-        let batch = self.batch.take()?;
-        self.last_flush_at = now;
-        Some(batch)
-    }
-
-    /// When the batch in memory must be stored even if no other delta comes.
-    pub fn flush_at(&self) -> Option<u64> {
-        self.batch.as_ref().map(|b| b.started_at + Self::MAX_AGE_MS)
-    }
 }
 
 #[cfg(test)]
@@ -347,6 +307,25 @@ mod tests {
             1,
             &[Due::Snapshot, Due::Cleanup],
         );
+        // A delete that failed waits for its retry.
+        check(
+            Situation {
+                cleanup_pending: true,
+                cleanup_retry_at: Some(8_000),
+                ..Default::default()
+            },
+            Some(8_000),
+            7_999,
+            &[],
+        );
+    }
+
+    #[test]
+    fn failed_deletes_back_off_then_give_up() {
+        assert_eq!(cleanup_retry(1, 100), Some(2_100));
+        assert_eq!(cleanup_retry(2, 100), Some(8_100));
+        assert_eq!(cleanup_retry(5, 0), Some(512_000));
+        assert_eq!(cleanup_retry(MAX_CLEANUP_FAILURES, 0), None);
     }
 
     #[test]
@@ -370,41 +349,6 @@ mod tests {
         assert_eq!(
             after_provider_failure(&mut failures, FAILURE_WINDOW_MS + 10),
             AfterFailure::RetryAt(FAILURE_WINDOW_MS + 10 + FIRST_RETRY_MS)
-        );
-    }
-
-    #[test]
-    fn coalescing_batches_a_stream_and_flushes_a_lone_delta() {
-        let mut tokens = Coalescer::default();
-        // After a quiet spell the first delta is stored at once.
-        let first = tokens.push("m1", "Hel", 1_000);
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].text, "Hel");
-        // A stream gathers until the batch is old enough.
-        assert!(tokens.push("m1", "lo ", 1_010).is_empty());
-        assert!(tokens.push("m1", "wor", 1_020).is_empty());
-        assert_eq!(tokens.flush_at(), Some(1_010 + Coalescer::MAX_AGE_MS));
-        let batch = tokens.push("m1", "ld", 1_050);
-        assert_eq!(batch.len(), 1);
-        assert_eq!(batch[0].text, "lo world");
-        assert_eq!(tokens.flush_at(), None);
-        // Another prompt's delta stores the pending batch first.
-        assert!(tokens.push("m1", "a", 1_060).is_empty());
-        let batches = tokens.push("m2", "b", 1_070);
-        assert_eq!(
-            batches
-                .iter()
-                .map(|b| b.message_id.as_str())
-                .collect::<Vec<_>>(),
-            ["m1"]
-        );
-        assert_eq!(tokens.take(1_080).map(|b| b.text), Some("b".into()));
-        // A huge delta is stored at once even mid-stream.
-        assert!(tokens.push("m2", "x", 1_081).is_empty());
-        let big = "y".repeat(Coalescer::MAX_BYTES);
-        assert_eq!(
-            tokens.push("m2", &big, 1_082)[0].text.len(),
-            Coalescer::MAX_BYTES + 1
         );
     }
 }

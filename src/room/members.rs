@@ -4,9 +4,9 @@
 use super::api::{Caller, Revocation};
 use super::bridge::flush_tokens;
 use super::context::Ctx;
-use super::lifecycle::Coalescer;
 use super::queue::MessageStatus;
 use super::store::Participant;
+use super::tokens::Coalescer;
 use super::{artifacts, prompts, sandbox};
 use crate::error::Result;
 use crate::ids::new_id;

@@ -18,9 +18,9 @@
 //! - `pulls`: the session's pull request: its draft, its `pr` artifact, webhook updates.
 //! - `hub`: sockets, SSE streams, broadcast, presence.
 //! - `store`: SQLite (migrations in [`schema`]).
-//! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off, token batching),
-//!   [`queue`] (admission, cancellation), [`presence`] (who is online and typing),
-//!   [`ratelimit`] (token buckets).
+//! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off), [`tokens`] (answer
+//!   text by offset, exactly once, and its batching), [`queue`] (admission, cancellation),
+//!   [`presence`] (who is online and typing), [`ratelimit`] (token buckets).
 
 pub mod api;
 pub mod lifecycle;
@@ -28,6 +28,7 @@ pub mod presence;
 pub mod queue;
 pub mod ratelimit;
 pub mod schema;
+pub mod tokens;
 
 #[cfg(target_arch = "wasm32")]
 mod alarm;

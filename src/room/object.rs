@@ -10,9 +10,9 @@ use super::bridge::BridgeLink;
 use super::bridge::{self, Handled};
 use super::context::Ctx;
 use super::hub::{self, Hub, SocketOwner};
-use super::lifecycle::Coalescer;
 use super::ratelimit::RateLimits;
 use super::store::Store;
+use super::tokens::Coalescer;
 use super::{artifacts, git, history, members, prompts, pulls, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
@@ -151,9 +151,13 @@ impl DurableObject for SessionRoom {
         Ok(())
     }
 
+    /// A failed alarm is an error to the platform, which runs it again (with its own back-off).
     async fn alarm(&self) -> worker::Result<Response> {
         if let Err(error) = self.alarm.fire(&self.cx(now_ms()), &self.tokens).await {
             crate::log::error(&format!("room alarm: {error:?}"));
+            return Err(worker::Error::RustError(format!(
+                "the room's alarm failed: {error:?}"
+            )));
         }
         Response::ok("")
     }
@@ -206,13 +210,15 @@ impl SessionRoom {
             }
             RoomRoute::Connect {
                 since,
+                epoch,
                 expires_ms,
                 ticket,
             } => {
                 if !ticket_unused(&cx, ticket.as_ref())? {
                     return respond::refuse_socket(CloseCode::TokenExpired, TICKET_USED);
                 }
-                let response = sockets::join(&cx, &caller(req)?, since, expires_ms)?;
+                let caller = caller(req)?;
+                let response = sockets::join(&cx, &caller, since, epoch.as_deref(), expires_ms)?;
                 self.presence_alarm(&cx).await;
                 // The socket's expiry is one more deadline; the earliest of all is set.
                 if let Err(error) = self.alarm.schedule(&cx, &self.tokens).await {
@@ -234,6 +240,10 @@ impl SessionRoom {
             }
             RoomRoute::Selection => {
                 let participant = members::ensure_participant(&cx, &caller(req)?)?;
+                self.rates
+                    .borrow_mut()
+                    .selections
+                    .take(&participant.user_id, cx.now)?;
                 let selection = DomSelection::from_body(&req.bytes().await?, cx.limits())?;
                 let artifact_id = artifacts::add_selection(&cx, &participant, selection)?;
                 respond::json(201, &json!({ "artifact_id": artifact_id }))
@@ -243,10 +253,11 @@ impl SessionRoom {
                 if !ticket_unused(&cx, ticket.as_ref())? {
                     return Err(ApiError::new(ErrorCode::Unauthorized, TICKET_USED).into());
                 }
-                history::stream(&cx, since, &caller(req)?.user_id)
+                history::stream(&cx, &caller(req)?.user_id, since)
             }
             RoomRoute::Messages { after_seq, limit } => history::messages(&cx, after_seq, limit),
             RoomRoute::Artifacts { after_seq, limit } => history::artifacts(&cx, after_seq, limit),
+            RoomRoute::Artifact { id } => history::artifact(&cx, &id),
             RoomRoute::Bridge => bridge::accept(&cx, req),
             RoomRoute::Stop => {
                 prompts::stop(&cx, &self.tokens)?;

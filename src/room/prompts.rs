@@ -4,10 +4,10 @@
 use super::bridge::{flush_tokens, to_bridge};
 use super::context::Ctx;
 use super::hub;
-use super::lifecycle::Coalescer;
 use super::queue::{self, MessageStatus};
 use super::ratelimit::RateLimits;
 use super::store::{MessageRow, NewMessage, Participant};
+use super::tokens::Coalescer;
 use crate::error::Result;
 use crate::ids::new_sortable_id;
 use protocol::bridge::{GitAuthor, PromptContext, PromptJob, ToBridge};
@@ -126,12 +126,24 @@ pub fn cancel(cx: &Ctx, message_id: &str) -> Result<()> {
 
 /// Ends a prompt that is not running: its status in `messages` and a `prompt_finished` event.
 pub fn finish(cx: &Ctx, message_id: &str, status: PromptStatus, error: Option<&str>) -> Result<()> {
+    finish_with(cx, message_id, status, error, false)
+}
+
+/// [`finish`], saying whether the stored answer text is shorter than what the agent produced.
+fn finish_with(
+    cx: &Ctx,
+    message_id: &str,
+    status: PromptStatus,
+    error: Option<&str>,
+    incomplete_text: bool,
+) -> Result<()> {
     cx.store
         .finish_message(message_id, MessageStatus::from(status), error, cx.now)?;
     cx.emit(EventBody::PromptFinished {
         message_id: message_id.to_owned(),
         status,
         error: error.map(str::to_owned),
+        incomplete_text,
     })
     .map(drop)
 }
@@ -217,11 +229,22 @@ pub fn finish_running(
     status: PromptStatus,
     error: Option<&str>,
 ) -> Result<()> {
+    finish_running_with(cx, tokens, status, error, false)
+}
+
+/// [`finish_running`], saying whether answer text was lost (`done` named more than is stored).
+pub fn finish_running_with(
+    cx: &Ctx,
+    tokens: &RefCell<Coalescer>,
+    status: PromptStatus,
+    error: Option<&str>,
+    incomplete_text: bool,
+) -> Result<()> {
     let Some(message_id) = cx.store.running_id()? else {
         return Ok(());
     };
     flush_tokens(cx, tokens)?;
-    finish(cx, &message_id, status, error)?;
+    finish_with(cx, &message_id, status, error, incomplete_text)?;
     cx.store
         .update_lifecycle(|meta| meta.stop_requested = None)?;
     let Some(sandbox) = cx.store.live_sandbox()? else {

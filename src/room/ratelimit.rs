@@ -68,11 +68,13 @@ impl RateLimit {
     }
 }
 
-/// The two limits every participant is held to.
+/// The limits every participant is held to. Selections (up to 1 MiB each) count like
+/// prompts, in a bucket of their own.
 #[derive(Debug)]
 pub struct RateLimits {
     pub frames: RateLimit,
     pub prompts: RateLimit,
+    pub selections: RateLimit,
 }
 
 impl RateLimits {
@@ -80,6 +82,11 @@ impl RateLimits {
         RateLimits {
             frames: RateLimit::new(limits.frames_per_window, limits.rate_window_ms, "frames"),
             prompts: RateLimit::new(limits.prompts_per_window, limits.rate_window_ms, "prompts"),
+            selections: RateLimit::new(
+                limits.prompts_per_window,
+                limits.rate_window_ms,
+                "selections",
+            ),
         }
     }
 }

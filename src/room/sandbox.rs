@@ -7,10 +7,12 @@
 use super::bridge::to_bridge;
 use super::context::Ctx;
 use super::lifecycle::{
-    after_provider_failure, AfterFailure, Coalescer, FAILURE_WINDOW_MS, MAX_FAILURES,
+    after_provider_failure, cleanup_retry, AfterFailure, FAILURE_WINDOW_MS, MAX_CLEANUP_FAILURES,
+    MAX_FAILURES,
 };
 use super::prompts;
 use super::store::SandboxRow;
+use super::tokens::Coalescer;
 use crate::error::Result;
 use crate::ids::{new_id, new_secret_token};
 use crate::provider::ProviderClient;
@@ -118,6 +120,10 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
             }
             cx.store
                 .end_sandbox(&sandbox_id, SandboxState::Failed, Some(&error.0), cx.now)?;
+            // A create that timed out may still have made the sandbox: it is deleted too (a
+            // sandbox the provider does not know counts as deleted).
+            cx.store
+                .update_lifecycle(|meta| meta.to_delete.push(sandbox_id.clone()))?;
             if restored_from.is_some() {
                 // A snapshot that cannot be restored would fail every retry the same way.
                 cx.store
@@ -165,6 +171,7 @@ fn end(cx: &Ctx, status: SandboxState, reason: &str) -> Result<Option<SandboxRow
     };
     cx.store
         .end_sandbox(&sandbox.id, status, Some(reason), cx.now)?;
+    cx.store.forget_acks(&sandbox.id)?;
     cx.hub.end_bridge(
         cx.state,
         &sandbox.id,
@@ -244,19 +251,42 @@ pub async fn snapshot(cx: &Ctx<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Tells the provider to delete the sandboxes that ended.
+/// Tells the provider to delete the sandboxes that ended. Those it could not delete are asked
+/// again later, backing off ([`cleanup_retry`]), and given up on after a few tries (the
+/// provider's own timeout ends them).
 pub async fn cleanup(cx: &Ctx<'_>) -> Result<()> {
     let to_delete = cx.store.lifecycle()?.to_delete;
+    let mut failed = Vec::new();
     if let Ok(client) = ProviderClient::new(&cx.config.provider, &cx.config.env) {
         for sandbox_id in &to_delete {
             if let Err(error) = client.delete(sandbox_id).await {
-                // The provider's own timeout ends it eventually; nothing waits on this.
                 crate::log::error(&format!("deleting sandbox {sandbox_id}: {}", error.0));
+                failed.push(sandbox_id.clone());
             }
         }
     }
+    let now = now_ms().max(cx.now);
     cx.store
-        .update_lifecycle(|meta| meta.to_delete.retain(|id| !to_delete.contains(id)))
+        .update_lifecycle(|meta| {
+            // Sandboxes that ended while the provider was asked stay for the next round.
+            meta.to_delete
+                .retain(|id| !to_delete.contains(id) || failed.contains(id));
+            if failed.is_empty() {
+                meta.cleanup_failures = 0;
+                meta.cleanup_retry_at = None;
+                return;
+            }
+            meta.cleanup_failures += 1;
+            meta.cleanup_retry_at = cleanup_retry(meta.cleanup_failures, now);
+            if meta.cleanup_retry_at.is_none() {
+                crate::log::error(&format!(
+                    "giving up on deleting {} sandboxes after {MAX_CLEANUP_FAILURES} tries",
+                    failed.len()
+                ));
+                meta.to_delete.retain(|id| !failed.contains(id));
+                meta.cleanup_failures = 0;
+            }
+        })
         .map(drop)
 }
 

@@ -4,11 +4,11 @@
 use super::api::Caller;
 use super::context::Ctx;
 use super::history;
-use super::hub;
-use super::lifecycle::Coalescer;
+use super::hub::{self, MAX_CONNECTIONS_PER_USER};
 use super::members::ensure_participant;
 use super::prompts;
 use super::ratelimit::RateLimits;
+use super::tokens::Coalescer;
 use crate::error::Result;
 use crate::respond;
 use protocol::event::Source;
@@ -17,16 +17,32 @@ use protocol::{ApiError, CloseCode, ErrorCode};
 use std::cell::RefCell;
 use worker::{Response, WebSocket, WebSocketIncomingMessage, WebSocketPair};
 
-/// Accepts a participant socket: `welcome` (with the full presence), then every event after
-/// `since`, then live events. Nothing awaits in between, so no event can slip between replay
-/// and live. The socket is closed with 4001 at `expires_ms`, when its token runs out.
-pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>, expires_ms: u64) -> Result<Response> {
+/// Accepts a participant socket: `welcome` (with the full presence), then the events after
+/// `since` (the newest ~1 MiB of them; `welcome.replay_from` says where they start), then live
+/// events. Nothing awaits in between, so no event can slip between replay and live. A `since`
+/// beyond the log, or an `epoch` of another log, replays from the beginning
+/// (`recovered: false`): the client must reset its view. The socket is closed with 4001 at
+/// `expires_ms`, when its token runs out.
+pub fn join(
+    cx: &Ctx,
+    caller: &Caller,
+    since: Option<u64>,
+    client_epoch: Option<&str>,
+    expires_ms: u64,
+) -> Result<Response> {
     let session = cx.store.existing_session()?;
     if session.is_archived() {
         let archived = CloseCode::Archived;
         return respond::refuse_socket(archived, archived.default_reason());
     }
     let participant = ensure_participant(cx, caller)?;
+    if cx.hub.connections_of(cx.state, &participant.user_id).0 >= MAX_CONNECTIONS_PER_USER {
+        let too_many = CloseCode::TooMany;
+        let reason = format!(
+            "at most {MAX_CONNECTIONS_PER_USER} connections per user on a session; close one first"
+        );
+        return respond::refuse_socket(too_many, &reason);
+    }
     let pair = WebSocketPair::new()?;
     let socket = pair.server;
     cx.hub
@@ -35,16 +51,28 @@ pub fn join(cx: &Ctx, caller: &Caller, since: Option<u64>, expires_ms: u64) -> R
     if !online.iter().any(|p| p.id == participant.id) {
         online.push(participant.info());
     }
+    let last_seq = cx.store.last_seq()?;
+    let epoch = cx.store.epoch()?;
+    let recovered = since
+        .is_none_or(|since| since <= last_seq && client_epoch.is_none_or(|client| client == epoch));
+    let since = since.map(|since| if recovered { since } else { 0 });
+    let replay_from = match since {
+        Some(since) => history::replay_start(cx, since)?,
+        None => last_seq + 1,
+    };
     let welcome = ServerFrame::Welcome {
         participant: participant.info(),
         session: serde_json::to_value(&session)?,
         online,
         typing: cx.hub.typing_now(cx.now),
-        last_seq: cx.store.last_seq()?,
+        last_seq,
+        epoch,
+        recovered,
+        replay_from,
     };
     hub::send(&socket, &welcome.to_json());
-    if let Some(since) = since {
-        history::replay(cx, &socket, since)?;
+    if since.is_some() {
+        history::replay(cx, &socket, replay_from)?;
     }
     cx.hub.joined(cx.state, &participant, cx.now);
     Ok(Response::from_websocket(pair.client)?)

@@ -174,6 +174,7 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
     log: () => logText,
     stop,
     restart,
+    crash,
   };
 
   let logText = '';
@@ -186,8 +187,8 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
     if (process.env.TEST_SERVER_LOG) process.stderr.write(chunk);
   }
 
-  async function launch() {
-    const port = await freePort();
+  async function launch(samePort = null) {
+    const port = samePort ?? (await freePort());
     const inspectorPort = await freePort();
     const args = [
       'dev',
@@ -267,6 +268,23 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
   async function stop() {
     await halt();
     if (ownsDir) await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Kills wrangler and workerd with SIGKILL (no chance to finish anything) and starts them again
+   * on the same persisted state and the same port, so sandboxes dial back to the same address.
+   */
+  async function crash() {
+    const proc = child;
+    if (proc) {
+      child = null;
+      killGroup(proc.pid, 'SIGKILL');
+      await Promise.race([exited, sleep(5_000)]);
+      await waitGroupGone(proc.pid, 5_000);
+      liveGroups.delete(proc.pid);
+    }
+    await launch(server.port);
+    return server;
   }
 
   /** Stops wrangler and starts it again on the same persisted state (a new port). */

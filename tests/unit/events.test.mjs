@@ -54,7 +54,7 @@ test('a reconnect asks since the last seq received, and its replay shows only wh
   // The socket drops; the new one connects with since=4 and the room replays 5 and 6 (and,
   // were it ever to repeat one, it would be dropped).
   assert.equal(log.since, 4);
-  assert.deepEqual(log.welcome(6), { restart: false, loadEarlier: false });
+  assert.deepEqual(log.welcome(6), { reset: false, restart: false, loadEarlier: false });
   assert.deepEqual(live(log, 4, 5, 6, 7), ['duplicate', 'new', 'new', 'new']);
   assert.equal(log.since, 7);
 });
@@ -103,20 +103,20 @@ test('a welcome forgets a history request the old socket did not answer', () => 
 test('a welcome after a reload with little coming asks for a page below to fill the screen', () => {
   const log = new EventLog({ page: 100 });
   log.open(500, 495);
-  assert.deepEqual(log.welcome(500), { restart: false, loadEarlier: true });
+  assert.deepEqual(log.welcome(500), { reset: false, restart: false, loadEarlier: true });
   const fresh = new EventLog({ page: 100 });
   fresh.open(500);
-  assert.deepEqual(fresh.welcome(500), { restart: false, loadEarlier: false }, 'a full page is coming');
+  assert.deepEqual(fresh.welcome(500), { reset: false, restart: false, loadEarlier: false }, 'a full page is coming');
   const short = new EventLog({ page: 100 });
   short.open(30);
-  assert.deepEqual(short.welcome(30), { restart: false, loadEarlier: false }, 'everything from seq 1 is coming');
+  assert.deepEqual(short.welcome(30), { reset: false, restart: false, loadEarlier: false }, 'everything from seq 1 is coming');
 });
 
 test('a session with fewer events than the page holds resets the page', () => {
   const log = new EventLog({ page: 10 });
   log.open(0);
   live(log, ...range(1, 40));
-  assert.deepEqual(log.welcome(25), { restart: true, loadEarlier: false });
+  assert.deepEqual(log.welcome(25), { reset: false, restart: true, loadEarlier: false });
   assert.equal(log.since, 15, 'starts again one page before the new end');
   assert.equal(log.size, 0, 'holds nothing');
   assert.deepEqual(live(log, 16, 17), ['new', 'new'], 'seqs shown before the reset come again');
@@ -133,4 +133,52 @@ test('the HTTP tail of an archived session shows each event once and moves since
   assert.deepEqual(log.tail([]), []);
   assert.deepEqual(seqs(log.history(range(11, 20).map((s) => ev(s)))), range(11, 20));
   assert.equal(log.floor, 11);
+});
+
+const welcomeOf = (last_seq, epoch, { recovered = true, replay_from } = {}) => ({
+  type: 'welcome',
+  last_seq,
+  epoch,
+  recovered,
+  replay_from: replay_from ?? last_seq + 1,
+});
+
+test('a welcome of the same log continues; one of another log or not recovered starts over at replay_from', () => {
+  const log = new EventLog({ page: 100 });
+  log.open(10, 10, 'ep_a');
+  assert.equal(log.epoch, 'ep_a');
+  // The same log, replaying right after what the page holds: nothing to reset.
+  assert.deepEqual(log.welcome(welcomeOf(12, 'ep_a', { replay_from: 11 })), { reset: false, restart: false, loadEarlier: true });
+  assert.deepEqual(live(log, 11, 12), ['new', 'new']);
+  // The room says it could not continue (since beyond its log): start over from its replay.
+  const reset = log.welcome(welcomeOf(3, 'ep_b', { recovered: false, replay_from: 1 }));
+  assert.deepEqual(reset, { reset: true, restart: false, loadEarlier: false });
+  assert.equal(log.epoch, 'ep_b');
+  assert.equal(log.size, 0);
+  assert.deepEqual(live(log, 1, 2, 3), ['new', 'new', 'new'], 'seqs of the new log are not taken for duplicates');
+  // Another epoch even with recovered (a room that kept the seq numbers): start over too.
+  assert.equal(log.welcome(welcomeOf(3, 'ep_c', { replay_from: 4 })).reset, true);
+  assert.equal(log.since, 3);
+});
+
+test('a replay that starts beyond what the page holds (only its newest MiB) starts the page over there and fills below', () => {
+  const log = new EventLog({ page: 100 });
+  log.open(5000, 10, 'ep_a');
+  const { reset, loadEarlier } = log.welcome(welcomeOf(5000, 'ep_a', { replay_from: 4001 }));
+  assert.ok(reset);
+  assert.ok(loadEarlier);
+  assert.equal(log.since, 4000);
+  assert.deepEqual(live(log, 4001, 4002), ['new', 'new']);
+  assert.deepEqual(log.requestBelow(), { before_seq: 4001, limit: 100 });
+});
+
+test('a stored seq without its epoch, or a welcome without one, keeps the older rules', () => {
+  const log = new EventLog({ page: 100 });
+  log.open(10, 10);
+  assert.equal(log.epoch, null);
+  assert.equal(log.welcome(welcomeOf(10, 'ep_a')).reset, false);
+  assert.equal(log.epoch, 'ep_a');
+  const old = new EventLog({ page: 100 });
+  old.open(10, 10, 'ep_a');
+  assert.deepEqual(old.welcome({ type: 'welcome', last_seq: 5 }), { reset: false, restart: true, loadEarlier: false });
 });

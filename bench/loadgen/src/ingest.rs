@@ -164,9 +164,11 @@ async fn stream_tokens(
             .skip(offset)
             .take(delta_len)
             .collect();
+        // No offset: the room appends each delta to what it holds.
         let frame = FromBridge::Token {
             message_id: message_id.to_string(),
             delta,
+            offset: None,
         };
         conn::feed(
             &mut bridge.sink,
@@ -319,6 +321,7 @@ pub async fn run(job: &Value) -> Result<Value, String> {
                     message_id: message_id.clone(),
                     ok: true,
                     error: None,
+                    text_bytes: None,
                     ack_id: ack_id.clone(),
                 })
                 .await?;

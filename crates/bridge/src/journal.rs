@@ -97,6 +97,7 @@ mod tests {
                 message_id: "m1".into(),
                 ok: true,
                 error: None,
+                text_bytes: Some(3),
                 ack_id: "b1-2".into(),
             }],
             active: None,

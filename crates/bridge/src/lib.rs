@@ -11,6 +11,7 @@
 //! - [`journal`]: the outbox and prompt state on disk, for a bridge started again.
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
+//! - [`budget`]: how many `error` frames may go out a minute (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
 //! - [`credentials`]: `bridge credential`, git's credential helper, and the relay in `bridge run`
 //!   that asks the coordinator for each credential.
@@ -29,6 +30,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod budget;
 pub mod config;
 pub mod credentials;
 pub mod error;

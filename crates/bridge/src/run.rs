@@ -3,6 +3,7 @@
 
 use crate::agent::{stop_pair, Agent};
 use crate::backoff::Backoff;
+use crate::budget::{ErrorBudget, Verdict};
 use crate::config::RunConfig;
 use crate::credentials::relay::{Coordinator, Relay};
 use crate::error::{Error, Result};
@@ -147,6 +148,8 @@ struct Bridge {
     frames: mpsc::UnboundedReceiver<FromBridge>,
     frames_open: bool,
     journal: JournalFile,
+    errors: ErrorBudget,
+    started: std::time::Instant,
 }
 
 /// How many finished prompts the journal remembers.
@@ -208,6 +211,8 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         frames: frames_rx,
         frames_open: true,
         journal,
+        errors: ErrorBudget::default(),
+        started: std::time::Instant::now(),
     };
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
@@ -316,6 +321,8 @@ impl Bridge {
                     "the bridge restarted while this prompt ran; what it did before is in the workspace"
                         .into(),
                 ),
+                // This process did not see the prompt's text; the room counts what it has.
+                text_bytes: Some(0),
                 ack_id: String::new(),
             });
         }
@@ -401,10 +408,21 @@ impl Bridge {
         Ok(())
     }
 
-    fn queue(&mut self, frame: FromBridge) {
+    fn queue(&mut self, mut frame: FromBridge) {
         if let FromBridge::Done { message_id, .. } = &frame {
             self.prompts.finished(message_id);
             self.stops.remove(message_id);
+        }
+        if let FromBridge::Error { message, .. } = &mut frame {
+            let now = self.started.elapsed().as_millis() as u64;
+            match self.errors.admit(std::mem::take(message), now) {
+                Verdict::Send(text) => *message = text,
+                Verdict::HoldBack => return,
+            }
+        }
+        // The room refuses a frame over its limit: cut it here (room for the ack id kept).
+        if !matches!(frame, FromBridge::Token { .. }) {
+            protocol::cut::fit_frame(&mut frame, protocol::cut::BRIDGE_FRAME_BYTES - 1024);
         }
         if self.outbox.push(frame).is_some() {
             // Critical: on disk before it is sent, so a restarted bridge sends it again.
@@ -457,6 +475,14 @@ impl Bridge {
                 if self.outbox.ack(&ack_id) {
                     self.save_journal();
                 }
+            }
+            ToBridge::TokensAck { message_id, offset } => self.outbox.ack_text(&message_id, offset),
+            ToBridge::Resume { message_id, offset } => {
+                crate::log!(
+                    "run",
+                    "the room holds {offset} bytes of the answer to {message_id}; sending the rest"
+                );
+                self.outbox.ack_text(&message_id, offset);
             }
             ToBridge::Shutdown {} => return true,
         }

@@ -38,10 +38,28 @@ pub struct PromptJob {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToBridge {
     Prompt(PromptJob),
-    Stop { message_id: String },
-    Snapshot { reason: String },
+    Stop {
+        message_id: String,
+    },
+    Snapshot {
+        reason: String,
+    },
     Shutdown {},
-    Ack { ack_id: String },
+    Ack {
+        ack_id: String,
+    },
+    /// The room has stored the prompt's answer text up to `offset` (bytes): the bridge may
+    /// forget the text before it. Sent after each stored batch.
+    TokensAck {
+        message_id: String,
+        offset: u64,
+    },
+    /// Sent on `ready` for the prompt still running: the room holds its text up to `offset`,
+    /// and the bridge sends again whatever it has after that.
+    Resume {
+        message_id: String,
+        offset: u64,
+    },
 }
 
 /// An artifact the agent produced; the coordinator gives it an id.
@@ -71,6 +89,10 @@ pub enum FromBridge {
     Token {
         message_id: String,
         delta: String,
+        /// The bytes (UTF-8) of answer text before this delta in its prompt. Absent from
+        /// bridges older than offsets: the room then appends the delta to what it holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
     },
     ToolCall {
         #[serde(flatten)]
@@ -95,6 +117,10 @@ pub enum FromBridge {
         ok: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The bytes of answer text the prompt produced; the room compares it with what it
+        /// stored and says so when text was lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text_bytes: Option<u64>,
         ack_id: String,
     },
     Error {
@@ -152,6 +178,8 @@ mod tests {
                 status: ToolStatus::Completed,
                 input: Some(serde_json::json!({"command": "ls"})),
                 output: Some("README.md".into()),
+                truncated: false,
+                artifact_id: None,
             },
             ack_id: Some("a1".into()),
         };
@@ -185,5 +213,51 @@ mod tests {
         .unwrap();
         assert_eq!(job.push_branch, None);
         assert!(!serde_json::to_string(&job).unwrap().contains("push_branch"));
+    }
+
+    #[test]
+    fn token_offsets_and_their_acknowledgements() {
+        let token: FromBridge =
+            serde_json::from_str(r#"{"type":"token","message_id":"m","delta":"hé","offset":7}"#)
+                .unwrap();
+        assert_eq!(
+            token,
+            FromBridge::Token {
+                message_id: "m".into(),
+                delta: "hé".into(),
+                offset: Some(7)
+            }
+        );
+        let legacy: FromBridge =
+            serde_json::from_str(r#"{"type":"token","message_id":"m","delta":"x"}"#).unwrap();
+        assert!(matches!(legacy, FromBridge::Token { offset: None, .. }));
+        assert_eq!(
+            serde_json::to_string(&ToBridge::TokensAck {
+                message_id: "m".into(),
+                offset: 9
+            })
+            .unwrap(),
+            r#"{"type":"tokens_ack","message_id":"m","offset":9}"#
+        );
+        let resume: ToBridge =
+            serde_json::from_str(r#"{"type":"resume","message_id":"m","offset":3}"#).unwrap();
+        assert_eq!(
+            resume,
+            ToBridge::Resume {
+                message_id: "m".into(),
+                offset: 3
+            }
+        );
+        let done: FromBridge = serde_json::from_str(
+            r#"{"type":"done","message_id":"m","ok":true,"text_bytes":12,"ack_id":"a"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            done,
+            FromBridge::Done {
+                text_bytes: Some(12),
+                ..
+            }
+        ));
     }
 }

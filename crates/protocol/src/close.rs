@@ -13,6 +13,8 @@ pub enum CloseCode {
     GoingAway,
     /// A frame over the platform's size limit.
     TooLarge,
+    /// Over a per-user cap (sockets per session): close one elsewhere before opening another.
+    TooMany,
     /// The room could not make sense of the socket (no identity attached).
     Internal,
     /// A newer connection of the same sandbox replaced this bridge socket.
@@ -35,6 +37,7 @@ impl CloseCode {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
             CloseCode::TooLarge => 1009,
+            CloseCode::TooMany => 1008,
             CloseCode::Internal => 1011,
             CloseCode::Replaced => 4000,
             CloseCode::TokenExpired => 4001,
@@ -50,6 +53,7 @@ impl CloseCode {
             CloseCode::Normal => "closed",
             CloseCode::GoingAway => "going away",
             CloseCode::TooLarge => "a frame was over the size limit",
+            CloseCode::TooMany => "too many connections of this user to this session",
             CloseCode::Internal => "the room could not identify this socket",
             CloseCode::Replaced => "replaced by a newer connection of the same sandbox",
             CloseCode::TokenExpired => "the participant token has expired; fetch a new one",

@@ -70,6 +70,12 @@ pub struct ToolCall {
     pub input: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// `input` or `output` was cut (to [`crate::cut::STORED_FIELD_BYTES`] in a stored event);
+    /// the whole is in the `file` artifact `artifact_id`, when the room kept it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +84,11 @@ pub struct FileEdit {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
+    /// `diff` was cut; the whole is in the `file` artifact `artifact_id`, when the room kept it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
 }
 
 /// Something the session produced or was given: a DOM selection, a PR, a file…
@@ -183,6 +194,10 @@ pub enum EventBody {
     Token {
         message_id: String,
         delta: String,
+        /// The bytes of the prompt's answer text before this delta; a client that already
+        /// holds text from this offset drops the delta.
+        #[serde(default)]
+        offset: u64,
     },
     ToolCall(ToolCall),
     FileEdit(FileEdit),
@@ -199,6 +214,10 @@ pub enum EventBody {
         status: PromptStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The stored answer text is shorter than what the agent produced; `error` says how
+        /// much is missing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        incomplete_text: bool,
     },
     SandboxStatus {
         status: SandboxState,
@@ -274,6 +293,7 @@ mod tests {
             body: EventBody::Token {
                 message_id: "msg_1".into(),
                 delta: "hi".into(),
+                offset: 5,
             },
         };
         let json = event.to_json();
@@ -281,6 +301,7 @@ mod tests {
         assert_eq!(value["type"], "token");
         assert_eq!(value["seq"], 42);
         assert_eq!(value["delta"], "hi");
+        assert_eq!(value["offset"], 5);
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
         assert_eq!(event.body.type_name(), "token");
     }
@@ -304,6 +325,7 @@ mod tests {
                 message_id: "m".into(),
                 status: PromptStatus::TimedOut,
                 error: None,
+                incomplete_text: false,
             },
             EventBody::SandboxStatus {
                 status: SandboxState::Spawning,

@@ -426,6 +426,16 @@ pub enum ServerFrame {
         online: Vec<ParticipantInfo>,
         typing: Vec<ParticipantInfo>,
         last_seq: u64,
+        /// The session log's identity: random, fixed for the life of the log. A client passes
+        /// it back (`epoch=`) with `since=`.
+        epoch: String,
+        /// False when the client's `since` (beyond `last_seq`) or `epoch` (another log's) could
+        /// not be honoured: the replay then starts from the beginning and the client resets
+        /// its view.
+        recovered: bool,
+        /// The first seq the replay sends: the newest events up to about 1 MiB come now, the
+        /// rest below it a `history` page at a time.
+        replay_from: u64,
     },
     Pong,
     /// Changes of presence since the last such frame, in order. A joiner gets the whole

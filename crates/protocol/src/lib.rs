@@ -9,6 +9,7 @@
 //! - [`api`]: HTTP request and response bodies of the coordinator.
 //! - [`selection`]: DOM selections posted by the Chrome extension.
 //! - [`bridge`]: frames between the coordinator and the sandbox bridge.
+//! - [`cut`]: cutting tool calls, file edits and frames to a size, on a character boundary.
 //! - [`provider`]: the sandbox provider API and its request signature.
 //! - [`token`]: HMAC-signed participant tokens.
 //! - [`git`]: branch names, session branches, git credentials, local git host tokens.
@@ -34,6 +35,7 @@ pub mod api;
 pub mod bridge;
 pub mod close;
 pub mod crypto;
+pub mod cut;
 pub mod error;
 pub mod event;
 pub mod frames;

@@ -4,8 +4,10 @@
 // and what to request, and shows it.
 //
 // The page holds every event from `floor` to `highest`, plus stray ones it was given outside
-// that range. The socket connects with `since = highest` so the room replays exactly what came
-// after; what lies below `floor` comes a page at a time.
+// that range. The socket connects with `since = highest` (and the log's `epoch`) so the room
+// replays exactly what came after; what lies below `floor` comes a page at a time. When the room
+// cannot continue from there (its log was reset, or the replay would be too long and starts at
+// its newest part), the page starts over where the replay starts.
 
 export const PAGE = 100; // events per history page (the coordinator allows up to 500)
 
@@ -19,6 +21,8 @@ export class EventLog {
   constructor({ page = PAGE } = {}) {
     this.page = page;
     this.seen = new Set();
+    /** The log the page holds events of, as the room's `welcome` named it (null: not known). */
+    this.epoch = null;
     this.startAt(0);
   }
 
@@ -37,9 +41,11 @@ export class EventLog {
    * Where a page opening a session starts: after the seq an earlier visit stored, when the
    * session still has it, else one page before the end.
    */
-  open(lastSeq, storedSeq = null) {
+  open(lastSeq, storedSeq = null, storedEpoch = null) {
     const last = Number.isInteger(lastSeq) && lastSeq > 0 ? lastSeq : 0;
-    this.startAt(Number.isInteger(storedSeq) && storedSeq > 0 && storedSeq <= last ? storedSeq : last - this.page);
+    const resumes = Number.isInteger(storedSeq) && storedSeq > 0 && storedSeq <= last;
+    this.startAt(resumes ? storedSeq : last - this.page);
+    this.epoch = resumes && typeof storedEpoch === 'string' ? storedEpoch : null;
   }
 
   /** What to send as `since=` when (re)connecting. */
@@ -57,19 +63,34 @@ export class EventLog {
   }
 
   /**
-   * The `welcome` of a new socket, with the session's `last_seq`. `restart`: the session has
-   * fewer events than the page holds (its storage was reset), so the page has started over and
-   * must reconnect; `loadEarlier`: so little is coming that a history page should fill the screen.
-   * A history request sent on an earlier socket is forgotten: its answer will not come.
+   * The `welcome` of a new socket (the whole frame, or the session's `last_seq` alone).
+   * `reset`: the room's replay does not continue what the page holds (`recovered: false`, the
+   * log was reset, or `replay_from` lies beyond what the page has: only the newest part of a
+   * long replay comes), so the page has started over where the replay starts and must clear
+   * what it shows; the replay on this socket follows. `restart`: (a coordinator that sends no
+   * epoch) the session has fewer events than the page holds, so the page has started over and
+   * must reconnect. `loadEarlier`: so little is coming that a history page should fill the
+   * screen. A history request sent on an earlier socket is forgotten: its answer will not come.
    */
-  welcome(lastSeq) {
+  welcome(frame) {
     this.historyPending = false;
+    const isFrame = frame !== null && typeof frame === 'object';
+    const lastSeq = isFrame ? frame.last_seq : frame;
+    if (isFrame && typeof frame.epoch === 'string') {
+      const from = Number.isInteger(frame.replay_from) && frame.replay_from > 0 ? frame.replay_from : this.highest + 1;
+      const sameLog = this.epoch === null || this.epoch === frame.epoch;
+      this.epoch = frame.epoch;
+      if (frame.recovered === false || !sameLog || from > this.highest + 1) {
+        this.startAt(from - 1);
+        return { reset: true, restart: false, loadEarlier: this.floor > 1 };
+      }
+    }
     if (Number.isInteger(lastSeq) && lastSeq < this.highest) {
       this.startAt(lastSeq - this.page);
-      return { restart: true, loadEarlier: false };
+      return { reset: false, restart: true, loadEarlier: false };
     }
     const coming = Number.isInteger(lastSeq) ? lastSeq - this.highest : 0;
-    return { restart: false, loadEarlier: this.floor > 1 && this.size + coming < this.page / 2 };
+    return { reset: false, restart: false, loadEarlier: this.floor > 1 && this.size + coming < this.page / 2 };
   }
 
   /**

@@ -36,11 +36,20 @@ function storedSeq(sid) {
   }
 }
 
-function storeSeq(sid, seq) {
+function storeSeq(sid, seq, epoch) {
   try {
     sessionStorage.setItem(lastSeqKey(sid), String(seq));
+    if (epoch) sessionStorage.setItem(`${lastSeqKey(sid)}.epoch`, epoch);
   } catch {
     // storage full or disabled: a reload then starts from the last page
+  }
+}
+
+function storedEpoch(sid) {
+  try {
+    return sessionStorage.getItem(`${lastSeqKey(sid)}.epoch`);
+  } catch {
+    return null;
   }
 }
 
@@ -231,7 +240,16 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
   }
 
   function onWelcome(frame) {
-    const { restart, loadEarlier: fill } = log.welcome(frame.last_seq);
+    const { reset, restart, loadEarlier: fill } = log.welcome(frame);
+    if (reset) {
+      // Another log, or only its newest part is coming: show what this socket replays, and
+      // what lies below it as the reader scrolls up.
+      timeline.clear();
+      prompts.clear();
+      renderQueue();
+      storeSeq(sessionId, log.highest, log.epoch);
+      earlier.hidden = !log.moreBelow;
+    }
     if (restart) {
       // The session has fewer events than this page remembers (its storage was reset): start over.
       timeline.clear();
@@ -271,7 +289,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
       return;
     }
     if (verdict !== 'new') return;
-    storeSeq(sessionId, log.highest);
+    storeSeq(sessionId, log.highest, log.epoch);
     keepingBottom(() => show([event], true));
   }
 
@@ -560,7 +578,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
     if (info.sandbox?.status) showSandbox(info.sandbox.status);
     renderShare();
 
-    log.open(info.last_seq, storedSeq(sessionId));
+    log.open(info.last_seq, storedSeq(sessionId), storedEpoch(sessionId));
     earlier.hidden = !log.moreBelow;
 
     if (info.session?.status === 'archived') {
@@ -572,6 +590,7 @@ export function sessionView(main, { sessionId, me: user, onSignOut, onUnauthoriz
       sessionId,
       mintTicket: () => api.ticket(sessionId),
       since: () => log.since,
+      epoch: () => log.epoch,
       onFrame,
       onState: (s) => {
         if (state.disposed) return;

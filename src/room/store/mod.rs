@@ -7,6 +7,8 @@
 
 mod log;
 mod queue;
+
+pub use log::PAGE_BYTES;
 pub mod rows;
 mod sandboxes;
 
@@ -26,6 +28,8 @@ use worker::{SqlStorage, SqlStorageValue as V};
 
 /// The key of the lifecycle record in `room_meta`.
 const LIFECYCLE_KEY: &str = "lifecycle";
+/// The key of the log's epoch in `room_meta`.
+const EPOCH_KEY: &str = "epoch";
 
 /// The single value of a one-column query, named `n`.
 #[derive(Deserialize)]
@@ -52,6 +56,8 @@ pub struct Store {
     waiting: Cell<Option<usize>>,
     /// Participants by id, as read: every frame of a socket names its participant.
     participants: RefCell<HashMap<String, Participant>>,
+    /// The log's epoch, once read.
+    epoch: RefCell<Option<String>>,
 }
 
 fn s(value: &str) -> V {
@@ -76,6 +82,7 @@ impl Store {
             session: RefCell::new(None),
             waiting: Cell::new(None),
             participants: RefCell::new(HashMap::new()),
+            epoch: RefCell::new(None),
         }
     }
 
@@ -250,6 +257,34 @@ impl Store {
         Ok(row
             .and_then(|row| serde_json::from_str(&row.value?).ok())
             .unwrap_or_default())
+    }
+
+    /// The log's epoch: random, written with the first need of it and never changed, so a
+    /// client can tell this log from another that reuses its seqs (storage reset).
+    pub fn epoch(&self) -> Result<String> {
+        if let Some(epoch) = self.epoch.borrow().as_ref() {
+            return Ok(epoch.clone());
+        }
+        let read = |store: &Self| -> Result<Option<String>> {
+            let row: Option<Text> = store.first(
+                "SELECT value FROM room_meta WHERE key = ?",
+                vec![s(EPOCH_KEY)],
+            )?;
+            Ok(row.and_then(|row| row.value))
+        };
+        let epoch = match read(self)? {
+            Some(epoch) => epoch,
+            None => {
+                let epoch = crate::ids::new_id("ep")?;
+                self.run(
+                    "INSERT OR IGNORE INTO room_meta (key, value) VALUES (?, ?)",
+                    vec![s(EPOCH_KEY), s(&epoch)],
+                )?;
+                read(self)?.unwrap_or(epoch)
+            }
+        };
+        *self.epoch.borrow_mut() = Some(epoch.clone());
+        Ok(epoch)
     }
 
     /// The texts of a one-column query whose column is named `value`.

@@ -117,6 +117,11 @@ impl Store {
         )? > 0)
     }
 
+    /// An ended sandbox sends nothing more (its bridge is refused with 410): its acks go.
+    pub fn forget_acks(&self, sandbox_id: &str) -> Result<()> {
+        self.run("DELETE FROM acks WHERE sandbox_id = ?", vec![s(sandbox_id)])
+    }
+
     pub fn record_ack(&self, sandbox_id: &str, ack_id: &str, now_ms: u64) -> Result<()> {
         self.run(
             "INSERT OR IGNORE INTO acks (sandbox_id, ack_id, at) VALUES (?, ?, ?)",

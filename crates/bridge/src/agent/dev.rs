@@ -4,6 +4,7 @@
 //! - `$ <command>`: runs it with `sh -c` in the workspace (a `bash` tool call);
 //! - `write <path>: <text>`: writes `text` and a newline to the file (a file edit);
 //! - `sleep <ms>`: waits, at most a minute (for trying stop and kill mid-prompt);
+//! - `stream <n>`: streams a long answer, `1 2 3 … n ` one number a delta (at most 100,000);
 //! - `fail <reason>`: ends the prompt as failed.
 //!
 //! Other lines are prose and ignored.
@@ -23,12 +24,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+const MAX_STREAM: u32 = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step<'a> {
     Command(&'a str),
     Write { path: &'a str, text: &'a str },
     Sleep(Duration),
+    Stream(u32),
     Fail(&'a str),
     Prose,
 }
@@ -56,6 +59,12 @@ pub fn parse_line(line: &str) -> Step<'_> {
     if let Some(ms) = line.strip_prefix("sleep ") {
         return match ms.trim().parse::<u64>() {
             Ok(ms) => Step::Sleep(Duration::from_millis(ms).min(MAX_SLEEP)),
+            Err(_) => Step::Prose,
+        };
+    }
+    if let Some(n) = line.strip_prefix("stream ") {
+        return match n.trim().parse::<u32>() {
+            Ok(n) => Step::Stream(n.min(MAX_STREAM)),
             Err(_) => Step::Prose,
         };
     }
@@ -92,11 +101,22 @@ impl DevAgent {
 
     /// Streams `text` in word-sized deltas; false when stopped meanwhile.
     async fn say(&self, sink: &EventSink, stop: &StopSignal, text: &str) -> bool {
-        for chunk in word_chunks(text) {
+        self.say_each(sink, stop, word_chunks(text).map(str::to_owned))
+            .await
+    }
+
+    /// Streams each delta, one per delay; false when stopped meanwhile.
+    async fn say_each(
+        &self,
+        sink: &EventSink,
+        stop: &StopSignal,
+        deltas: impl Iterator<Item = String>,
+    ) -> bool {
+        for delta in deltas {
             if stop.is_stopped() {
                 return false;
             }
-            sink.token(chunk);
+            sink.token(delta);
             if !self.delay.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(self.delay) => {}
@@ -141,6 +161,14 @@ impl DevAgent {
                     tokio::select! {
                         _ = tokio::time::sleep(duration) => {}
                         _ = stop.stopped() => return Outcome::Stopped,
+                    }
+                }
+                Step::Stream(n) => {
+                    if !self
+                        .say_each(sink, &stop, (1..=n).map(|i| format!("{i} ")))
+                        .await
+                    {
+                        return Outcome::Stopped;
                     }
                 }
                 Step::Fail(reason) => return Outcome::Failed(reason.to_string()),
@@ -320,6 +348,9 @@ mod tests {
         check("sleep 250", Step::Sleep(Duration::from_millis(250)));
         check("sleep 999999", Step::Sleep(MAX_SLEEP));
         check("sleep soon", Step::Prose);
+        check("stream 3", Step::Stream(3));
+        check("stream 9999999", Step::Stream(MAX_STREAM));
+        check("stream many", Step::Prose);
         check("fail out of coffee", Step::Fail("out of coffee"));
         check("fail", Step::Fail("failed"));
         check("failing tests are fine", Step::Prose);

@@ -58,6 +58,8 @@ impl Outcome {
             message_id,
             ok,
             error,
+            // The outbox counts the text.
+            text_bytes: None,
             ack_id: String::new(),
         }
     }
@@ -90,7 +92,12 @@ impl AgentEvent {
     /// The frame for this event; critical frames get their ack id in the outbox.
     pub fn into_frame(self, message_id: String) -> FromBridge {
         match self {
-            AgentEvent::Token(delta) => FromBridge::Token { message_id, delta },
+            // The outbox gives it its offset.
+            AgentEvent::Token(delta) => FromBridge::Token {
+                message_id,
+                delta,
+                offset: None,
+            },
             AgentEvent::Tool(update) => FromBridge::ToolCall {
                 call: ToolCall {
                     message_id,
@@ -99,6 +106,8 @@ impl AgentEvent {
                     status: update.status,
                     input: update.input,
                     output: update.output,
+                    truncated: false,
+                    artifact_id: None,
                 },
                 ack_id: None,
             },
@@ -107,6 +116,8 @@ impl AgentEvent {
                     message_id,
                     path,
                     diff,
+                    truncated: false,
+                    artifact_id: None,
                 },
                 ack_id: None,
             },
