@@ -37,6 +37,9 @@ pub enum Endpoint {
     /// A sandbox's git credential helper (sandbox token).
     GitCredentials(String),
     PullRequest(String),
+    /// Slack's Events API and interactivity (signed by Slack).
+    SlackEvents,
+    SlackInteractions,
 }
 
 impl Endpoint {
@@ -70,7 +73,8 @@ impl Endpoint {
             | PullRequest(id) => Some(id),
             Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
             | ListSessions | Connect(_) | SandboxConnect(_) | AuthMethods | GithubLogin
-            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) => None,
+            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) | SlackEvents
+            | SlackInteractions => None,
         }
     }
 }
@@ -108,6 +112,8 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "auth", "github", "callback"] => vec![("GET", GithubCallback)],
         ["v1", "auth", "logout"] => vec![("POST", Logout)],
         ["v1", "github", "webhook"] => vec![("POST", GithubWebhook)],
+        ["v1", "slack", "events"] => vec![("POST", SlackEvents)],
+        ["v1", "slack", "interactions"] => vec![("POST", SlackInteractions)],
         ["v1", "repos"] => vec![("GET", ListRepos)],
         ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
@@ -212,6 +218,9 @@ mod tests {
         check("GET", "/v1/auth/github/callback", Ok(GithubCallback));
         check("POST", "/v1/auth/logout", Ok(Logout));
         check("POST", "/v1/github/webhook", Ok(GithubWebhook));
+        check("POST", "/v1/slack/events", Ok(SlackEvents));
+        check("POST", "/v1/slack/interactions", Ok(SlackInteractions));
+        check("GET", "/v1/slack/events", Err(ErrorCode::MethodNotAllowed));
         check(
             "POST",
             &format!("/v1/sessions/{SID}/sandbox/git-credentials"),

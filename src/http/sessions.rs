@@ -11,7 +11,7 @@ use crate::respond;
 use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute};
 use crate::time::{now_ms, rfc3339};
 use crate::url::RequestUrl;
-use protocol::api::{AddMember, CreateSession, Session, User};
+use protocol::api::{AddMember, CreateSession, Repo, Session, User};
 use protocol::crypto::{b64url, unb64url};
 use protocol::frames::parse_json;
 use protocol::token::{self, Claims, TokenError};
@@ -77,6 +77,52 @@ fn mint_token(
     Ok(json!({ "token": token, "expires_at": rfc3339(expires_ms), "ws_url": ws_url }))
 }
 
+/// What a new session starts with besides its repository and owner.
+pub struct NewSession<'a> {
+    pub branch: Option<String>,
+    pub title: Option<String>,
+    pub prompt: Option<String>,
+    /// The origin the session was created through (sandboxes dial back to it).
+    pub origin: &'a str,
+}
+
+/// Opens a session on `repo` (one the caller has checked `user` may use): its room, then its
+/// index entry. Returns the session and the room's answer (`participant`, `message_id`).
+pub async fn start(
+    env: &Env,
+    index: &Index,
+    user: &User,
+    repo: &Repo,
+    new: NewSession<'_>,
+) -> Result<(Session, serde_json::Value)> {
+    let session = Session {
+        id: new_id("ses")?,
+        repo: repo.name.clone(),
+        branch: new.branch.unwrap_or_else(|| repo.default_branch.clone()),
+        title: new.title.unwrap_or_else(|| repo.name.clone()),
+        owner_id: user.id.clone(),
+        status: "active".into(),
+        created_at: rfc3339(now_ms()),
+    };
+    // The room first: if the index write fails, an unreachable room is harmless, while an
+    // index entry without its room would be a session that cannot be opened.
+    let room = RoomClient::open(env, &session.id)?;
+    let init = Init {
+        session: session.clone(),
+        prompt: new.prompt,
+        origin: new.origin.to_owned(),
+    };
+    let joined = room
+        .call_json(
+            RoomRoute::Init,
+            &caller(user),
+            Some(serde_json::to_vec(&init)?),
+        )
+        .await?;
+    index.insert_session(&session).await?;
+    Ok((session, joined))
+}
+
 pub async fn create(
     env: &Env,
     index: &Index,
@@ -104,32 +150,19 @@ pub async fn create(
         )
         .into());
     }
-    let now = rfc3339(now_ms());
-    let session = Session {
-        id: new_id("ses")?,
-        repo: repo.name.clone(),
-        branch: input.branch.unwrap_or_else(|| repo.default_branch.clone()),
-        title: input.title.unwrap_or_else(|| repo.name.clone()),
-        owner_id: user.id.clone(),
-        status: "active".into(),
-        created_at: now,
-    };
-    // The room first: if the index write fails, an unreachable room is harmless, while an
-    // index entry without its room would be a session that cannot be opened.
-    let room = RoomClient::open(env, &session.id)?;
-    let init = Init {
-        session: session.clone(),
-        prompt: input.prompt,
-        origin: url.origin().to_owned(),
-    };
-    let joined = room
-        .call_json(
-            RoomRoute::Init,
-            &caller(user),
-            Some(serde_json::to_vec(&init)?),
-        )
-        .await?;
-    index.insert_session(&session).await?;
+    let (session, joined) = start(
+        env,
+        index,
+        user,
+        repo,
+        NewSession {
+            branch: input.branch,
+            title: input.title,
+            prompt: input.prompt,
+            origin: url.origin(),
+        },
+    )
+    .await?;
     let mut response = mint_token(config, url, &session.id, &user.id)?;
     response["session"] = serde_json::to_value(&session)?;
     response["participant"] = joined["participant"].clone();
