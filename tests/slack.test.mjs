@@ -5,7 +5,9 @@
 // session's stored text; a follow-up in the thread goes to the same session with the messages
 // posted in between; an ambiguous request gets the picker, whose choice starts the session;
 // forged, stale and replayed requests; the bot's own messages; an unknown Slack user; a model
-// that times out; and a 429 from Slack, retried after Retry-After, with the reply posted once.
+// that times out; a 429 from Slack, retried after Retry-After, with the reply posted once; a
+// post whose answer was lost, found again rather than posted twice; direct messages; and an
+// archived session's thread starting a new session.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -26,7 +28,7 @@ let providerPort;
 const ctx = useServer({
   vars: async () => {
     providerPort = await freePort();
-    slack = await startFakeSlack({ botToken, botUserId: BOT, channels: { CGEN: 'general', CDEMO: 'demo-team', DADA: 'ada-dm' } });
+    slack = await startFakeSlack({ botToken, botUserId: BOT, channels: { CGEN: 'general', CDEMO: 'demo-team', DADA: 'ada-dm', DDEE: 'dee-dm' } });
     model = await startFakeClassifier();
     return {
       PROVIDER: 'local',
@@ -220,6 +222,67 @@ describe('Slack', () => {
     await finalReply('CDEMO', asked.thread);
     assert.equal((await sessionsOf(kim))[0].repo, 'acme/demo');
     assert.equal(model.requests.length, before);
+  });
+
+  test('in a direct message every message is a request, and a reply in its thread a follow-up', async () => {
+    await ensureProvider();
+    const dee = await person('Dee');
+    const first = await say(dee, 'DDEE', 'repo:acme/demo list the files', { mention: false });
+    assert.equal(first.res.status, 200, first.res.text);
+    await finalReply('DDEE', first.thread);
+    const second = await say(dee, 'DDEE', 'and count them', { mention: false, thread_ts: first.thread });
+    assert.equal(second.res.status, 200);
+    await finalReply('DDEE', first.thread, 2);
+    const sessions = await sessionsOf(dee);
+    assert.equal(sessions.length, 1);
+    const messages = (await allEvents(ctx.server, dee, sessions[0].id)).filter((e) => e.type === 'message');
+    assert.deepEqual(messages.map((m) => m.content), ['repo:acme/demo list the files', 'and count them']);
+  });
+
+  test('a mention in the thread of an archived session starts a new session', async () => {
+    await ensureProvider();
+    const ola = await person('Ola');
+    const first = await say(ola, 'CDEMO', 'write a haiku');
+    await finalReply('CDEMO', first.thread);
+    const [old] = await sessionsOf(ola);
+    assert.equal((await api(ctx.server).del(`/v1/sessions/${old.id}`, { key: ola.key })).status, 200);
+    await say(ola, 'CDEMO', 'another one', { thread_ts: first.thread });
+    await finalReply('CDEMO', first.thread, 2);
+    const sessions = await sessionsOf(ola);
+    assert.equal(sessions.length, 2);
+    const fresh = sessions.find((s) => s.id !== old.id);
+    assert.equal(fresh.status, 'active');
+    const [message] = (await allEvents(ctx.server, ola, fresh.id)).filter((e) => e.type === 'message');
+    assert.equal(message.content, 'another one');
+  });
+
+  test('a post whose answer was lost is found in the thread, not posted again', async () => {
+    await ensureProvider();
+    const pat = await person('Pat');
+    slack.failNext('chat.postMessage', { lose: true, match: (body) => body.metadata?.event_payload?.key?.endsWith(':final') });
+    const asked = await say(pat, 'CDEMO', 'rename the thing');
+    const reply = await finalReply('CDEMO', asked.thread);
+    const key = reply.metadata.event_payload.key;
+    // The room looks the post up by its key before anything else is sent for it.
+    const lost = slack.callsOf('chat.postMessage').find((c) => c.body.metadata?.event_payload?.key === key);
+    await eventually(() => slack.callsOf('conversations.replies').some((c) => c.body.ts === asked.thread && c.body.include_all_metadata === 'true' && c.at >= lost.at), { ms: 15_000, what: 'the look-up' });
+    const status = slack.botPosts('CDEMO', asked.thread).find((p) => p.metadata?.event_payload?.key?.endsWith(':status'));
+    await eventually(() => /done/.test(status.text), { ms: 15_000, what: 'the status says done' });
+    assert.equal(finals('CDEMO', asked.thread).length, 1, 'posted once');
+    const attempts = slack.callsOf('chat.postMessage').filter((c) => c.body.metadata?.event_payload?.key === key);
+    assert.deepEqual(attempts.map((c) => c.status), [500]);
+  });
+
+  test('/health shows Slack, and ?deep=1 checks auth.test', async () => {
+    const shallow = await api(ctx.server).get('/health');
+    assert.deepEqual(shallow.json.slack, { classifier: true, channels: 1 });
+    assert.equal(shallow.json.slack_health, undefined);
+    const before = slack.callsOf('auth.test').length;
+    const deep = await api(ctx.server).get('/health?deep=1');
+    assert.equal(deep.json.slack_health.ok, true, JSON.stringify(deep.json));
+    assert.equal(typeof deep.json.slack_health.latency_ms, 'number');
+    assert.equal(slack.callsOf('auth.test').length, before + 1);
+    assert.ok(!deep.text.includes(botToken) && !deep.text.includes(signingSecret));
   });
 
   test('a bad signature and a stale timestamp are refused; a replayed event_id is ignored', async () => {

@@ -64,9 +64,12 @@ export async function startFakeSlack({ botToken, botUserId = 'UBOT', botId = 'BB
     channelMessages(channel).push(message);
     return message;
   };
-  /** The next call of `method` for which `match(body)` holds answers `status` (429 with `retryAfter`). */
-  fake.failNext = (method, { status = 429, retryAfter = 1, match = () => true } = {}) => {
-    failures.push({ method, status, retryAfter, match });
+  /**
+   * The next call of `method` for which `match(body)` holds answers `status` (429 with
+   * `retryAfter`); with `lose`, the call is carried out and only its answer is lost (a 500).
+   */
+  fake.failNext = (method, { status = 429, retryAfter = 1, lose = false, match = () => true } = {}) => {
+    failures.push({ method, status: lose ? 500 : status, retryAfter, lose, match });
   };
   /** The bot's messages in a thread, as they are now. */
   fake.botPosts = (channel, thread_ts) =>
@@ -142,11 +145,12 @@ export async function startFakeSlack({ botToken, botUserId = 'UBOT', botId = 'BB
     if (req.headers.authorization !== `Bearer ${botToken}`) return send(200, { ok: false, error: 'invalid_auth' });
     if (body === null) return send(200, { ok: false, error: 'invalid_json' });
     const failure = failures.findIndex((f) => f.method === method && f.match(body));
+    const handler = methods[method];
     if (failure >= 0) {
       const [f] = failures.splice(failure, 1);
-      return send(f.status, { ok: false, error: 'ratelimited' }, f.status === 429 ? { 'retry-after': String(f.retryAfter) } : {});
+      if (f.lose) handler?.(body);
+      return send(f.status, { ok: false, error: f.lose ? 'internal_error' : 'ratelimited' }, f.status === 429 ? { 'retry-after': String(f.retryAfter) } : {});
     }
-    const handler = methods[method];
     if (!handler) return send(200, { ok: false, error: 'unknown_method' });
     send(200, handler(body));
   });
