@@ -26,11 +26,17 @@ use std::collections::HashSet;
 
 /// A status message changes at most this often.
 const STATUS_EVERY_MS: u64 = 3000;
-/// A prompt still going is looked at this often, and this much less often once its status
-/// has not changed for a minute (a prompt waiting with no sandbox provider, a long tool).
+/// A prompt still going is looked at this often, and less often the longer its status has
+/// not changed (a long tool, or a prompt waiting with no sandbox provider).
 const POLL_MS: u64 = 3000;
-const IDLE_POLL_MS: u64 = 10_000;
-const IDLE_AFTER_MS: u64 = 60_000;
+
+fn poll_ms(unchanged_for_ms: u64) -> u64 {
+    match unchanged_for_ms {
+        0..=60_000 => POLL_MS,
+        60_001..=600_000 => 10_000,
+        _ => 60_000,
+    }
+}
 /// After this many failures in a row (429s aside) a prompt's posts are given up.
 const GIVE_UP_AFTER: u64 = 8;
 
@@ -237,14 +243,7 @@ async fn report(
             (_, false) => Next::At(shown_at + STATUS_EVERY_MS),
             (false, true) => {
                 let now = now_ms();
-                let unchanged_for = now.saturating_sub(shown_at);
-                Next::At(
-                    now + if unchanged_for > IDLE_AFTER_MS {
-                        IDLE_POLL_MS
-                    } else {
-                        POLL_MS
-                    },
-                )
+                Next::At(now + poll_ms(now.saturating_sub(shown_at)))
             }
         },
     ))
