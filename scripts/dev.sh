@@ -18,6 +18,9 @@
 #   GITHUB_WEBHOOK_SECRET TOKEN_ENCRYPTION_KEY GITHUB_API_URL GITHUB_WEB_URL
 #   ALLOWED_GITHUB_USERS ALLOWED_GITHUB_ORGS ALLOWED_EMAIL_DOMAINS DEFAULT_SCOPES
 #   BRANCH_PREFIX PR_AS_APP_FALLBACK
+# and so do the Slack settings (see README, Connect Slack):
+#   SLACK_SIGNING_SECRET SLACK_BOT_TOKEN SLACK_API_URL SLACK_CHANNEL_REPOS
+#   CLASSIFIER_URL CLASSIFIER_MODEL CLASSIFIER_API_KEY CLASSIFIER_TIMEOUT_MS PUBLIC_URL
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=.wrangler dev_vars=.dev.vars env_flags=() persist=()
@@ -113,11 +116,20 @@ done
 if [ ${#github_vars[@]} -gt 0 ]; then
   echo "dev: passing $(( ${#github_vars[@]} / 2 )) GitHub setting(s) from the environment to the Worker" >&2
 fi
+# The Slack settings the same way.
+slack_vars=()
+for name in SLACK_SIGNING_SECRET SLACK_BOT_TOKEN SLACK_API_URL SLACK_CHANNEL_REPOS \
+  CLASSIFIER_URL CLASSIFIER_MODEL CLASSIFIER_API_KEY CLASSIFIER_TIMEOUT_MS PUBLIC_URL; do
+  if [ -n "${!name:-}" ]; then slack_vars+=(--var "$name:${!name}"); fi
+done
+if [ ${#slack_vars[@]} -gt 0 ]; then
+  echo "dev: passing $(( ${#slack_vars[@]} / 2 )) Slack setting(s) from the environment to the Worker" >&2
+fi
 
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
   --var ENV:development --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
-  "${github_vars[@]}" &
+  "${github_vars[@]}" "${slack_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
 # and serves the repositories under .wrangler/git at /git/ on its port.

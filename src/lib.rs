@@ -8,6 +8,8 @@
 //! - [`config`]: vars and secrets, parsed once per request (the GitHub settings in
 //!   [`config::github`]).
 //! - [`github`]: the GitHub App (JWT, installation tokens), sign-in, pull requests, webhooks.
+//! - [`slack`]: the Slack app: signed events and interactions, who is asking, which
+//!   repository, a thread as a session (the room reports back through `room::slack`).
 //! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
 //! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
@@ -29,6 +31,7 @@ pub mod provider;
 #[cfg(target_arch = "wasm32")]
 pub mod respond;
 pub mod room;
+pub mod slack;
 pub mod time;
 pub mod url;
 
@@ -40,7 +43,7 @@ pub use room::SessionRoom;
 async fn fetch(
     req: worker::Request,
     env: worker::Env,
-    _ctx: worker::Context,
+    ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
-    http::handle(req, env).await
+    http::handle(req, env, ctx).await
 }

@@ -483,6 +483,15 @@ test('without GitHub configured: pull requests are not_configured, sign-in is no
   assert.equal(prompt.status, 202);
 });
 
+test('without Slack configured: both Slack endpoints answer 404 and /health says nothing of Slack', { timeout: 30_000 }, async () => {
+  for (const path of ['/v1/slack/events', '/v1/slack/interactions']) {
+    const res = await http.post(path, { raw: '{"type":"url_verification","challenge":"c"}' });
+    assert.equal(res.status, 404, path);
+    assert.equal(errorCode(res), 'not_found');
+  }
+  assert.equal((await http.get('/health?deep=1')).json.slack, undefined);
+});
+
 test('no secret appears in responses, events or the Worker log', { timeout: 30_000 }, async () => {
   const sam = await user('Sam');
   const s = await createSession(server, sam);

@@ -436,6 +436,36 @@ function agentEvents(messageId) {
   ];
 }
 
+test('prompts from Slack say so and link to their thread, only by https', { timeout: 60_000 }, async (t) => {
+  const page = collectPageErrors(await (await contextFor(t, null)).newPage());
+  await page.goto(server.url);
+  const ts = new Date().toISOString();
+  const author = { id: 'par_ada', name: 'Ada' };
+  const message = (seq, attachments) => ({ seq, ts, type: 'message', message_id: `msg_${seq}`, content: 'fix it', author, source: 'slack', attachments, selection_ids: [] });
+  const events = [
+    message(1, [{ type: 'slack_thread', channel: 'C1', thread_ts: '1.2', permalink: 'https://acme.slack.com/archives/C1/p12' }]),
+    message(2, [{ type: 'slack_thread', channel: 'C1', thread_ts: '1.2', permalink: 'javascript:window.pwned=1' }]),
+    message(3, []),
+  ];
+  const chips = await page.evaluate(async (all) => {
+    const { Timeline } = await import('/js/timeline.js');
+    document.body.replaceChildren();
+    const list = document.createElement('ol');
+    list.className = 'timeline';
+    document.body.append(list);
+    const timeline = new Timeline(list, { me: () => null, statusOf: () => 'queued', isAttached: () => false, toggleAttach() {}, announce() {} });
+    for (const event of all) timeline.add(event);
+    timeline.flush();
+    return [...list.querySelectorAll('.chip.slack')].map((el) => [el.tagName, el.getAttribute('href'), el.textContent]);
+  }, events);
+  assert.deepEqual(chips, [
+    ['A', 'https://acme.slack.com/archives/C1/p12', 'from Slack'],
+    ['SPAN', null, 'from Slack'],
+    ['SPAN', null, 'from Slack'],
+  ]);
+  assert.deepEqual(page.errors, []);
+});
+
 test('agent output renders from protocol events: streamed text, tool calls, edits, finishes, errors, unknown types', { timeout: 60_000 }, async (t) => {
   const page = collectPageErrors(await (await contextFor(t, null)).newPage());
   await page.goto(server.url);

@@ -59,7 +59,7 @@ pub fn route(data: &[u8]) {
             if let Some(session_id) = endpoint.member_session() {
                 assert!(is_session_id(session_id), "{session_id:?}");
             }
-            let canonical = endpoint_path(&endpoint);
+            let canonical = endpoint.path();
             assert_eq!(
                 resolve(method, &canonical).ok(),
                 Some(endpoint),
@@ -83,40 +83,6 @@ pub fn route(data: &[u8]) {
             Some(&route),
             "{own}"
         );
-    }
-}
-
-/// The path of an endpoint as a client writes it.
-fn endpoint_path(endpoint: &Endpoint) -> String {
-    use Endpoint::*;
-    let session = |id: &str, rest: &str| format!("/v1/sessions/{id}{rest}");
-    match endpoint {
-        Health => "/health".into(),
-        CreateUser | ListUsers => "/v1/users".into(),
-        UpdateUser(id) => format!("/v1/users/{id}"),
-        Me => "/v1/me".into(),
-        ListRepos => "/v1/repos".into(),
-        CreateSession | ListSessions => "/v1/sessions".into(),
-        GetSession(id) | ArchiveSession(id) => session(id, ""),
-        AddMember(id) => session(id, "/members"),
-        RemoveMember(id, user) => session(id, &format!("/members/{user}")),
-        MintToken(id) => session(id, "/tokens"),
-        Connect(id) => session(id, "/ws"),
-        PostPrompt(id) => session(id, "/prompts"),
-        PostSelection(id) => session(id, "/selections"),
-        Events(id) => session(id, "/events"),
-        Messages(id) => session(id, "/messages"),
-        Artifacts(id) => session(id, "/artifacts"),
-        Stop(id) => session(id, "/stop"),
-        Cancel(id) => session(id, "/cancel"),
-        SandboxConnect(id) => session(id, "/sandbox"),
-        AuthMethods => "/v1/auth/methods".into(),
-        GithubLogin => "/v1/auth/github/login".into(),
-        GithubCallback => "/v1/auth/github/callback".into(),
-        Logout => "/v1/auth/logout".into(),
-        GithubWebhook => "/v1/github/webhook".into(),
-        GitCredentials(id) => session(id, "/sandbox/git-credentials"),
-        PullRequest(id) => session(id, "/pull-request"),
     }
 }
 

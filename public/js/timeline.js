@@ -218,9 +218,19 @@ export class Timeline {
       ' ', timeEl(ts), ...extra);
   }
 
+  /** "from Slack", a link to the thread when the prompt carries its permalink (an https URL). */
+  fromSlack(event) {
+    const thread = Array.isArray(event.attachments) ? event.attachments.find((a) => a?.type === 'slack_thread') : null;
+    const link = typeof thread?.permalink === 'string' && /^https:\/\//.test(thread.permalink) ? thread.permalink : null;
+    return link
+      ? h('a', { class: 'chip source slack', href: link, target: '_blank', rel: 'noopener noreferrer' }, 'from Slack')
+      : h('span', { class: 'chip source slack' }, 'from Slack');
+  }
+
   message(event, live) {
     const chip = statusChip(this.hooks.statusOf(event.message_id) ?? 'queued');
-    const source = typeof event.source === 'string' && event.source !== 'web' ? h('span', { class: 'chip source' }, `via ${event.source}`) : null;
+    const source = event.source === 'slack' ? this.fromSlack(event)
+      : typeof event.source === 'string' && event.source !== 'web' ? h('span', { class: 'chip source' }, `via ${event.source}`) : null;
     const selections = Array.isArray(event.selection_ids) && event.selection_ids.length
       ? h('ul', { class: 'attached' }, event.selection_ids.map((id) => h('li', { class: 'chip selection-ref', dataset: { artifactId: String(id) } }, this.selectionLabel(id))))
       : null;

@@ -1,11 +1,13 @@
 //! The coordinator's configuration, read once per request from Worker vars and secrets.
 //! Parsing is pure (a lookup function in, a [`Config`] out) so it is tested natively; the
-//! GitHub settings are in [`github`].
+//! GitHub settings are in [`github`], the Slack ones in [`slack`].
 
 mod git_host;
 pub mod github;
+pub mod slack;
 
 pub use github::GithubConfig;
+pub use slack::SlackConfig;
 
 use protocol::api::Repo;
 use protocol::token::DEFAULT_TTL_MS;
@@ -28,6 +30,8 @@ pub struct Config {
     pub lifecycle: Lifecycle,
     /// `None` when no GitHub setting is given.
     pub github: Option<GithubConfig>,
+    /// `None` when no Slack setting is given.
+    pub slack: Option<SlackConfig>,
 }
 
 /// Which sandbox provider the coordinator asks for sandboxes, and how to reach it.
@@ -223,8 +227,10 @@ impl Config {
         };
         let env = non_empty("ENV").unwrap_or_else(|| "production".into());
         let github = GithubConfig::from_lookup(&non_empty, env == "development")?;
+        let slack = SlackConfig::from_lookup(&non_empty, env == "development")?;
         Ok(Config {
             github,
+            slack,
             provider,
             lifecycle,
             limits,

@@ -2,15 +2,15 @@
 //! handler. Every failure becomes the protocol's error body here, in one place.
 
 #[cfg(target_arch = "wasm32")]
-mod auth;
+pub(crate) mod auth;
 pub mod cookie;
 pub mod cursor;
 #[cfg(target_arch = "wasm32")]
-mod pulls;
+pub(crate) mod pulls;
 pub mod query;
 pub mod route;
 #[cfg(target_arch = "wasm32")]
-mod sessions;
+pub(crate) mod sessions;
 #[cfg(target_arch = "wasm32")]
 mod signin;
 #[cfg(target_arch = "wasm32")]
@@ -32,10 +32,10 @@ mod serve {
     use crate::room::api::{RoomClient, RoomRoute};
     use protocol::{ApiError, ErrorCode};
     use serde_json::json;
-    use worker::{Env, Request, Response};
+    use worker::{Context, Env, Request, Response};
 
-    pub async fn handle(mut req: Request, env: Env) -> worker::Result<Response> {
-        match dispatch(&mut req, &env).await {
+    pub async fn handle(mut req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+        match dispatch(&mut req, &env, &ctx).await {
             Ok(response) => Ok(response),
             Err(error) => respond::error(&error.into_api()),
         }
@@ -51,7 +51,7 @@ mod serve {
         })
     }
 
-    async fn dispatch(req: &mut Request, env: &Env) -> Result<Response> {
+    async fn dispatch(req: &mut Request, env: &Env, ctx: &Context) -> Result<Response> {
         let url = crate::url::of(req);
         let endpoint = resolve(req.method().as_ref(), url.path())?;
         let config = config(env)?;
@@ -65,6 +65,9 @@ mod serve {
             if let Some(gh) = &config.github {
                 health["github"] = json!({"app": gh.app.is_some(), "sign_in": gh.sign_in.is_some(), "webhooks": gh.webhook_secret.is_some(), "git_host": gh.git.base_url()});
             }
+            if let Some(slack) = &config.slack {
+                health["slack"] = json!({"classifier": slack.classifier.is_some(), "channels": slack.channel_repos.len()});
+            }
             if query::param(&query_string, "deep").is_some_and(|v| v != "0") {
                 let checked = match crate::provider::ProviderClient::new(provider, &config.env) {
                     Ok(client) => client
@@ -75,6 +78,9 @@ mod serve {
                 };
                 health["provider_health"] =
                     checked.unwrap_or_else(|e| json!({"ok": false, "detail": e.0}));
+                if let Some(slack) = &config.slack {
+                    health["slack_health"] = crate::slack::client::health(slack).await;
+                }
             }
             return respond::json(200, &health);
         }
@@ -106,6 +112,13 @@ mod serve {
             Endpoint::GithubCallback => return signin::callback(&index, &config, req).await,
             Endpoint::Logout => return signin::logout(),
             Endpoint::GithubWebhook => return pulls::webhook(env, &index, &config, req).await,
+            // Signed by Slack; answered at once, the work done after the response.
+            Endpoint::SlackEvents => {
+                return crate::slack::events::receive(env, &index, &config, req, ctx).await
+            }
+            Endpoint::SlackInteractions => {
+                return crate::slack::interactions::receive(env, &index, &config, req, ctx).await
+            }
             Endpoint::Events(session_id)
                 if req.headers().get("authorization")?.is_none()
                     && (query::param(&query_string, "ticket").is_some()

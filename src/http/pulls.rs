@@ -24,7 +24,7 @@ use worker::{Env, Request, Response};
 
 /// GitHub, when it can open pull requests: sign-in (the user's own token), or the App with
 /// the fallback allowed.
-fn github_for_pulls(config: &Config) -> Result<&GithubConfig> {
+pub fn github_for_pulls(config: &Config) -> Result<&GithubConfig> {
     config
         .github
         .as_ref()
@@ -47,8 +47,25 @@ pub async fn open(
     user: &User,
     body: &[u8],
 ) -> Result<Response> {
-    let gh = github_for_pulls(config)?;
     let input: CreatePullRequest = parse_json(body)?;
+    let (created, answer) =
+        open_as(env, index, config, url.origin(), membership, user, input).await?;
+    respond::json(if created { 201 } else { 200 }, &answer)
+}
+
+/// Opens (or finds) the session's pull request as `user`: what `POST …/pull-request` and
+/// Slack's "Create pull request" both do. Returns whether it was created, and
+/// `{pull_request, artifact_id}`.
+pub async fn open_as(
+    env: &Env,
+    index: &Index,
+    config: &Config,
+    origin: &str,
+    membership: &Membership,
+    user: &User,
+    input: CreatePullRequest,
+) -> Result<(bool, serde_json::Value)> {
+    let gh = github_for_pulls(config)?;
     input.validate()?;
     require_active(membership)?;
     let session = &membership.session;
@@ -77,7 +94,7 @@ pub async fn open(
         "title": input.title,
         "body": input.body,
         "draft": input.draft,
-        "origin": url.origin(),
+        "origin": origin,
     });
     let opened = RoomClient::open(env, &session.id)?
         .call_json(
@@ -90,11 +107,10 @@ pub async fn open(
     index
         .record_pull_request(&session.id, &session.repo, pull_request, &rfc3339(now_ms()))
         .await?;
-    let status = if opened["created"] == true { 201 } else { 200 };
-    respond::json(
-        status,
-        &json!({ "pull_request": pull_request, "artifact_id": opened["artifact_id"] }),
-    )
+    Ok((
+        opened["created"] == true,
+        json!({ "pull_request": pull_request, "artifact_id": opened["artifact_id"] }),
+    ))
 }
 
 /// The webhook's caller, as rooms see it.

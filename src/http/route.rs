@@ -41,6 +41,9 @@ pub enum Endpoint {
     /// A sandbox's git credential helper (sandbox token).
     GitCredentials(String),
     PullRequest(String),
+    /// Slack's Events API and interactivity (signed by Slack).
+    SlackEvents,
+    SlackInteractions,
 }
 
 impl Endpoint {
@@ -76,7 +79,8 @@ impl Endpoint {
             | PullRequest(id) => Some(id),
             Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
             | ListSessions | Connect(_) | SandboxConnect(_) | AuthMethods | GithubLogin
-            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) => None,
+            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) | SlackEvents
+            | SlackInteractions => None,
         }
     }
 }
@@ -92,6 +96,47 @@ fn is_plain_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Endpoint {
+    /// The path a client writes for this endpoint: `resolve` of it gives the endpoint back
+    /// (the round trip is tested here and fuzzed).
+    pub fn path(&self) -> String {
+        use Endpoint::*;
+        let session = |id: &str, rest: &str| format!("/v1/sessions/{id}{rest}");
+        match self {
+            Health => "/health".into(),
+            CreateUser | ListUsers => "/v1/users".into(),
+            UpdateUser(id) => format!("/v1/users/{id}"),
+            Me => "/v1/me".into(),
+            ListRepos => "/v1/repos".into(),
+            CreateSession | ListSessions => "/v1/sessions".into(),
+            GetSession(id) | ArchiveSession(id) => session(id, ""),
+            AddMember(id) => session(id, "/members"),
+            RemoveMember(id, user) => session(id, &format!("/members/{user}")),
+            MintToken(id) => session(id, "/tokens"),
+            Tickets(id) => session(id, "/tickets"),
+            Connect(id) => session(id, "/ws"),
+            PostPrompt(id) => session(id, "/prompts"),
+            PostSelection(id) => session(id, "/selections"),
+            Events(id) => session(id, "/events"),
+            Messages(id) => session(id, "/messages"),
+            Artifacts(id) => session(id, "/artifacts"),
+            Artifact(id, artifact) => session(id, &format!("/artifacts/{artifact}")),
+            Stop(id) => session(id, "/stop"),
+            Cancel(id) => session(id, "/cancel"),
+            SandboxConnect(id) => session(id, "/sandbox"),
+            AuthMethods => "/v1/auth/methods".into(),
+            GithubLogin => "/v1/auth/github/login".into(),
+            GithubCallback => "/v1/auth/github/callback".into(),
+            Logout => "/v1/auth/logout".into(),
+            GithubWebhook => "/v1/github/webhook".into(),
+            SlackEvents => "/v1/slack/events".into(),
+            SlackInteractions => "/v1/slack/interactions".into(),
+            GitCredentials(id) => session(id, "/sandbox/git-credentials"),
+            PullRequest(id) => session(id, "/pull-request"),
+        }
+    }
 }
 
 pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
@@ -114,6 +159,8 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "auth", "github", "callback"] => vec![("GET", GithubCallback)],
         ["v1", "auth", "logout"] => vec![("POST", Logout)],
         ["v1", "github", "webhook"] => vec![("POST", GithubWebhook)],
+        ["v1", "slack", "events"] => vec![("POST", SlackEvents)],
+        ["v1", "slack", "interactions"] => vec![("POST", SlackInteractions)],
         ["v1", "repos"] => vec![("GET", ListRepos)],
         ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
@@ -181,6 +228,10 @@ mod tests {
             expected,
             "{method} {path}"
         );
+        // An endpoint's own path leads back to it.
+        if let Ok(endpoint) = expected {
+            assert_eq!(resolve(method, &endpoint.path()).ok(), Some(endpoint));
+        }
     }
 
     #[test]
@@ -237,6 +288,9 @@ mod tests {
         check("GET", "/v1/auth/github/callback", Ok(GithubCallback));
         check("POST", "/v1/auth/logout", Ok(Logout));
         check("POST", "/v1/github/webhook", Ok(GithubWebhook));
+        check("POST", "/v1/slack/events", Ok(SlackEvents));
+        check("POST", "/v1/slack/interactions", Ok(SlackInteractions));
+        check("GET", "/v1/slack/events", Err(ErrorCode::MethodNotAllowed));
         check(
             "POST",
             &format!("/v1/sessions/{SID}/sandbox/git-credentials"),

@@ -12,7 +12,7 @@ use crate::respond;
 use crate::room::api::{Init, Member, RemovedMember, RoomClient, RoomRoute, TicketUse};
 use crate::time::{now_ms, rfc3339};
 use crate::url::RequestUrl;
-use protocol::api::{AddMember, CreateSession, Session, User};
+use protocol::api::{AddMember, CreateSession, Repo, Session, User};
 use protocol::frames::parse_json;
 use protocol::token::{self, Claims, TicketClaims, TokenError, TICKET_TTL_MS};
 use protocol::{ApiError, CloseCode, ErrorCode};
@@ -171,6 +171,80 @@ fn requested_session_id(config: &Config, user_id: &str, key: &str) -> Result<Str
     Ok(format!("ses_{}", protocol::crypto::hex(&mac[..16])))
 }
 
+/// What a new session starts with besides its repository and owner.
+pub struct NewSession<'a> {
+    pub branch: Option<String>,
+    pub title: Option<String>,
+    pub prompt: Option<String>,
+    /// The origin the session was created through (sandboxes dial back to it).
+    pub origin: &'a str,
+    /// With a key, a repeat of the same request finds the session the first one made (and
+    /// its first prompt); another request under the same key is a conflict.
+    pub idempotency_key: Option<String>,
+}
+
+/// Opens a session on `repo` (one the caller has checked `user` may use): its room, then its
+/// index entry. Returns the session and the room's answer (`participant`, `message_id`).
+pub async fn start(
+    env: &Env,
+    index: &Index,
+    config: &Config,
+    user: &User,
+    repo: &Repo,
+    new: NewSession<'_>,
+) -> Result<(Session, serde_json::Value)> {
+    let id = match &new.idempotency_key {
+        Some(key) => requested_session_id(config, &user.id, key)?,
+        None => new_id("ses")?,
+    };
+    let mut session = Session {
+        id,
+        repo: repo.name.clone(),
+        branch: new.branch.unwrap_or_else(|| repo.default_branch.clone()),
+        title: new.title.unwrap_or_else(|| repo.name.clone()),
+        owner_id: user.id.clone(),
+        status: "active".into(),
+        created_at: rfc3339(now_ms()),
+    };
+    let earlier = match new.idempotency_key {
+        Some(_) => index.membership(&session.id, &user.id).await?,
+        None => None,
+    };
+    if let Some(earlier) = &earlier {
+        let same = earlier.session.repo == session.repo
+            && earlier.session.branch == session.branch
+            && earlier.session.title == session.title;
+        if !same || earlier.session.is_archived() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this Idempotency-Key was already used for another session; use a new key for a new request",
+            )
+            .into());
+        }
+        session = earlier.session.clone();
+    }
+    // The room first: if the index write fails, an unreachable room is harmless, while an
+    // index entry without its room would be a session that cannot be opened.
+    let room = RoomClient::open(env, &session.id)?;
+    let init = Init {
+        session: session.clone(),
+        prompt: new.prompt,
+        origin: new.origin.to_owned(),
+        client_request_id: new.idempotency_key,
+    };
+    let joined = room
+        .call_json(
+            RoomRoute::Init,
+            &caller(user),
+            Some(serde_json::to_vec(&init)?),
+        )
+        .await?;
+    if earlier.is_none() {
+        index.insert_session(&session).await?;
+    }
+    Ok((session, joined))
+}
+
 /// `POST /v1/sessions`. With an `Idempotency-Key`, a repeat of the same request answers as
 /// the first did (the same session and first prompt; a fresh token), and a different request
 /// under the same key is a conflict.
@@ -202,56 +276,21 @@ pub async fn create(
         )
         .into());
     }
-    let now = rfc3339(now_ms());
-    let id = match &idempotency_key {
-        Some(key) => requested_session_id(config, &user.id, key)?,
-        None => new_id("ses")?,
-    };
-    let mut session = Session {
-        id,
-        repo: repo.name.clone(),
-        branch: input.branch.unwrap_or_else(|| repo.default_branch.clone()),
-        title: input.title.unwrap_or_else(|| repo.name.clone()),
-        owner_id: user.id.clone(),
-        status: "active".into(),
-        created_at: now,
-    };
-    let earlier = match idempotency_key {
-        Some(_) => index.membership(&session.id, &user.id).await?,
-        None => None,
-    };
-    if let Some(earlier) = &earlier {
-        let same = earlier.session.repo == session.repo
-            && earlier.session.branch == session.branch
-            && earlier.session.title == session.title;
-        if !same || earlier.session.is_archived() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this Idempotency-Key was already used for another session; use a new key for a new request",
-            )
-            .into());
-        }
-        session = earlier.session.clone();
-    }
-    // The room first: if the index write fails, an unreachable room is harmless, while an
-    // index entry without its room would be a session that cannot be opened.
-    let room = RoomClient::open(env, &session.id)?;
-    let init = Init {
-        session: session.clone(),
-        prompt: input.prompt,
-        origin: url.origin().to_owned(),
-        client_request_id: idempotency_key,
-    };
-    let joined = room
-        .call_json(
-            RoomRoute::Init,
-            &caller(user),
-            Some(serde_json::to_vec(&init)?),
-        )
-        .await?;
-    if earlier.is_none() {
-        index.insert_session(&session).await?;
-    }
+    let (session, joined) = start(
+        env,
+        index,
+        config,
+        user,
+        repo,
+        NewSession {
+            branch: input.branch,
+            title: input.title,
+            prompt: input.prompt,
+            origin: url.origin(),
+            idempotency_key,
+        },
+    )
+    .await?;
     let mut response = mint_token(config, url, &session.id, &user.id)?;
     response["session"] = serde_json::to_value(&session)?;
     response["participant"] = joined["participant"].clone();

@@ -1,10 +1,12 @@
 //! The D1 index: users and API key hashes ([`users`]), sessions and who may enter them
 //! ([`sessions`]), and what GitHub needs kept ([`github`]: users' encrypted tokens, webhook
-//! deliveries, pull requests).
+//! deliveries, pull requests), and what Slack needs kept ([`slack`]: handled event ids, each
+//! thread's session).
 //! **API Boundary**: only this module writes SQL against D1.
 
 mod github;
 mod sessions;
+pub mod slack;
 mod users;
 
 pub use github::{StoredToken, TokenWrite};

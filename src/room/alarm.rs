@@ -1,6 +1,6 @@
 //! The room's one alarm: which deadline it must wake for next (the rules are pure, in
-//! [`lifecycle`](super::lifecycle)), and what it does when it fires. Provider calls happen
-//! only here.
+//! [`lifecycle`](super::lifecycle)), and what it does when it fires. Provider and Slack calls
+//! happen only here.
 
 use super::bridge::flush_tokens;
 use super::context::Ctx;
@@ -39,7 +39,9 @@ impl Alarm {
 
     /// Sets the alarm to the nearest deadline, if any.
     pub async fn schedule(&self, cx: &Ctx<'_>, tokens: &RefCell<Coalescer>) -> Result<()> {
-        match situation(cx, tokens)?.next_alarm(&cx.config.lifecycle) {
+        let lifecycle = situation(cx, tokens)?.next_alarm(&cx.config.lifecycle);
+        let slack = super::slack::next_at(cx)?;
+        match lifecycle.into_iter().chain(slack).min() {
             Some(at) => self.no_later_than(cx, at).await,
             None => Ok(()),
         }
@@ -50,7 +52,14 @@ impl Alarm {
     /// the alarm again.
     pub async fn fire(&self, cx: &Ctx<'_>, tokens: &RefCell<Coalescer>) -> Result<()> {
         self.at.set(None);
+        // Slack first: a status message is not held up by a sandbox being created or
+        // snapshotted (what a prompt's end needs, its tokens, is stored when it ends).
         let mut first_failure = None;
+        if let Err(error) = super::slack::work(cx).await {
+            crate::log::error(&format!("room alarm slack: {error:?}"));
+            first_failure = Some(error);
+        }
+        let cx = &cx.at(now_ms());
         let rules = &cx.config.lifecycle;
         for due in situation(cx, tokens)?.due(rules, cx.now) {
             let outcome = match due {

@@ -74,6 +74,21 @@ impl TicketUse {
     }
 }
 
+/// `SlackPrompt`: a prompt from a Slack thread, and where progress and the reply go.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SlackPrompt {
+    pub content: String,
+    /// `slack_messages` (the thread's messages since the last prompt) and `slack_thread`.
+    pub attachments: Vec<serde_json::Value>,
+    pub team_id: String,
+    pub channel_id: String,
+    pub thread_ts: String,
+    /// The web page's link to the session, for "Open session".
+    pub session_url: String,
+    /// Whether the reply offers "Create pull request" (GitHub can open one).
+    pub offer_pull_request: bool,
+}
+
 /// Every request the Worker makes of a room. Query values are already validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RoomRoute {
@@ -135,6 +150,8 @@ pub enum RoomRoute {
     PullRequest,
     /// Body: `github::webhook::PullRequestChange::to_json`.
     PullRequestChanged,
+    /// Body [`SlackPrompt`]: queued with source `slack`; the room reports to the thread.
+    SlackPrompt,
 }
 
 impl RoomRoute {
@@ -150,7 +167,7 @@ impl RoomRoute {
             | Artifact { .. }
             | Bridge => "GET",
             Init | Prompt | Selection | Stop | Cancel | AddMember | RemoveMember | Revoke
-            | Archive | GitCredentials | PullRequest | PullRequestChanged => "POST",
+            | Archive | GitCredentials | PullRequest | PullRequestChanged | SlackPrompt => "POST",
         }
     }
 
@@ -198,6 +215,7 @@ impl RoomRoute {
             GitCredentials => "/sandbox/git-credentials".into(),
             PullRequest => "/pull-request".into(),
             PullRequestChanged => "/pull-request/changed".into(),
+            SlackPrompt => "/slack/prompts".into(),
         }
     }
 
@@ -252,6 +270,7 @@ impl RoomRoute {
             "/sandbox/git-credentials" => GitCredentials,
             "/pull-request" => PullRequest,
             "/pull-request/changed" => PullRequestChanged,
+            "/slack/prompts" => SlackPrompt,
             _ => return None,
         };
         (route.method() == method).then_some(route)
@@ -438,6 +457,7 @@ mod tests {
             GitCredentials,
             PullRequest,
             PullRequestChanged,
+            SlackPrompt,
         ];
         for route in routes {
             let path = route.path();

@@ -16,6 +16,7 @@
 //! - `artifacts`: selections and the agent's artifacts, created and updated.
 //! - `git`: credentials for the sandbox's git, the branch it pushes to, and what a push changes.
 //! - `pulls`: the session's pull request: its draft, its `pr` artifact, webhook updates.
+//! - `slack`: prompts from Slack threads, and their status and reply posted back, from the alarm.
 //! - `hub`: sockets, SSE streams, broadcast, presence.
 //! - `store`: SQLite (migrations in [`schema`]).
 //! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off), [`tokens`] (answer
@@ -54,6 +55,8 @@ mod prompts;
 mod pulls;
 #[cfg(target_arch = "wasm32")]
 mod sandbox;
+#[cfg(target_arch = "wasm32")]
+mod slack;
 #[cfg(target_arch = "wasm32")]
 mod sockets;
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,7 @@ use super::hub::{self, Hub, SocketOwner};
 use super::ratelimit::RateLimits;
 use super::store::Store;
 use super::tokens::Coalescer;
-use super::{artifacts, git, history, members, prompts, pulls, sockets};
+use super::{artifacts, git, history, members, prompts, pulls, slack, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
 use crate::respond;
@@ -302,6 +302,16 @@ impl SessionRoom {
             RoomRoute::PullRequestChanged => {
                 let updated = pulls::changed(&cx, &body(req).await?)?;
                 respond::json(200, &json!({ "updated": updated }))
+            }
+            RoomRoute::SlackPrompt => {
+                let caller = caller(req)?;
+                let message_id = slack::submit(&cx, &self.rates, &caller, body(req).await?)?;
+                self.kick(&cx).await;
+                // The status message goes out at once, from the alarm.
+                if let Err(error) = self.alarm.no_later_than(&cx, cx.now).await {
+                    crate::log::error(&format!("room could not set its alarm: {error:?}"));
+                }
+                respond::json(202, &json!({ "message_id": message_id }))
             }
         }
     }

@@ -49,6 +49,19 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE TABLE IF NOT EXISTS room_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ",
     },
+    Migration {
+        version: 3,
+        description: "prompts from Slack and what was posted back to their threads",
+        sql: "
+        CREATE TABLE IF NOT EXISTS slack_prompts (
+            message_id TEXT PRIMARY KEY, team_id TEXT NOT NULL, channel_id TEXT NOT NULL,
+            thread_ts TEXT NOT NULL, session_url TEXT NOT NULL, offer_pr INTEGER NOT NULL,
+            status_ts TEXT, status_text TEXT, status_at INTEGER, status_tried INTEGER NOT NULL,
+            final_ts TEXT, final_tried INTEGER NOT NULL, attempts INTEGER NOT NULL,
+            next_at INTEGER NOT NULL, done INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS slack_prompts_due ON slack_prompts(done, next_at);
+    ",
+    },
 ];
 
 /// The bookkeeping table itself, created before any step.

@@ -1,6 +1,6 @@
 //! The room's SQLite: schema migrations, the session row, participants and the lifecycle
 //! record here; the event log and artifacts in [`log`], the prompt queue in [`queue`], and
-//! sandboxes and acknowledged bridge frames in [`sandboxes`].
+//! sandboxes and acknowledged bridge frames in [`sandboxes`], prompts from Slack in [`slack`].
 //!
 //! Every call is synchronous; writes made without an `.await` between them commit together,
 //! which is what keeps "stored, then acknowledged" true.
@@ -11,10 +11,12 @@ mod queue;
 pub use log::PAGE_BYTES;
 pub mod rows;
 mod sandboxes;
+mod slack;
 
 pub use rows::{
     ArtifactRow, EventRow, MessageRow, NewMessage, Participant, SandboxRow, StoredEvent,
 };
+pub use slack::{SlackPost, SlackPromptRow};
 
 use super::lifecycle::RoomMeta;
 use super::schema::{pending, MIGRATIONS_TABLE};
