@@ -244,7 +244,13 @@ async function main() {
         sent: progress?.sent ?? samples.at(-1)?.sent ?? 0,
         delivered: progress?.delivered_to_all ?? samples.at(-1)?.delivered ?? 0,
         rss: rssBytes(runtime.pid),
-        ...(cdp ? await isolateMemory(cdp) : noIsolate),
+        // On a machine this busy the inspector can fall minutes behind: the row keeps its RSS.
+        ...(cdp
+          ? await isolateMemory(cdp).catch((error) => {
+              log(`${label}: no heap figures (${error.message})`);
+              return noIsolate;
+            })
+          : noIsolate),
         cpuPct: Number.isFinite(cpuPct) ? cpuPct.toFixed(0) : null,
       };
       samples.push(row);
