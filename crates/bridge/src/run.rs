@@ -5,6 +5,7 @@ use crate::agent::{stop_pair, Agent};
 use crate::backoff::Backoff;
 use crate::config::RunConfig;
 use crate::credentials::relay::{Coordinator, Relay};
+use crate::credentials::Redactor;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalFile};
 use crate::outbox::Outbox;
@@ -147,6 +148,8 @@ struct Bridge {
     frames: mpsc::UnboundedReceiver<FromBridge>,
     frames_open: bool,
     journal: JournalFile,
+    /// Hides the sandbox token and the git passwords in every frame before it is queued.
+    redactor: Redactor,
 }
 
 /// How many finished prompts the journal remembers.
@@ -170,6 +173,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     // Before the agent starts: it works in the clone.
     let relay = start_relay(&config);
     let redactor = relay.as_ref().map(Relay::redactor).unwrap_or_default();
+    redactor.pin(config.token.expose());
     let helper = relay
         .as_ref()
         .and_then(|relay| match std::env::current_exe() {
@@ -208,6 +212,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         frames: frames_rx,
         frames_open: true,
         journal,
+        redactor: redactor.clone(),
     };
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
@@ -402,6 +407,7 @@ impl Bridge {
     }
 
     fn queue(&mut self, frame: FromBridge) {
+        let frame = crate::scrub::frame(&self.redactor, frame);
         if let FromBridge::Done { message_id, .. } = &frame {
             self.prompts.finished(message_id);
             self.stops.remove(message_id);
