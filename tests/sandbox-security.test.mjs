@@ -172,12 +172,12 @@ describe('the agent cannot read the sandbox token', () => {
     assert.match(tools[0].output, new RegExp(`environ: Permission denied|SESSION_ID=${sid}`), tools[0].output);
     assert.match(tools[1].output, /file: /, tools[1].output);
     assert.match(tools[2].output, /^memory:/);
-    // Not even the shape of a token: the memory is closed to the agent.
-    assert.match(tools[2].output, /^memory: closed/, tools[2].output);
     // Nowhere, in no stored event (which is what a replay sends), is the token.
     const log = JSON.stringify(events);
     assert.ok(!log.includes(token), `the sandbox token reached an event:\n${tools.map((t) => t.output).join('\n---\n')}`);
     assert.doesNotMatch(log, /SANDBOX_TOKEN=(?!\*\*\*)/);
+    // Not even the shape of a token: the bridge's memory is closed to the agent.
+    assert.match(tools[2].output, /^memory: closed/, tools[2].output);
     // Nor anything that opens the bridge's socket: the bridge itself holds it and works on.
     assert.equal((await refusal(sid, { token: 'sbx1.' + 'x'.repeat(40) })).status, 401);
   });
