@@ -138,7 +138,9 @@ def refresh_repo_images() -> list:
     )
 
 
-@app.function(timeout=600, **_FUNCTION_OPTIONS)
+# One container: the signatures' nonces are remembered in its memory, so a replay cannot land on
+# another container that never saw them; 32 concurrent inputs are plenty for the coordinator's calls.
+@app.function(timeout=600, max_containers=1, **_FUNCTION_OPTIONS)
 @modal.concurrent(max_inputs=32)
 @modal.asgi_app(requires_proxy_auth=PROXY_AUTH)
 def api():

@@ -38,6 +38,8 @@ def normalize_origin(url: str) -> str | None:
 class Config:
     app_name: str = DEFAULT_APP_NAME
     provider_secret: str | None = None
+    # The secret before a rotation, accepted too until the coordinator signs with the new one.
+    provider_secret_previous: str | None = None
     coordinator_allowlist: frozenset = frozenset()
     env_allowlist: frozenset = frozenset()
     extra_allowed_hosts: tuple = ()
@@ -75,6 +77,7 @@ class Config:
         return cls(
             app_name=(env.get("MODAL_APP_NAME") or DEFAULT_APP_NAME).strip(),
             provider_secret=env.get("PROVIDER_SECRET") or None,
+            provider_secret_previous=env.get("PROVIDER_SECRET_PREVIOUS") or None,
             coordinator_allowlist=frozenset(origins),
             env_allowlist=frozenset(_csv(env.get("SANDBOX_ENV_ALLOWLIST"))),
             extra_allowed_hosts=tuple(h.lower() for h in _csv(env.get("SANDBOX_EXTRA_ALLOWED_HOSTS"))),

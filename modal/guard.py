@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 
 from config import Config
 from errors import ApiError
-from signature import SIGNATURE_HEADER, SignatureError, verify
+from signature import SIGNATURE_HEADER, NonceCache, SignatureError, verify
 
 log = logging.getLogger("provider_api")
 
@@ -40,6 +40,8 @@ class RequestGuard:
         self.config = config
         self.clock = clock
         self.config_error = config_error
+        # One container serves the API (`max_containers=1` in app.py), so its memory sees every nonce.
+        self.nonces = NonceCache()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -99,11 +101,28 @@ class RequestGuard:
 
         if not self.config.provider_secret:
             raise ApiError(500, "internal", "the provider is not configured (PROVIDER_SECRET is not set)")
+        now = int(self.clock())
         try:
-            verify(self.config.provider_secret, headers.get(SIGNATURE_HEADER.lower()), body, int(self.clock()))
+            verified = verify(
+                [self.config.provider_secret, self.config.provider_secret_previous],
+                headers.get(SIGNATURE_HEADER.lower()),
+                scope.get("method", ""),
+                _path_and_query(scope),
+                body,
+                now,
+            )
+            self.nonces.admit(verified, now)
         except SignatureError as err:
             raise ApiError(401, "unauthorized", str(err)) from None
         return body
+
+
+def _path_and_query(scope) -> str:
+    """The path as the client sent it (still percent-encoded), and its query: what the coordinator signed."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    path = raw.decode("latin-1")
+    query = scope.get("query_string") or b""
+    return f"{path}?{query.decode('latin-1')}" if query else path
 
 
 def _replay(body: bytes, receive):

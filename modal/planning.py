@@ -26,6 +26,8 @@ RESERVED_ENV = frozenset(
         "SESSION_ID",
         "SANDBOX_ID",
         "SANDBOX_TOKEN",
+        "SANDBOX_TOKEN_FILE",
+        "SANDBOX_TOKEN_DIR",
         "REPO_OWNER",
         "REPO_NAME",
         "REPO_BRANCH",
@@ -135,6 +137,8 @@ def plan_sandbox(req: CreateRequest, config: Config, repo_image: dict | None = N
             "COORDINATOR_URL": req.coordinator_url,
             "SESSION_ID": req.session_id,
             "SANDBOX_ID": req.sandbox_id,
+            # The only way into a Modal sandbox; sandbox-entry moves it into a file the bridge
+            # reads and deletes, before anything else starts.
             "SANDBOX_TOKEN": req.sandbox_token,
             "REPO_OWNER": req.repo.owner,
             "REPO_NAME": req.repo.name,

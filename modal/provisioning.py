@@ -21,9 +21,9 @@ from typing import Any, Callable
 import builds
 import validation
 from config import Config
-from errors import ApiError, ProviderFailure
+from errors import ApiError, ProviderFailure, invalid
 from planning import plan_sandbox
-from state import StateStore, iso_utc, sandbox_key
+from state import StateStore, iso_utc, sandbox_key, snapshot_key
 from validation import CreateRequest
 
 log = logging.getLogger("provisioning")
@@ -42,6 +42,12 @@ def create(req: CreateRequest, config: Config, store: StateStore, backend: Any, 
             raise ApiError(409, "conflict", "sandbox_id is already used by another session")
         # A retried create: answer with the sandbox that was made the first time.
         return {"sandbox_id": req.sandbox_id, "provider_id": existing["provider_id"]}
+
+    if req.snapshot_id:
+        # A snapshot is restored only into the session whose sandbox it was taken of.
+        owner = (store.get(snapshot_key(req.snapshot_id)) or {}).get("session_id")
+        if owner != req.session_id:
+            raise invalid(f"snapshot {req.snapshot_id} belongs to another session")
 
     repo_image = None
     if not req.snapshot_id and not req.image_id:
@@ -100,6 +106,9 @@ def snapshot(sandbox_id: str, store: StateStore, backend: Any, clock: Clock) -> 
     if record.get("ended_at"):
         raise ApiError(409, "conflict", "the sandbox has ended")
     snapshot_id = backend.snapshot_sandbox(provider_id)
+    # Whose it is: a create naming it for another session is refused. A sandbox found only by its
+    # tag has no recorded session, and its snapshot can then be restored by none.
+    store.put(snapshot_key(snapshot_id), {"session_id": record.get("session_id"), "sandbox_id": sandbox_id})
     store.put(sandbox_key(sandbox_id), dict(record, last_snapshot_id=snapshot_id, last_snapshot_at=iso_utc(clock())))
     log.info("snapshot of sandbox %s: %s", sandbox_id, snapshot_id)
     return {"snapshot_id": snapshot_id}

@@ -13,14 +13,49 @@
 # Image builds (`prepare`) and the fetch of `image` mode run without a bridge; a GITHUB_TOKEN in
 # the environment is used there through a credential helper that reads the variable when git
 # asks; the token is never written to disk, put on a command line or printed.
+#
+# SANDBOX_TOKEN arrives in the environment (the only way into a Modal sandbox) and leaves it
+# first thing: it goes into a 0600 file in a fresh 0700 folder, SANDBOX_TOKEN_FILE names it, and
+# the bridge deletes the file once read. Nothing started from here (git, the bridge, the agent)
+# inherits the token, and the exec'd bridge's /proc environ does not hold it. Whatever this
+# script prints has both tokens replaced by `***`.
 set -eu
+
+# Unexported: for `hide` alone, never inherited.
+hidden_token="${SANDBOX_TOKEN:-}"
+
+# The text with every copy of each secret replaced (POSIX sh: no secret on any command line).
+hide() {
+    text=$1
+    for secret in "$hidden_token" "${GITHUB_TOKEN:-}"; do
+        [ -n "$secret" ] || continue
+        out=''
+        while case $text in *"$secret"*) true ;; *) false ;; esac; do
+            out="$out${text%%"$secret"*}***"
+            text=${text#*"$secret"}
+        done
+        text="$out$text"
+    done
+    printf '%s' "$text"
+}
+
+hand_token_to_bridge() {
+    [ -n "${SANDBOX_TOKEN:-}" ] || return 0
+    dir=$(mktemp -d "${SANDBOX_TOKEN_DIR:-/run}/sandbox-token.XXXXXX" 2>/dev/null || mktemp -d)
+    chmod 0700 "$dir"
+    (umask 077 && printf '%s' "$SANDBOX_TOKEN" >"$dir/token")
+    SANDBOX_TOKEN_FILE="$dir/token"
+    export SANDBOX_TOKEN_FILE
+    unset SANDBOX_TOKEN
+}
+hand_token_to_bridge
 
 WORKSPACE="${WORKSPACE:-/workspace}"
 MEMORY_DIR="${MEMORY_DIR:-/memory}"
 MODE="${WORKSPACE_MODE:-clone}"
 export COREPACK_ENABLE_DOWNLOAD_PROMPT=0 GIT_TERMINAL_PROMPT=0
 
-log() { printf 'sandbox-entry: %s\n' "$*" >&2; }
+log() { printf 'sandbox-entry: %s\n' "$(hide "$*")" >&2; }
 
 # The helper text is stored literally; `$GITHUB_TOKEN` is expanded by git's shell at use time.
 HELPER='!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=${GITHUB_TOKEN}"; }; f'

@@ -1,6 +1,7 @@
 """The app's state: a key/value mapping (a `modal.Dict` in production, a `dict` in the tests).
 
-Keys: ``sandbox:<sandbox_id>`` here; the build and image keys are listed in `builds`.
+Keys: ``sandbox:<sandbox_id>`` and ``snapshot:<snapshot_id>`` (``{session_id, sandbox_id}``: whose
+snapshot it is) here; the build and image keys are listed in `builds`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class StateStore:
 
 def sandbox_key(sandbox_id: str) -> str:
     return f"sandbox:{sandbox_id}"
+
+
+def snapshot_key(snapshot_id: str) -> str:
+    return f"snapshot:{snapshot_id}"
 
 
 def iso_utc(ms: float) -> str:

@@ -1,6 +1,8 @@
 //! **API Boundary**: the signed client for the sandbox provider API (PROTOCOL.md section 5),
 //! spoken to the Modal app in production and to `bridge provider` in development.
-//! Every request carries `X-Coordinator-Signature` over its exact body bytes.
+//! Every request carries `X-Coordinator-Signature` (v2): its time, a fresh nonce, the method,
+//! the path the provider sees (with the base URL's own path, and any query) and the SHA-256 of
+//! its exact body bytes.
 
 use crate::config::ProviderConfig;
 use crate::time::now_ms;
@@ -122,9 +124,22 @@ impl<'a> ProviderClient<'a> {
 
     fn request(&self, method: Method, path: &str, body: Vec<u8>) -> worker::Result<Request> {
         let headers = Headers::new();
+        // A fresh nonce per request: a provider accepts each signature once.
+        let nonce = crate::ids::new_id("n")
+            .map_err(|e| worker::Error::RustError(format!("no nonce: {e:?}")))?;
+        // The provider sees the base URL's own path (`https://host/prefix`) before the route.
+        let base = crate::url::RequestUrl::parse(self.config.url.clone());
+        let signed_path = format!("{}{path}", base.path().trim_end_matches('/'));
         headers.set(
             SIGNATURE_HEADER,
-            &sign(self.secret.as_bytes(), now_ms(), &body),
+            &sign(
+                self.secret.as_bytes(),
+                now_ms(),
+                &nonce,
+                method.as_ref(),
+                &signed_path,
+                &body,
+            ),
         )?;
         headers.set("content-type", "application/json")?;
         if let (Some(key), Some(secret)) = (&self.config.modal_key, &self.config.modal_secret) {

@@ -7,6 +7,7 @@ coordinator's types can read what the app says.
 from __future__ import annotations
 
 import copy
+import uuid
 import json
 import re
 
@@ -113,12 +114,17 @@ def encode(body) -> bytes:
     return json.dumps(body).encode()
 
 
+def nonce() -> str:
+    """A nonce no other request uses."""
+    return uuid.uuid4().hex
+
+
 def call(api, method, path, body=None, *, t=None, secret=SECRET, headers=None, sign=True):
     raw = encode(body)
     all_headers = {"content-type": "application/json"}
     if sign:
         stamp = int(api.clock()) if t is None else t
-        all_headers["X-Coordinator-Signature"] = signature.sign(secret, stamp, raw)
+        all_headers["X-Coordinator-Signature"] = signature.sign(secret, stamp, nonce(), method, path, raw)
     all_headers.update(headers or {})
     status, payload = api.handle(method, path, all_headers, raw)
     check_answer(method, path, status, payload)

@@ -6,7 +6,7 @@ import pytest
 from config import Config
 from planning import volume_name
 from provider_api import app_from_env
-from provider_helpers import BODY, COORDINATOR, DELETE, SECRET, TOKEN, ApiClient, Clock, body, call, make_api, only_create
+from provider_helpers import BODY, COORDINATOR, DELETE, SECRET, TOKEN, ApiClient, Clock, body, call, make_api, nonce, only_create
 
 SANDBOX_ID = BODY["sandbox_id"]
 
@@ -54,12 +54,60 @@ def test_signature_covers_the_exact_body_bytes(fake_modal):
     raw = json.dumps(BODY).encode()
     import signature
 
-    header = signature.sign(SECRET, int(api.clock()), raw)
+    header = signature.sign(SECRET, int(api.clock()), nonce(), "POST", "/sandboxes", raw)
     tampered = raw.replace(b'"cpu": 2', b'"cpu": 8')
     status, code, _ = error_of(api.handle("POST", "/sandboxes", {"x-coordinator-signature": header}, tampered))
     assert (status, code) == (401, "unauthorized")
     # The header name is case-insensitive.
     assert api.handle("POST", "/sandboxes", {"x-coordinator-signature": header}, raw)[0] == 201
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [("DELETE", "/sandboxes"), ("POST", "/images"), ("POST", "/sandboxes?x=1"), ("POST", "/sandboxes/x/snapshot")],
+)
+def test_signature_is_bound_to_the_method_and_the_path_with_its_query(fake_modal, method, path):
+    api = make_api(fake_modal)
+    raw = json.dumps(BODY).encode()
+    import signature
+
+    header = signature.sign(SECRET, int(api.clock()), nonce(), method, path, raw)
+    status, code, _ = error_of(api.handle("POST", "/sandboxes", {"x-coordinator-signature": header}, raw))
+    assert (status, code) == (401, "unauthorized")
+    assert fake_modal.created() == []
+
+
+def test_a_signed_request_is_accepted_once(fake_modal):
+    api = make_api(fake_modal)
+    import signature
+
+    header = signature.sign(SECRET, int(api.clock()), nonce(), "GET", "/images/b_nope", b"")
+    first = api.handle("GET", "/images/b_nope", {"x-coordinator-signature": header}, b"")
+    assert first[0] == 404
+    status, code, message = error_of(api.handle("GET", "/images/b_nope", {"x-coordinator-signature": header}, b""))
+    assert (status, code) == (401, "unauthorized") and "already used" in message
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation(fake_modal):
+    api = make_api(fake_modal, provider_secret_previous="the-secret-before")
+    assert call(api, "GET", "/images/b_nope", secret=SECRET)[0] == 404
+    assert call(api, "GET", "/images/b_nope", secret="the-secret-before")[0] == 404
+    assert error_of(call(api, "GET", "/images/b_nope", secret="never-the-secret"))[:2] == (401, "unauthorized")
+    plain = make_api(fake_modal)
+    assert error_of(call(plain, "GET", "/images/b_nope", secret="the-secret-before"))[:2] == (401, "unauthorized")
+
+
+def test_v1_signatures_are_refused(fake_modal):
+    import hashlib
+    import hmac
+
+    api = make_api(fake_modal)
+    raw = json.dumps(BODY).encode()
+    t = int(api.clock())
+    v1 = hmac.new(SECRET.encode(), f"{t}.".encode() + raw, hashlib.sha256).hexdigest()
+    status, code, message = error_of(api.handle("POST", "/sandboxes", {"x-coordinator-signature": f"t={t},v1={v1}"}, raw))
+    assert (status, code) == (401, "unauthorized") and "malformed" in message
+    assert fake_modal.created() == []
 
 
 def test_unsigned_requests_learn_nothing_about_routes(fake_modal):
@@ -193,6 +241,7 @@ def test_env_allowlist_passes_listed_names_but_never_reserved_ones(fake_modal):
 
 def test_image_selection_snapshot_then_image_then_recorded_then_base(fake_modal):
     api = make_api(fake_modal)
+    api.store.put("snapshot:im-snap1", {"session_id": BODY["session_id"]})
     call(api, "POST", "/sandboxes", body(sandbox_id="sbx_a", snapshot_id="im-snap1", image_id="im-repo1"))
     call(api, "POST", "/sandboxes", body(sandbox_id="sbx_b", image_id="im-repo1"))
     api.store.put("image:acme/web", {"image_id": "im-cron1"})
@@ -224,6 +273,7 @@ def test_a_vanished_recorded_image_falls_back_to_the_base_image(fake_modal):
 
 def test_a_missing_requested_snapshot_is_a_provider_error(fake_modal):
     api = make_api(fake_modal)
+    api.store.put("snapshot:im-gone", {"session_id": BODY["session_id"]})
     fake_modal.fail_next["create"] = fake_modal.exception.NotFoundError("Image im-gone not found")
     status, code, message = error_of(call(api, "POST", "/sandboxes", body(snapshot_id="im-gone")))
     assert (status, code) == (502, "provider_error") and "NotFoundError" in message
@@ -375,6 +425,21 @@ def test_snapshot_returns_the_image_id(fake_modal):
     # A later create with that snapshot restores it.
     call(api, "POST", "/sandboxes", body(sandbox_id="sbx_next", snapshot_id=payload["snapshot_id"]))
     assert fake_modal.created()[-1][1]["image"].object_id == payload["snapshot_id"]
+
+
+def test_a_snapshot_is_restored_only_into_its_own_session(fake_modal):
+    api = make_api(fake_modal)
+    call(api, "POST", "/sandboxes", BODY)
+    snapshot_id = call(api, "POST", f"/sandboxes/{SANDBOX_ID}/snapshot", {})[1]["snapshot_id"]
+    assert api.store.get(f"snapshot:{snapshot_id}") == {"session_id": BODY["session_id"], "sandbox_id": SANDBOX_ID}
+    n_created = len(fake_modal.created())
+    other = body(sandbox_id="sbx_other", session_id="ses_someone_else", snapshot_id=snapshot_id)
+    status, code, message = error_of(call(api, "POST", "/sandboxes", other))
+    assert (status, code) == (422, "invalid_field") and "belongs to another session" in message
+    # A snapshot this app never recorded belongs to no session.
+    unknown = body(sandbox_id="sbx_other", snapshot_id="im-never-taken")
+    assert error_of(call(api, "POST", "/sandboxes", unknown))[:2] == (422, "invalid_field")
+    assert len(fake_modal.created()) == n_created
 
 
 def test_snapshot_errors(fake_modal):

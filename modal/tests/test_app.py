@@ -4,6 +4,7 @@ import asyncio
 import importlib
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,9 @@ def asgi_request(asgi, method, path, body=b"", headers=None):
     return start["status"], json.loads(payload["body"])
 
 
-def signed_headers(raw: bytes, now_ms: int) -> dict:
-    return {"X-Coordinator-Signature": signature.sign(SECRET, now_ms, raw), "content-type": "application/json"}
+def signed_headers(raw: bytes, now_ms: int, method: str = "POST", path: str = "/sandboxes") -> dict:
+    header = signature.sign(SECRET, now_ms, uuid.uuid4().hex, method, path, raw)
+    return {"X-Coordinator-Signature": header, "content-type": "application/json"}
 
 
 def test_functions_schedule_secrets_and_endpoint(app_module, fake_modal):
@@ -85,6 +87,8 @@ def test_functions_schedule_secrets_and_endpoint(app_module, fake_modal):
         assert fn.options["env"]["REPOS"] == REPOS
     assert functions["api"].fn.asgi_options == {"requires_proxy_auth": False}
     assert functions["api"].fn.concurrent_options["max_inputs"] > 1
+    # The nonces of signatures live in one container's memory.
+    assert functions["api"].options["max_containers"] == 1
     assert ("Dict.from_name", "session-coordinator-sandboxes-state", True) in fake_modal.calls
     steps = functions["api"].options["image"].steps
     assert [step[0] for step in steps[:2]] == ["debian_slim", "pip_install_from_requirements"]
@@ -138,7 +142,7 @@ def test_cron_builds_every_repo_and_sandboxes_use_the_result(app_module, fake_mo
     assert kwargs["image"].object_id == web_image and kwargs["app"] is app.app
     assert kwargs["secrets"] == [("secret", "session-coordinator-model-keys")]
 
-    status, payload = asgi_request(asgi, "GET", f"/images/{build_ids[1]}", b"", signed_headers(b"", now))
+    status, payload = asgi_request(asgi, "GET", f"/images/{build_ids[1]}", b"", signed_headers(b"", now, "GET", f"/images/{build_ids[1]}"))
     assert status == 200 and payload["status"] == "ready" and payload["commit"] == "cafe"
 
 

@@ -6,6 +6,7 @@ the schema allows is accepted (unknown fields, ``null`` for an optional field).
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -131,3 +132,20 @@ def test_answers_outside_the_schema_are_caught_by_the_helper():
         validation.validator_for("ImageBuild").validate({"status": "done"})
     with pytest.raises(Exception):
         validation.validator_for("CreatedSandbox").validate({"sandbox_id": "sbx_1"})
+
+
+BRANCH_VECTORS = json.loads(
+    (Path(__file__).resolve().parents[2] / "crates" / "protocol" / "testdata" / "branch_names.json").read_text()
+)
+
+
+@pytest.mark.parametrize("name", BRANCH_VECTORS["valid"])
+def test_branch_names_git_accepts_are_accepted_as_the_rust_rule_accepts_them(name):
+    # The same file is read by `branch_names_of_the_shared_vectors` in crates/protocol/src/git.rs.
+    validation.validator_for("RepoRef").validate({"owner": "acme", "name": "web", "branch": name})
+
+
+@pytest.mark.parametrize("name", BRANCH_VECTORS["invalid"])
+def test_branch_names_the_rust_rule_refuses_are_refused(name):
+    errors = list(validation.validator_for("RepoRef").iter_errors({"owner": "acme", "name": "web", "branch": name}))
+    assert errors, repr(name)

@@ -87,3 +87,25 @@ def test_a_token_for_image_builds_is_used_without_landing_on_disk_or_in_output(t
 
 def test_an_unknown_mode_fails(tmp_path, origin):
     assert run(tmp_path, origin, "bogus", "true").returncode == 2
+
+
+def test_the_sandbox_token_leaves_the_environment_for_a_file_only_the_bridge_reads(tmp_path, origin):
+    token = "sbx1.ses_1.sbx_1.the-token.0123abcd"
+    shown = (
+        'env | grep -c "^SANDBOX_TOKEN=" || true; '
+        'echo "file=$SANDBOX_TOKEN_FILE"; stat -c %a "$SANDBOX_TOKEN_FILE" "$(dirname "$SANDBOX_TOKEN_FILE")"; '
+        'cat "$SANDBOX_TOKEN_FILE"; echo'
+    )
+    done = run(
+        tmp_path, origin, "clone", "sh", "-c", shown,
+        extra={"SANDBOX_TOKEN": token, "SANDBOX_TOKEN_DIR": str(tmp_path), "REPO_OWNER": f"acme{token}"},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # No variable holds it; the file does, readable by its owner alone, in a folder of its own.
+    assert lines[0] == "0"
+    assert lines[1].startswith(f"file={tmp_path}/sandbox-token.")
+    assert lines[2:4] == ["600", "700"]
+    assert lines[4] == token
+    # The script's own log lines hide it (here it is in the repo owner it prints).
+    assert token not in done.stderr and "acme***" in done.stderr

@@ -51,6 +51,29 @@ mod serve {
         })
     }
 
+    /// A sandbox's request carries a token the coordinator made for this session, or it is
+    /// refused here with the same 401 whatever the session (one that exists or not): no room is
+    /// woken and nothing tells a made-up id from a real one. The room then checks the token is
+    /// the one a live sandbox of the session holds.
+    fn require_sandbox_token(req: &Request, config: &Config, session_id: &str) -> Result<()> {
+        let refused = || {
+            Error::Api(ApiError::new(
+                ErrorCode::Unauthorized,
+                "a valid sandbox token for this session is required",
+            ))
+        };
+        let secret = config.token_secret.as_deref().ok_or_else(refused)?;
+        let header = req.headers().get("authorization")?.unwrap_or_default();
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(refused)?;
+        let key = protocol::sandbox_token::key(secret.as_bytes());
+        protocol::sandbox_token::verify(&key, token, session_id)
+            .map(drop)
+            .map_err(|_| refused())
+    }
+
     async fn dispatch(req: &mut Request, env: &Env, ctx: &Context) -> Result<Response> {
         let url = crate::url::of(req);
         let endpoint = resolve(req.method().as_ref(), url.path())?;
@@ -90,6 +113,7 @@ mod serve {
                 return sessions::connect(env, &index, &config, req, session_id).await
             }
             Endpoint::SandboxConnect(session_id) => {
+                require_sandbox_token(req, &config, session_id)?;
                 if !req
                     .headers()
                     .get("upgrade")?
@@ -102,6 +126,7 @@ mod serve {
                     .await;
             }
             Endpoint::GitCredentials(session_id) => {
+                require_sandbox_token(req, &config, session_id)?;
                 let body = respond::read_body(req, 4096).await?;
                 return RoomClient::open(env, session_id)?
                     .as_sandbox(RoomRoute::GitCredentials, req, Some(body))

@@ -310,10 +310,10 @@ fn apply(
                 message,
             })
             .map(drop),
-        FromBridge::SnapshotTaken { snapshot_id, .. } => cx
-            .store
-            .update_lifecycle(|meta| meta.latest_snapshot = Some(snapshot_id))
-            .map(drop),
+        // Snapshots are taken through the provider, which records whose they are; a bridge
+        // naming one could make the session restore another session's workspace. Acknowledged
+        // (so it is not sent again) and otherwise ignored.
+        FromBridge::SnapshotTaken { .. } => Ok(()),
         // A push moved the branch on the git host, whether or not its prompt still runs.
         FromBridge::Pushed {
             message_id,

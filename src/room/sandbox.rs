@@ -47,9 +47,24 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
             return prompts::fail_waiting(cx, &refusal.0);
         }
     };
+    let Some(token_secret) = cx.config.token_secret.as_deref() else {
+        let refusal =
+            "sandboxes need TOKEN_SECRET: their tokens are signed with a key derived from it";
+        cx.emit(provider_error(refusal.into()))?;
+        return prompts::fail_waiting(cx, refusal);
+    };
     let meta = cx.store.update_lifecycle(|meta| meta.retry_at = None)?;
     let sandbox_id = new_id("sbx")?;
-    let token = new_secret_token()?;
+    // Bound to this session and sandbox, so the Worker can refuse a foreign token unaided.
+    let token = protocol::sandbox_token::mint(
+        &protocol::sandbox_token::key(token_secret.as_bytes()),
+        &session.id,
+        &sandbox_id,
+        &new_secret_token()?,
+    )
+    .ok_or_else(|| {
+        crate::error::Error::Runtime("a sandbox token cannot carry this session id".into())
+    })?;
     let restored_from = meta.latest_snapshot.clone();
     cx.store.insert_sandbox(
         &sandbox_id,

@@ -7,7 +7,7 @@
 //   tests can hold sandbox tokens (wrong, foreign, ended) that a real bridge keeps to itself.
 
 import { spawn } from 'node:child_process';
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -17,18 +17,24 @@ import { Client, ROOT, sleep } from './server.mjs';
 
 export const BRIDGE_BIN = process.env.BRIDGE_BIN || path.join(ROOT, 'target', 'debug', 'bridge');
 
-/** The signature header the Worker sends, computed the same way. */
-export function signature(secret, t, body) {
-  return `t=${t},v1=${createHmac('sha256', secret).update(`${t}.`).update(body).digest('hex')}`;
+/** The signature header the Worker sends (v2), computed the same way. */
+export function signature(secret, t, nonce, method, pathAndQuery, body) {
+  const bodyHash = createHash('sha256').update(body).digest('hex');
+  const text = `v2\n${t}\n${nonce}\n${method.toUpperCase()}\n${pathAndQuery}\n${bodyHash}`;
+  return `t=${t},n=${nonce},v2=${createHmac('sha256', secret).update(text).digest('hex')}`;
 }
 
-function verify(secret, header, body) {
-  const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header ?? '');
+/** Checks a v2 signature and that its nonce is new to `seen` (a Set), as a provider must. */
+function verify(secret, header, method, pathAndQuery, body, seen) {
+  const match = /^t=(\d+),n=([A-Za-z0-9_-]{16,128}),v2=([0-9a-f]{64})$/.exec(header ?? '');
   if (!match) return false;
   if (Math.abs(Date.now() - Number(match[1])) > 5 * 60_000) return false;
-  const expected = Buffer.from(signature(secret, match[1], body));
+  const expected = Buffer.from(signature(secret, match[1], match[2], method, pathAndQuery, body));
   const given = Buffer.from(header);
-  return expected.length === given.length && timingSafeEqual(expected, given);
+  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return false;
+  if (seen.has(match[2])) return false;
+  seen.add(match[2]);
+  return true;
 }
 
 /**
@@ -103,6 +109,7 @@ export async function startRecordingProvider({ secret }) {
     snapshots: [],
     deletes: [],
     unsigned: 0,
+    nonces: new Set(),
     down: false,
     url: '',
     server: null,
@@ -116,7 +123,7 @@ export async function startRecordingProvider({ secret }) {
         res.end(JSON.stringify(json));
       };
       if (req.url === '/health') return answer(200, { ok: true, provider: 'local', app: 'recording' });
-      if (!verify(secret, req.headers['x-coordinator-signature'], body)) {
+      if (!verify(secret, req.headers['x-coordinator-signature'], req.method, req.url, body, provider.nonces)) {
         provider.unsigned += 1;
         return answer(401, { error: { code: 'unauthorized', message: 'bad signature' } });
       }

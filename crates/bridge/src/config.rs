@@ -41,7 +41,9 @@ pub const DEFAULT_PASSTHROUGH: [&str; 9] = [
 /// for each bridge itself.
 const NOT_PASSED_THROUGH: &[&str] = &[
     "SANDBOX_TOKEN",
+    "SANDBOX_TOKEN_FILE",
     "PROVIDER_SECRET",
+    "PROVIDER_SECRET_PREVIOUS",
     "COORDINATOR_URL",
     "SESSION_ID",
     "SANDBOX_ID",
@@ -142,6 +144,8 @@ pub struct CredentialConfig {
 pub struct ProviderConfig {
     pub listen: String,
     pub secret: Secret,
+    /// The secret before a rotation, accepted too while the coordinator still signs with it.
+    pub secret_previous: Option<Secret>,
     pub workspaces: PathBuf,
     pub agent: AgentKind,
     /// `None`: this executable.
@@ -153,6 +157,8 @@ pub struct ProviderConfig {
     pub agent_env: AgentEnv,
     /// The local git host's repositories: `<root>/<owner>/<name>.git`, bare.
     pub git_root: PathBuf,
+    /// The user (a name or a uid) bridges and their agents run as; the provider must be root.
+    pub sandbox_user: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -199,12 +205,14 @@ struct Cli {
 enum Sub {
     /// Inside a sandbox: dial the session room and drive the agent, one prompt at a time.
     #[command(
-        after_help = "The sandbox token comes only from the environment: SANDBOX_TOKEN (required)."
+        after_help = "The sandbox token comes from SANDBOX_TOKEN_FILE (--token-file), a file read and deleted at start; \
+                      SANDBOX_TOKEN (required without it) in the environment is still accepted but deprecated."
     )]
     Run(RunArgs),
     /// The local sandbox provider for development: each sandbox a folder and a `bridge run`.
     #[command(
-        after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required)."
+        after_help = "The signing secret comes only from the environment: PROVIDER_SECRET (required), \
+                      and during a rotation PROVIDER_SECRET_PREVIOUS (also accepted)."
     )]
     Provider(ProviderArgs),
     /// git's credential helper in a workspace (`credential.helper`): asks the running `bridge
@@ -237,6 +245,10 @@ struct RunArgs {
     /// This sandbox's id.
     #[arg(long = "sandbox", env = "SANDBOX_ID", value_name = "ID", value_parser = plain_id)]
     sandbox_id: String,
+    /// A file holding the sandbox token (0600, written by the provider): read, then deleted,
+    /// before anything else starts, so the agent finds the token in no file and no environment.
+    #[arg(long = "token-file", env = "SANDBOX_TOKEN_FILE", value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// Declared only so that passing it is refused with a reason; see SANDBOX_TOKEN.
     #[arg(long = "token", env = "SANDBOX_TOKEN", hide = true, value_parser = secret)]
     token: Option<Secret>,
@@ -323,6 +335,18 @@ struct ProviderArgs {
     /// Declared only so that passing it is refused with a reason; see PROVIDER_SECRET.
     #[arg(long = "secret", env = "PROVIDER_SECRET", hide = true, value_parser = secret)]
     secret: Option<Secret>,
+    /// Run each sandbox's bridge, and so its agent, as this unprivileged user (a name or a uid);
+    /// the provider must run as root. The bridge is not dumpable, so the agent cannot read its
+    /// memory [default: the provider's own user].
+    #[arg(
+        long = "sandbox-user",
+        env = "PROVIDER_SANDBOX_USER",
+        value_name = "USER"
+    )]
+    sandbox_user: Option<String>,
+    /// Declared only so that passing it is refused with a reason; see PROVIDER_SECRET_PREVIOUS.
+    #[arg(long = "secret-previous", env = "PROVIDER_SECRET_PREVIOUS", hide = true, value_parser = secret)]
+    secret_previous: Option<Secret>,
     #[command(flatten)]
     passthrough: Passthrough,
 }
@@ -397,6 +421,20 @@ fn plain_id(value: &str) -> Result<String, String> {
     }
 }
 
+/// The token in `path`, which is deleted once read: whatever the agent runs later finds no
+/// copy. A file that cannot be deleted is refused, as it would leave the token behind.
+fn take_token_file(path: &std::path::Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+    std::fs::remove_file(path)
+        .map_err(|e| format!("cannot delete the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("the token file {} holds no token", path.display()));
+    }
+    Ok(Secret::new(token.to_string()))
+}
+
 fn secret(value: &str) -> Result<Secret, Infallible> {
     Ok(Secret::new(value.to_string()))
 }
@@ -449,13 +487,28 @@ fn from_environment(
 
 impl RunArgs {
     fn into_config(self, matches: Option<&ArgMatches>) -> Result<RunConfig, (ErrorKind, String)> {
-        let token = from_environment(
+        let from_env = match from_environment(
             self.token,
             matches,
             "token",
             "SANDBOX_TOKEN",
             "the sandbox token",
-        )?;
+        ) {
+            Ok(token) => Some(token),
+            Err((ErrorKind::MissingRequiredArgument, _)) => None,
+            Err(refusal) => return Err(refusal),
+        };
+        let token = match (self.token_file, from_env) {
+            (Some(path), _) => {
+                take_token_file(&path).map_err(|m| (ErrorKind::ValueValidation, m))?
+            }
+            (None, Some(token)) => token,
+            (None, None) => return Err((
+                ErrorKind::MissingRequiredArgument,
+                "SANDBOX_TOKEN_FILE (or, deprecated, SANDBOX_TOKEN) is required in the environment"
+                    .into(),
+            )),
+        };
         Ok(RunConfig {
             coordinator_url: self.coordinator_url,
             session_id: self.session_id,
@@ -492,6 +545,17 @@ impl ProviderArgs {
             "PROVIDER_SECRET",
             "the provider secret",
         )?;
+        let secret_previous = match from_environment(
+            self.secret_previous,
+            matches,
+            "secret_previous",
+            "PROVIDER_SECRET_PREVIOUS",
+            "the previous provider secret",
+        ) {
+            Ok(previous) => Some(previous),
+            Err((ErrorKind::MissingRequiredArgument, _)) => None,
+            Err(refusal) => return Err(refusal),
+        };
         let mut allowed: Vec<String> = self
             .allowed_coordinators
             .into_iter()
@@ -504,6 +568,7 @@ impl ProviderArgs {
         Ok(ProviderConfig {
             listen: self.listen,
             secret,
+            secret_previous,
             workspaces: self.workspaces,
             agent: self.agent,
             bridge_bin: self.bridge_bin,
@@ -511,6 +576,7 @@ impl ProviderArgs {
             agent_env: present(&passthrough),
             passthrough,
             git_root: self.git_root,
+            sandbox_user: self.sandbox_user,
         })
     }
 }
@@ -716,11 +782,41 @@ mod tests {
             "--sandbox",
             "b",
         ];
-        assert!(refusal(&base).contains("SANDBOX_TOKEN is required in the environment"));
+        assert!(refusal(&base).contains(
+            "SANDBOX_TOKEN_FILE (or, deprecated, SANDBOX_TOKEN) is required in the environment"
+        ));
         let with_flag = [&base[..], &["--token", "t"]].concat();
         assert!(refusal(&with_flag).contains("read only from the SANDBOX_TOKEN"));
         let with_inline_flag = [&base[..], &["--token=t"]].concat();
         assert!(refusal(&with_inline_flag).contains("read only from the SANDBOX_TOKEN"));
+    }
+
+    #[test]
+    fn the_token_file_is_read_and_deleted() {
+        let dir = std::env::temp_dir().join(format!("bridge-token-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "sbx1.the-token\n").unwrap();
+        let base = [
+            "run",
+            "--url",
+            "http://x",
+            "--session",
+            "s",
+            "--sandbox",
+            "b",
+        ];
+        let with_file = [&base[..], &["--token-file", file.to_str().unwrap()]].concat();
+        match parse_flags(&with_file) {
+            Ok(Command::Run(config)) => assert_eq!(config.token.expose(), "sbx1.the-token"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!file.exists(), "the token file is deleted once read");
+        // A missing or empty file is refused with the reason.
+        assert!(refusal(&with_file).contains("cannot read the token file"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(refusal(&with_file).contains("holds no token"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -783,8 +879,8 @@ mod tests {
         ] {
             assert!(help.contains(flag), "{flag} in {help}");
         }
-        assert!(help.contains("SANDBOX_TOKEN (required)"), "{help}");
-        assert!(!help.contains("--token"), "{help}");
+        assert!(help.contains("SANDBOX_TOKEN_FILE (--token-file)"), "{help}");
+        assert!(!help.contains("--token <"), "{help}");
     }
 
     #[test]
@@ -800,6 +896,8 @@ mod tests {
         );
         assert_eq!(config.passthrough, DEFAULT_PASSTHROUGH);
         assert_eq!(config.secret.expose(), "s");
+        assert_eq!(config.secret_previous, None);
+        assert_eq!(config.sandbox_user, None);
         assert_eq!(config.git_root, PathBuf::from(".wrangler/git"));
         assert!(!format!("{config:?}").contains("\"s\""));
     }
@@ -852,6 +950,14 @@ mod tests {
         );
         assert!(!text.contains("'s'"), "{text}");
         assert!(refusal(&["provider"]).contains("PROVIDER_SECRET is required"));
+        let text = match parse_with_secrets(&["provider", "--secret-previous", "old"]) {
+            Err(e) => e.to_string(),
+            Ok(command) => panic!("the previous secret as a flag is refused, not {command:?}"),
+        };
+        assert!(
+            text.contains("read only from the PROVIDER_SECRET_PREVIOUS"),
+            "{text}"
+        );
     }
 
     #[test]

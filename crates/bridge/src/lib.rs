@@ -8,6 +8,7 @@
 //! - [`run`]: the connection loop of `bridge run`: dial, reconnect, route frames.
 //! - [`worker`]: runs prompts one at a time on the agent.
 //! - [`outbox`]: frames waiting to be sent or acknowledged (pure).
+//! - [`scrub`]: the sandbox token and git passwords hidden in every frame, the last line.
 //! - [`journal`]: the outbox and prompt state on disk, for a bridge started again.
 //! - [`prompts`]: which prompts are queued, running or done (pure).
 //! - [`backoff`]: reconnect delays (pure).
@@ -22,8 +23,10 @@
 //! - [`http`]: the HTTP client set-up (rustls, the webpki roots).
 //! - [`ids`] and [`log`]: random ids and log lines.
 //!
-//! Architecture invariant: the sandbox token is read from the environment once, kept out of
-//! every child process's environment, and never printed; git gets credentials only through
+//! Architecture invariant: the sandbox token is read once at start from a file the provider
+//! wrote (deleted once read; `SANDBOX_TOKEN` in the environment is the deprecated fallback),
+//! kept out of every child process's environment, hidden in every frame, and never printed;
+//! the bridge is not dumpable, so a process of its user cannot read its memory; git gets credentials only through
 //! the credential helper, one repository at a time, and none is written to disk. The passthrough variables
 //! (`SANDBOX_ENV_PASSTHROUGH`) are taken out of the environment too and given to the agent's
 //! processes alone.
@@ -47,5 +50,6 @@ pub mod provider;
 pub mod publish;
 pub mod repo;
 pub mod run;
+pub mod scrub;
 pub mod worker;
 pub mod workspace;

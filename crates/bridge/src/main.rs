@@ -6,6 +6,9 @@ use bridge::config::{self, AgentKind, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any secret is read: a process of the same user (the agent's, where it runs as the
+    // bridge's user) can then read neither this one's memory nor its environment in /proc.
+    bridge::process::forbid_dumps();
     let command = match config::parse(std::env::args_os()) {
         Ok(command) => command,
         // Help and version (exit 0) or bad usage (exit 2), printed by clap.
@@ -15,13 +18,16 @@ fn main() -> ExitCode {
         Command::Run(config) => {
             // Read once into the configuration: commands the bridge runs must not find the
             // token, and only the agent's processes get the passthrough variables.
-            forget(["SANDBOX_TOKEN"], &config.agent_env);
+            forget(["SANDBOX_TOKEN", "SANDBOX_TOKEN_FILE"], &config.agent_env);
             run(*config)
         }
         Command::Provider(config) => {
             // The signing secret stays in this process; the passthrough variables go to
             // bridges explicitly, and to none of the provider's own commands (git, cp).
-            forget(["PROVIDER_SECRET"], &config.agent_env);
+            forget(
+                ["PROVIDER_SECRET", "PROVIDER_SECRET_PREVIOUS"],
+                &config.agent_env,
+            );
             runtime().map_or(1, |rt| rt.block_on(bridge::provider::serve(*config)))
         }
         // Short-lived and synchronous: git waits for it.

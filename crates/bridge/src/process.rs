@@ -22,6 +22,23 @@ pub fn signal_group(pgid: u32, signal: i32) -> bool {
     unsafe { libc::kill(-pgid, signal) == 0 }
 }
 
+/// Marks this process not dumpable (`PR_SET_DUMPABLE` 0): no core file, and `/proc/<pid>/mem`,
+/// `environ` and the like become closed to other processes of the same user (ptrace rules);
+/// only a process with `CAP_SYS_PTRACE` (root) still gets in. Children start dumpable again at
+/// `exec`, so this protects the bridge and the provider alone. Linux; elsewhere a no-op.
+pub fn forbid_dumps() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_DUMPABLE) changes a flag of this process and touches no memory.
+    unsafe {
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) == -1 {
+            eprintln!(
+                "bridge: cannot turn PR_SET_DUMPABLE off: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// The child gets SIGTERM when this process dies, however it dies, so a killed bridge or
 /// provider leaves no agent server or bridge behind (Linux; elsewhere a no-op).
 pub fn die_with_parent(cmd: &mut tokio::process::Command) {

@@ -6,6 +6,7 @@ use crate::backoff::Backoff;
 use crate::budget::{ErrorBudget, Verdict};
 use crate::config::RunConfig;
 use crate::credentials::relay::{Coordinator, Relay};
+use crate::credentials::Redactor;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, JournalFile};
 use crate::outbox::Outbox;
@@ -150,6 +151,8 @@ struct Bridge {
     journal: JournalFile,
     errors: ErrorBudget,
     started: std::time::Instant,
+    /// Hides the sandbox token and the git passwords in every frame before it is queued.
+    redactor: Redactor,
 }
 
 /// How many finished prompts the journal remembers.
@@ -173,6 +176,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     // Before the agent starts: it works in the clone.
     let relay = start_relay(&config);
     let redactor = relay.as_ref().map(Relay::redactor).unwrap_or_default();
+    redactor.pin(config.token.expose());
     let helper = relay
         .as_ref()
         .and_then(|relay| match std::env::current_exe() {
@@ -213,6 +217,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         journal,
         errors: ErrorBudget::default(),
         started: std::time::Instant::now(),
+        redactor: redactor.clone(),
     };
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
@@ -408,7 +413,8 @@ impl Bridge {
         Ok(())
     }
 
-    fn queue(&mut self, mut frame: FromBridge) {
+    fn queue(&mut self, frame: FromBridge) {
+        let mut frame = crate::scrub::frame(&self.redactor, frame);
         if let FromBridge::Done { message_id, .. } = &frame {
             self.prompts.finished(message_id);
             self.stops.remove(message_id);

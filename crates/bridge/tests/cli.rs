@@ -157,7 +157,11 @@ fn the_secrets_come_only_from_the_environment() {
         "--sandbox",
         "b",
     ];
-    check_usage_error(&args, &[], "SANDBOX_TOKEN is required in the environment");
+    check_usage_error(
+        &args,
+        &[],
+        "SANDBOX_TOKEN_FILE (or, deprecated, SANDBOX_TOKEN) is required in the environment",
+    );
     let with_token = [&args[..], &["--token", "flag-token"]].concat();
     let output = bridge(&with_token, &[]);
     assert_eq!(output.status.code(), Some(2));
@@ -197,6 +201,7 @@ fn help_lists_the_flags_with_their_variables() {
         ("--opencode-url", "OPENCODE_URL"),
         ("--opencode-model", "OPENCODE_MODEL"),
         ("--env-passthrough", "SANDBOX_ENV_PASSTHROUGH"),
+        ("--token-file", "SANDBOX_TOKEN_FILE"),
     ] {
         assert!(help.contains(flag), "{flag} in {help}");
         assert!(

@@ -756,7 +756,8 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     assert_eq!(git(&workspace, &["status", "--porcelain"]), "?? draft.txt");
 
     // The agent's own git asks the same helper: it gets the repository's credential, and the
-    // sandbox token is neither in its environment nor in what the helper says.
+    // sandbox token is neither in its environment nor in what the helper says. A credential the
+    // bridge handed out is hidden in the tool's output before it leaves.
     let frames = run_prompt(
         &mut socket,
         "m5",
@@ -766,7 +767,8 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     .await;
     let output = tool_output(&frames);
     assert!(output.contains("username=x-access-token"), "{output}");
-    assert!(output.contains(&format!("password={live}")), "{output}");
+    assert!(output.contains("password=***\n"), "{output}");
+    assert!(!output.contains(&live), "{output}");
     assert!(!output.contains("token-of-"), "{output}");
     provider.assert_no_token_logged();
     let log = provider.log().join("\n");

@@ -17,7 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 
 mod support;
 
-use support::{now_ms, Provider, PATIENCE, SECRET};
+use support::{fresh_nonce, now_ms, Provider, PATIENCE, SECRET};
 
 /// Creates a sandbox for the room; returns its bridge's connection, past `ready`.
 async fn sandbox(provider: &Provider, room: &Room, sandbox_id: &str) -> Socket {
@@ -199,9 +199,28 @@ async fn unsigned_or_badly_signed_requests_are_unauthorized() {
     let body = create_body("sbx_x", "http://127.0.0.1:9", None)
         .to_string()
         .into_bytes();
-    let wrong_secret = sign(b"another secret", now_ms(), &body);
-    let other_body = sign(SECRET.as_bytes(), now_ms(), b"{}");
-    let stale = sign(SECRET.as_bytes(), now_ms() - 10 * 60 * 1000, &body);
+    let signed = |secret: &[u8], t: u64, method: &str, path: &str, body: &[u8]| {
+        sign(secret, t, &fresh_nonce(), method, path, body)
+    };
+    let wrong_secret = signed(b"another secret", now_ms(), "POST", "/sandboxes", &body);
+    let other_body = signed(SECRET.as_bytes(), now_ms(), "POST", "/sandboxes", b"{}");
+    let other_method = signed(SECRET.as_bytes(), now_ms(), "PUT", "/sandboxes", &body);
+    let other_path = signed(SECRET.as_bytes(), now_ms(), "POST", "/images", &body);
+    let other_query = signed(SECRET.as_bytes(), now_ms(), "POST", "/sandboxes?a=1", &body);
+    let stale = signed(
+        SECRET.as_bytes(),
+        now_ms() - 10 * 60 * 1000,
+        "POST",
+        "/sandboxes",
+        &body,
+    );
+    // The signature the coordinator sent before v2.
+    let v1 = {
+        let mut text = format!("{}.", now_ms()).into_bytes();
+        text.extend_from_slice(&body);
+        let mac = protocol::crypto::hex(&protocol::crypto::hmac_sha256(SECRET.as_bytes(), &text));
+        format!("t={},v1={mac}", now_ms())
+    };
     let check = |answer: (u16, Value)| {
         assert_eq!(
             error_code(&answer),
@@ -215,7 +234,11 @@ async fn unsigned_or_badly_signed_requests_are_unauthorized() {
         None,
         Some(wrong_secret.as_str()),
         Some(other_body.as_str()),
+        Some(other_method.as_str()),
+        Some(other_path.as_str()),
+        Some(other_query.as_str()),
         Some(stale.as_str()),
+        Some(v1.as_str()),
         Some("garbage"),
     ] {
         let headers: Vec<(&str, &str)> = signature
@@ -232,6 +255,74 @@ async fn unsigned_or_badly_signed_requests_are_unauthorized() {
 }
 
 #[tokio::test]
+async fn a_signed_request_is_accepted_once() {
+    let provider = Provider::start();
+    let signature = sign(
+        SECRET.as_bytes(),
+        now_ms(),
+        &fresh_nonce(),
+        "GET",
+        "/images/local-noop",
+        b"",
+    );
+    let headers = [(SIGNATURE_HEADER, signature.as_str())];
+    let first = provider
+        .raw("GET", "/images/local-noop", &headers, None)
+        .await;
+    assert_eq!(first.0, 200, "{}", first.1);
+    let replayed = provider
+        .raw("GET", "/images/local-noop", &headers, None)
+        .await;
+    assert_eq!(error_code(&replayed), (401, Some("unauthorized")));
+    assert!(
+        replayed.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("already used")),
+        "{}",
+        replayed.1
+    );
+}
+
+#[tokio::test]
+async fn the_previous_secret_is_accepted_during_a_rotation() {
+    let provider = Provider::start_with(&[("PROVIDER_SECRET_PREVIOUS", "the-secret-before")]);
+    let path = "/images/local-noop";
+    for secret in [SECRET.as_bytes(), b"the-secret-before"] {
+        let signature = sign(secret, now_ms(), &fresh_nonce(), "GET", path, b"");
+        let answer = provider
+            .raw("GET", path, &[(SIGNATURE_HEADER, &signature)], None)
+            .await;
+        assert_eq!(answer.0, 200, "{}", answer.1);
+    }
+    let other = sign(
+        b"never-the-secret",
+        now_ms(),
+        &fresh_nonce(),
+        "GET",
+        path,
+        b"",
+    );
+    let answer = provider
+        .raw("GET", path, &[(SIGNATURE_HEADER, &other)], None)
+        .await;
+    assert_eq!(error_code(&answer), (401, Some("unauthorized")));
+    // Without the setting, the previous secret is refused.
+    let plain = Provider::start();
+    let old = sign(
+        b"the-secret-before",
+        now_ms(),
+        &fresh_nonce(),
+        "GET",
+        path,
+        b"",
+    );
+    let answer = plain
+        .raw("GET", path, &[(SIGNATURE_HEADER, &old)], None)
+        .await;
+    assert_eq!(error_code(&answer), (401, Some("unauthorized")));
+}
+
+#[tokio::test]
 async fn bodies_of_the_wrong_shape_are_422_and_broken_json_is_400() {
     let provider = Provider::start();
     let wrong_shape = provider
@@ -239,7 +330,14 @@ async fn bodies_of_the_wrong_shape_are_422_and_broken_json_is_400() {
         .await;
     assert_eq!(error_code(&wrong_shape), (422, Some("invalid_field")));
     let broken = b"{not json";
-    let signature = sign(SECRET.as_bytes(), now_ms(), broken);
+    let signature = sign(
+        SECRET.as_bytes(),
+        now_ms(),
+        &fresh_nonce(),
+        "POST",
+        "/sandboxes",
+        broken,
+    );
     let answer = provider
         .raw(
             "POST",
@@ -548,6 +646,20 @@ async fn a_snapshot_starts_a_new_sandbox_and_delete_ends_its_bridge() {
     let snapshot_id = snapshot["snapshot_id"].as_str().expect("a snapshot id");
     assert!(snapshot_id.starts_with("snap_"), "{snapshot_id}");
 
+    // Another session cannot start from it.
+    let mut foreign = create_body("sbx_c", &room.url, Some(snapshot_id));
+    foreign["session_id"] = json!("ses_someone_else");
+    let answer = provider.call("POST", "/sandboxes", Some(&foreign)).await;
+    assert_eq!(error_code(&answer), (422, Some("invalid_field")));
+    assert!(
+        answer.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("belongs to another session")),
+        "{}",
+        answer.1
+    );
+    assert!(!provider.workspaces.join("sbx_c").exists());
+
     // The new sandbox starts from the snapshot, and its bridge dials the same room.
     let (status, _) = provider
         .call(
@@ -699,4 +811,97 @@ async fn a_sandbox_gets_a_scratch_home_not_the_developers() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&home).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "only its user may enter it");
+}
+
+/// What the agent's shell can reach: the bridge's environment (its parent's), the folder of
+/// token files, the bridge's own token file. None holds the token, and a tool that prints it
+/// anyway (here `echo`) has it replaced before it leaves.
+#[tokio::test]
+async fn the_agent_finds_the_sandbox_token_nowhere_and_cannot_send_it_out() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let (status, created) = provider
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(&create_body("sbx_secret", &room.url, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (mut socket, _, headers) = room.accept(None).await.expect("the bridge connects");
+    // The bridge read its token from the file.
+    assert_eq!(
+        header(&headers, "authorization"),
+        Some("Bearer token-of-sbx_secret")
+    );
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    let tokens = provider.workspaces.join(".tokens");
+    let commands = format!(
+        "Look around\n\
+         $ tr '\\0' '\\n' < /proc/$PPID/environ\n\
+         $ ls -la {tokens}; cat {tokens}/* 2>&1; f=$(tr '\\0' '\\n' < /proc/$PPID/environ | sed -n 's/^SANDBOX_TOKEN_FILE=//p'); echo \"file: $f\"; cat \"$f\" 2>&1\n\
+         $ echo the token is token-of-sbx_secret",
+        tokens = tokens.display()
+    );
+    let frames = run_prompt(&mut socket, "m1", &commands).await;
+    let outputs: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "tool_call" && f["status"] != "running")
+        .filter_map(|f| f["output"].as_str())
+        .collect();
+    assert_eq!(outputs.len(), 3, "{frames:?}");
+    assert!(outputs[0].contains("SESSION_ID=ses_test"), "{}", outputs[0]);
+    assert!(outputs[1].contains("file: "), "{}", outputs[1]);
+    assert_eq!(outputs[2], "the token is ***\n");
+    for frame in &frames {
+        assert!(
+            !frame.to_string().contains("token-of-sbx_secret"),
+            "{frame}"
+        );
+    }
+    // The folder is the provider's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&tokens).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // The bridge's own folder in it is empty: the file went once read.
+    for folder in std::fs::read_dir(&tokens).unwrap() {
+        let folder = folder.unwrap().path();
+        assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0, "{folder:?}");
+    }
+    provider.assert_no_token_logged();
+}
+
+/// A root provider runs the bridge, and so the agent, as the user it is given; the bridge is not
+/// dumpable, so that agent reads neither its environment nor its memory. Skipped unless root.
+#[tokio::test]
+async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut provider = Provider::start_with(&[("PROVIDER_SANDBOX_USER", "nobody")]);
+    let room = Room::start().await;
+    let mut socket = sandbox(&provider, &room, "sbx_user").await;
+    let frames = run_prompt(
+        &mut socket,
+        "m1",
+        "Who am I\n$ id -u; echo \"home=$HOME\"\n$ cat /proc/$PPID/environ 2>&1; head -c 16 /proc/$PPID/mem 2>&1; echo\nwrite note.txt: mine",
+    )
+    .await;
+    let outputs: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "tool_call" && f["status"] != "running")
+        .filter_map(|f| f["output"].as_str())
+        .collect();
+    assert_eq!(outputs.len(), 2, "{frames:?}");
+    assert!(outputs[0].starts_with("65534\n"), "{}", outputs[0]);
+    assert!(outputs[0].contains("/.homes/sbx_user"), "{}", outputs[0]);
+    assert!(outputs[1].contains("Permission denied"), "{}", outputs[1]);
+    assert!(!outputs[1].contains("SESSION_ID="), "{}", outputs[1]);
+    // The agent wrote in its workspace, as its user.
+    use std::os::unix::fs::MetadataExt;
+    let note = std::fs::metadata(provider.workspaces.join("sbx_user/note.txt")).unwrap();
+    assert_eq!(note.uid(), 65534);
+    provider.assert_no_token_logged();
 }

@@ -154,6 +154,21 @@ pub struct PullRequestData {
 mod tests {
     use super::*;
 
+    /// The vectors the Modal app's tests check its schema against too.
+    #[test]
+    fn branch_names_of_the_shared_vectors() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/branch_names.json")).unwrap();
+        for (key, expected) in [("valid", true), ("invalid", false)] {
+            let names = vectors[key].as_array().unwrap();
+            assert!(names.len() > 10, "{key}");
+            for name in names {
+                let name = name.as_str().unwrap();
+                assert_eq!(is_branch_name(name), expected, "{name:?}");
+            }
+        }
+    }
+
     #[test]
     fn branch_names() {
         for good in ["main", "feature/x", "agent/ses_0123", "release-1.2", "a_b"] {

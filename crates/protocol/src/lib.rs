@@ -12,6 +12,7 @@
 //! - [`cut`]: cutting tool calls, file edits and frames to a size, on a character boundary.
 //! - [`provider`]: the sandbox provider API and its request signature.
 //! - [`token`]: HMAC-signed participant tokens.
+//! - [`sandbox_token`]: sandbox tokens bound to their session, checkable without the room.
 //! - [`git`]: branch names, session branches, git credentials, local git host tokens.
 //! - [`scope`]: repository scope patterns (`owner/name`, `owner/*`, `*`).
 //! - [`crypto`]: the few hashing and encoding helpers the others share.
@@ -42,6 +43,7 @@ pub mod frames;
 pub mod git;
 pub mod limits;
 pub mod provider;
+pub mod sandbox_token;
 pub mod scope;
 pub mod selection;
 pub mod token;

@@ -1,19 +1,55 @@
 //! The sandbox provider API (PROTOCOL.md section 5) and its request signature.
 //!
-//! Signature header: `X-Coordinator-Signature: t=<unix ms>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+//! Signature header (v2), bound to the route and to one use:
+//! `X-Coordinator-Signature: t=<unix ms>,n=<nonce>,v2=<hex HMAC-SHA256(secret, text)>` where
+//! `text` is `"v2\n<t>\n<nonce>\n<METHOD>\n<path with query>\n<hex SHA-256(body)>"`.
+//! A provider refuses a `t` more than five minutes away and a nonce it has seen in that window
+//! ([`NonceCache`]); during a rotation it accepts the previous secret too. v1 is refused.
 
-use crate::crypto::{hex, hmac_sha256, hmac_sha256_verify, unhex};
+use crate::crypto::{hex, hmac_sha256, hmac_sha256_verify, sha256, unhex};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub const SIGNATURE_HEADER: &str = "X-Coordinator-Signature";
 /// How far a signature's time may be from the provider's clock.
 pub const SIGNATURE_TOLERANCE_MS: u64 = 5 * 60 * 1000;
+/// A nonce: 16 to 128 letters, digits, `_` or `-`.
+pub const MIN_NONCE_CHARS: usize = 16;
+pub const MAX_NONCE_CHARS: usize = 128;
+/// At most this many nonces are remembered; past it (after forgetting the expired ones) new
+/// requests are refused rather than the window shortened, which would let a replay through.
+pub const MAX_REMEMBERED_NONCES: usize = 100_000;
 
-pub fn sign(secret: &[u8], t_ms: u64, body: &[u8]) -> String {
-    let mut signed = format!("{t_ms}.").into_bytes();
-    signed.extend_from_slice(body);
-    format!("t={t_ms},v1={}", hex(&hmac_sha256(secret, &signed)))
+/// The text a v2 signature covers.
+pub fn signed_text(
+    t_ms: u64,
+    nonce: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    format!(
+        "v2\n{t_ms}\n{nonce}\n{}\n{path_and_query}\n{}",
+        method.to_ascii_uppercase(),
+        hex(&sha256(body))
+    )
+}
+
+/// The header value for one request: `method` and `path_and_query` as the provider will see
+/// them (the path of the provider's base URL included), `nonce` fresh for each request.
+pub fn sign(
+    secret: &[u8],
+    t_ms: u64,
+    nonce: &str,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    let text = signed_text(t_ms, nonce, method, path_and_query, body);
+    format!(
+        "t={t_ms},n={nonce},v2={}",
+        hex(&hmac_sha256(secret, text.as_bytes()))
+    )
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,37 +58,113 @@ pub enum SignatureError {
     Malformed,
     Stale,
     Mismatch,
+    /// The nonce was used before within the window (or too many are remembered to tell).
+    Replayed,
 }
 
+impl SignatureError {
+    /// The sentence of a 401.
+    pub fn message(self) -> &'static str {
+        match self {
+            SignatureError::Missing => "missing X-Coordinator-Signature header",
+            SignatureError::Malformed => {
+                "malformed X-Coordinator-Signature header (v2 with t, n and v2 is required)"
+            }
+            SignatureError::Stale => "the request signature is too old or too far in the future",
+            SignatureError::Mismatch => "the request signature does not match",
+            SignatureError::Replayed => "this request signature was already used",
+        }
+    }
+}
+
+/// A signature's parts, once checked against a secret and the clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub t_ms: u64,
+    pub nonce: String,
+}
+
+fn is_nonce(nonce: &str) -> bool {
+    (MIN_NONCE_CHARS..=MAX_NONCE_CHARS).contains(&nonce.len())
+        && nonce
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Checks a v2 signature with any of `secrets` (the current one, and the previous one during a
+/// rotation). The nonce is not remembered here: pass the result to [`NonceCache::admit`].
 pub fn verify(
-    secret: &[u8],
+    secrets: &[&[u8]],
     header: Option<&str>,
+    method: &str,
+    path_and_query: &str,
     body: &[u8],
     now_ms: u64,
-) -> Result<(), SignatureError> {
+) -> Result<Verified, SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     let mut t = None;
-    let mut v1 = None;
+    let mut nonce = None;
+    let mut mac = None;
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", value)) => t = value.parse::<u64>().ok(),
-            Some(("v1", value)) => v1 = unhex(value),
+            Some(("n", value)) => nonce = Some(value).filter(|n| is_nonce(n)),
+            Some(("v2", value)) => mac = unhex(value).filter(|m| m.len() == 32),
             _ => {}
         }
     }
-    let (t, v1) = (
-        t.ok_or(SignatureError::Malformed)?,
-        v1.ok_or(SignatureError::Malformed)?,
-    );
+    let (Some(t), Some(nonce), Some(mac)) = (t, nonce, mac) else {
+        return Err(SignatureError::Malformed);
+    };
     if t.abs_diff(now_ms) > SIGNATURE_TOLERANCE_MS {
         return Err(SignatureError::Stale);
     }
-    let mut signed = format!("{t}.").into_bytes();
-    signed.extend_from_slice(body);
-    if hmac_sha256_verify(secret, &signed, &v1) {
-        Ok(())
+    let text = signed_text(t, nonce, method, path_and_query, body);
+    if secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .any(|secret| hmac_sha256_verify(secret, text.as_bytes(), &mac))
+    {
+        Ok(Verified {
+            t_ms: t,
+            nonce: nonce.to_owned(),
+        })
     } else {
         Err(SignatureError::Mismatch)
+    }
+}
+
+/// The nonces a provider has accepted, each kept until its signature could no longer pass the
+/// clock check. Time is an input, so it is tested without waiting.
+#[derive(Debug, Default)]
+pub struct NonceCache {
+    /// Nonce → the time after which its signature is stale anyway.
+    seen: HashMap<String, u64>,
+}
+
+impl NonceCache {
+    /// Remembers a verified signature's nonce; `Replayed` if it was seen within the window.
+    pub fn admit(&mut self, verified: &Verified, now_ms: u64) -> Result<(), SignatureError> {
+        let forget_after = verified.t_ms.saturating_add(SIGNATURE_TOLERANCE_MS);
+        if self.seen.contains_key(&verified.nonce) {
+            return Err(SignatureError::Replayed);
+        }
+        if self.seen.len() >= MAX_REMEMBERED_NONCES {
+            self.seen.retain(|_, until| *until >= now_ms);
+            if self.seen.len() >= MAX_REMEMBERED_NONCES {
+                return Err(SignatureError::Replayed);
+            }
+        }
+        self.seen.insert(verified.nonce.clone(), forget_after);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 }
 
@@ -69,10 +181,13 @@ pub const ID_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$";
 pub const OBJECT_ID_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$";
 /// A GitHub owner or repository name (`.` and `..` are refused apart).
 pub const REPO_PART_PATTERN: &str = r"^[A-Za-z0-9_.-]{1,100}$";
-/// The characters a branch name may use.
-pub const BRANCH_PATTERN: &str = r"^[A-Za-z0-9_./+-]{1,255}$";
+/// The characters and length of a branch name: printable ASCII but space, `~`, `^`, `:`,
+/// `?`, `*`, `[` and `\`; 1 to 200. With [`BRANCH_FORBIDDEN_PATTERN`] it is
+/// [`crate::git::is_branch_name`] as a schema can say it (the shared vectors in
+/// `testdata/branch_names.json` keep the two equal).
+pub const BRANCH_PATTERN: &str = r"^[!-)+-9;->@-Z\]_-}]{1,200}$";
 /// What git refuses in a branch name within [`BRANCH_PATTERN`]'s characters.
-pub const BRANCH_FORBIDDEN_PATTERN: &str = r"^[-/]|\.\.|//|(\.lock|/|\.)$";
+pub const BRANCH_FORBIDDEN_PATTERN: &str = r"^[-/]|/$|\.$|\.\.|//|@\{|^@$|(^|/)\.|\.lock(/|$)";
 /// An http(s) URL without credentials, query or fragment.
 pub const HTTP_URL_PATTERN: &str = r"^https?://[^/?#@\s]+(/[^?#\s]*)?$";
 /// An https URL without credentials, query or fragment.
@@ -100,7 +215,7 @@ pub struct RepoRef {
     /// 1-100 letters, digits, '-', '_' or '.', and not '.' or '..'
     #[cfg_attr(test, schemars(regex(pattern = REPO_PART_PATTERN), extend("not" = {"enum": [".", ".."]})))]
     pub name: String,
-    /// a git branch name: 1-255 letters, digits, '_', '.', '/', '+' or '-', not starting with '-' or '/', without '..' or '//', not ending with '.lock', '/' or '.'
+    /// a git branch name: 1-200 printable ASCII characters but space, '~', '^', ':', '?', '*', '[' and '\', not starting with '-' or '/', no part starting with '.' or ending with '.lock', without '..', '//' or '@{', not ending with '/' or '.', and not '@'
     #[cfg_attr(test, schemars(regex(pattern = BRANCH_PATTERN), extend("not" = {"pattern": BRANCH_FORBIDDEN_PATTERN})))]
     pub branch: String,
     /// an https URL without credentials, query or fragment; GitHub's URL of the repository when absent
@@ -248,58 +363,193 @@ pub struct ProviderHealth {
 mod tests {
     use super::*;
 
-    /// The same vector as `modal/tests/test_signature.py` (and `openssl dgst -sha256 -hmac s3cret`).
+    const NONCE: &str = "nonce-0123456789abcdef";
+    const S3CRET: &[u8] = b"s3cret";
+
+    /// The same vector as `modal/tests/test_signature.py`: HMAC-SHA256("s3cret", text) where
+    /// text is `v2\n1000000\nnonce-0123456789abcdef\nPOST\n/sandboxes?x=1\n<sha256 hex of {"a":1}>`.
     #[test]
     fn signature_matches_the_known_vector() {
+        let text = signed_text(1_000_000, NONCE, "post", "/sandboxes?x=1", b"{\"a\":1}");
         assert_eq!(
-            sign(b"s3cret", 1_000_000, b"{\"a\":1}"),
-            "t=1000000,v1=bf0ed7e1bad53ca0126991e26a25594eec1a05788bfffab7498f204a43e09fce"
+            text,
+            "v2\n1000000\nnonce-0123456789abcdef\nPOST\n/sandboxes?x=1\n015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
         );
-        let header =
-            "t=1000000,v1=bf0ed7e1bad53ca0126991e26a25594eec1a05788bfffab7498f204a43e09fce";
-        assert_eq!(
-            verify(b"s3cret", Some(header), b"{\"a\":1}", 1_000_000),
-            Ok(())
+        let header = sign(
+            b"s3cret",
+            1_000_000,
+            NONCE,
+            "POST",
+            "/sandboxes?x=1",
+            b"{\"a\":1}",
         );
+        assert_eq!(header, format!("t=1000000,n={NONCE},v2={SIGNATURE_VECTOR}"));
+        assert!(verify(
+            &[S3CRET],
+            Some(&header),
+            "POST",
+            "/sandboxes?x=1",
+            b"{\"a\":1}",
+            1_000_000
+        )
+        .is_ok());
+    }
+
+    /// `printf 'v2\n1000000\nnonce-0123456789abcdef\nPOST\n/sandboxes?x=1\n015a…f862' | openssl dgst -sha256 -hmac s3cret`
+    const SIGNATURE_VECTOR: &str =
+        "7b1a7a12412fc8de7c6915805da2a0f7e3fb7f4a625ec6baa2c0a1c65fb84c4e";
+
+    fn check(
+        header: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Verified, SignatureError> {
+        verify(&[S3CRET], Some(header), method, path, body, now)
     }
 
     #[test]
     fn signature_round_trip_and_refusals() {
-        let header = sign(b"s3cret", 1_000_000, b"{\"a\":1}");
-        assert!(header.starts_with("t=1000000,v1="));
+        let body = b"{\"a\":1}";
+        let header = sign(b"s3cret", 1_000_000, NONCE, "POST", "/sandboxes", body);
+        assert!(header.starts_with("t=1000000,n=nonce-0123456789abcdef,v2="));
         assert_eq!(
-            verify(b"s3cret", Some(&header), b"{\"a\":1}", 1_000_000),
-            Ok(())
+            check(&header, "POST", "/sandboxes", body, 1_000_000),
+            Ok(Verified {
+                t_ms: 1_000_000,
+                nonce: NONCE.into()
+            })
         );
-        assert_eq!(
-            verify(b"s3cret", Some(&header), b"{\"a\":2}", 1_000_000),
-            Err(SignatureError::Mismatch)
-        );
-        assert_eq!(
-            verify(b"other", Some(&header), b"{\"a\":1}", 1_000_000),
-            Err(SignatureError::Mismatch)
-        );
+        // Every part of the route and the body is covered.
+        for (method, path, body) in [
+            ("POST", "/sandboxes", &b"{\"a\":2}"[..]),
+            ("DELETE", "/sandboxes", &body[..]),
+            ("POST", "/sandboxes/sbx_1/snapshot", &body[..]),
+            ("POST", "/sandboxes?x=1", &body[..]),
+        ] {
+            assert_eq!(
+                check(&header, method, path, body, 1_000_000),
+                Err(SignatureError::Mismatch),
+                "{method} {path}"
+            );
+        }
         assert_eq!(
             verify(
-                b"s3cret",
+                &[&b"other"[..]],
                 Some(&header),
-                b"{\"a\":1}",
+                "POST",
+                "/sandboxes",
+                body,
+                1_000_000
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(
+                &header,
+                "POST",
+                "/sandboxes",
+                body,
                 1_000_000 + SIGNATURE_TOLERANCE_MS + 1
             ),
             Err(SignatureError::Stale)
         );
         assert_eq!(
-            verify(b"s3cret", None, b"", 0),
+            verify(&[S3CRET], None, "GET", "/", b"", 0),
             Err(SignatureError::Missing)
         );
+        let v1 = "t=1000000,v1=bf0ed7e1bad53ca0126991e26a25594eec1a05788bfffab7498f204a43e09fce";
+        for malformed in [
+            "t=1",
+            "garbage",
+            v1,
+            "t=1000000,n=short,v2=00",
+            &header.replace(",n=", ",x="),
+            &format!("{header}00"),
+        ] {
+            assert_eq!(
+                check(malformed, "POST", "/sandboxes", body, 1_000_000),
+                Err(SignatureError::Malformed),
+                "{malformed}"
+            );
+        }
+        // A nonce is part of the signed text: another one does not match.
+        let other_nonce = header.replace(NONCE, "nonce-fedcba9876543210");
         assert_eq!(
-            verify(b"s3cret", Some("t=1"), b"", 1),
-            Err(SignatureError::Malformed)
+            check(&other_nonce, "POST", "/sandboxes", body, 1_000_000),
+            Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn the_previous_secret_is_accepted_during_a_rotation() {
+        let old = sign(b"old-secret", 5_000, NONCE, "GET", "/images/b1", b"");
+        let new = sign(b"new-secret", 5_000, NONCE, "GET", "/images/b1", b"");
+        let both: [&[u8]; 2] = [b"new-secret", b"old-secret"];
+        assert!(verify(&both, Some(&old), "GET", "/images/b1", b"", 5_000).is_ok());
+        assert!(verify(&both, Some(&new), "GET", "/images/b1", b"", 5_000).is_ok());
+        // Without a previous secret (or with an empty one) the old signature is refused.
+        let only_new: [&[u8]; 2] = [b"new-secret", b""];
         assert_eq!(
-            verify(b"s3cret", Some("garbage"), b"", 1),
-            Err(SignatureError::Malformed)
+            verify(&only_new, Some(&old), "GET", "/images/b1", b"", 5_000),
+            Err(SignatureError::Mismatch)
         );
+        let empty: [&[u8]; 1] = [b""];
+        let unkeyed = sign(b"", 5_000, NONCE, "GET", "/images/b1", b"");
+        assert_eq!(
+            verify(&empty, Some(&unkeyed), "GET", "/images/b1", b"", 5_000),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_refused_a_second_time_within_the_window() {
+        let mut cache = NonceCache::default();
+        let first = Verified {
+            t_ms: 1_000_000,
+            nonce: NONCE.into(),
+        };
+        assert_eq!(cache.admit(&first, 1_000_000), Ok(()));
+        assert_eq!(
+            cache.admit(&first, 1_000_001),
+            Err(SignatureError::Replayed)
+        );
+        // Still refused up to the end of the window, whatever its t said.
+        assert_eq!(
+            cache.admit(&first, 1_000_000 + SIGNATURE_TOLERANCE_MS),
+            Err(SignatureError::Replayed)
+        );
+        let second = Verified {
+            t_ms: 1_000_000,
+            nonce: "nonce-second-0000000".into(),
+        };
+        assert_eq!(cache.admit(&second, 1_000_000), Ok(()));
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_full_nonce_cache_forgets_the_expired_and_refuses_rather_than_forget_live_ones() {
+        let mut cache = NonceCache::default();
+        for i in 0..MAX_REMEMBERED_NONCES {
+            let v = Verified {
+                t_ms: 0,
+                nonce: format!("nonce-{i:016}"),
+            };
+            assert_eq!(cache.admit(&v, 0), Ok(()));
+        }
+        let next = Verified {
+            t_ms: 0,
+            nonce: "nonce-one-too-many".into(),
+        };
+        assert_eq!(cache.admit(&next, 0), Err(SignatureError::Replayed));
+        // Once the window has passed, the old ones go and new ones are let in.
+        let later = Verified {
+            t_ms: 2 * SIGNATURE_TOLERANCE_MS,
+            nonce: "nonce-one-too-many".into(),
+        };
+        assert_eq!(cache.admit(&later, 2 * SIGNATURE_TOLERANCE_MS), Ok(()));
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -54,9 +54,57 @@ const N_REMEMBERED: usize = 32;
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {
     passwords: Arc<Mutex<VecDeque<String>>>,
+    /// Secrets hidden for the life of the process, however many passwords come after them
+    /// (the sandbox token).
+    pinned: Arc<Mutex<Vec<String>>>,
 }
 
 impl Redactor {
+    /// Hides `secret` everywhere from now on.
+    pub fn pin(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if !pinned.iter().any(|p| p == secret) {
+            pinned.push(secret.to_string());
+        }
+    }
+
+    /// Every secret known now, longest first, so one that begins another cannot leave the
+    /// other's tail.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .chain(
+                self.passwords
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter(),
+            )
+            .cloned()
+            .collect();
+        secrets.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        secrets
+    }
+
+    /// `text` with every known secret replaced by `***`; `None` when it holds none (the
+    /// common case, which then costs no copy).
+    pub fn hide_secrets(&self, text: &str) -> Option<String> {
+        let secrets = self.secrets();
+        if !secrets.iter().any(|s| text.contains(s.as_str())) {
+            return None;
+        }
+        let mut text = text.to_string();
+        for secret in &secrets {
+            text = text.replace(secret.as_str(), "***");
+        }
+        Some(text)
+    }
+
     pub fn remember(&self, password: &str) {
         if password.is_empty() {
             return;
@@ -71,20 +119,8 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str) -> String {
-        let mut text = crate::git::redact_userinfo(text);
-        let mut passwords: Vec<String> = self
-            .passwords
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect();
-        // Longest first, so a password that begins another cannot leave the other's tail.
-        passwords.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for password in &passwords {
-            text = text.replace(password.as_str(), "***");
-        }
-        text
+        let text = crate::git::redact_userinfo(text);
+        self.hide_secrets(&text).unwrap_or(text)
     }
 }
 

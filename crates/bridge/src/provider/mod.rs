@@ -29,8 +29,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use protocol::provider::{
-    CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, ProviderHealth, SnapshotTaken,
-    SIGNATURE_HEADER,
+    CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, NonceCache, ProviderHealth,
+    SnapshotTaken, SIGNATURE_HEADER,
 };
 use protocol::{ApiError, ErrorCode};
 use sandboxes::{BridgeSetup, Sandboxes, SNAPSHOTS};
@@ -54,8 +54,44 @@ const NOOP_BUILD: &str = "local-noop";
 /// Response bodies: whole JSON answers, or git's streamed ones.
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// The user named by `--sandbox-user`, which only a root provider can run bridges as.
+fn sandbox_user(name: &str) -> Result<sandboxes::SandboxUser> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::Invalid(
+            "--sandbox-user needs the provider to run as root".into(),
+        ));
+    }
+    let unknown = || Error::Invalid(format!("--sandbox-user: no user {name:?}"));
+    let c_name = std::ffi::CString::new(name).map_err(|_| unknown())?;
+    // SAFETY: getpwnam/getpwuid return null or a pointer to static storage, read at once,
+    // before any other call could overwrite it (the runtime has no other thread yet).
+    let found = unsafe {
+        let mut entry = libc::getpwnam(c_name.as_ptr());
+        if entry.is_null() {
+            if let Ok(uid) = name.parse::<u32>() {
+                entry = libc::getpwuid(uid);
+            }
+        }
+        (!entry.is_null()).then(|| sandboxes::SandboxUser {
+            uid: (*entry).pw_uid,
+            gid: (*entry).pw_gid,
+        })
+    };
+    match found {
+        Some(user) if user.uid != 0 => Ok(user),
+        Some(_) => Err(Error::Invalid(
+            "--sandbox-user must not be root: the point is that the agent is not".into(),
+        )),
+        None => Err(unknown()),
+    }
+}
+
 struct Provider {
-    secret: Vec<u8>,
+    /// The signing secret, then the previous one during a rotation.
+    secrets: Vec<Vec<u8>>,
+    /// The signatures' nonces seen within the window: each request is accepted once.
+    nonces: std::sync::Mutex<NonceCache>,
     allowlist: Allowlist,
     sandboxes: Mutex<Sandboxes>,
     git_host: GitHost,
@@ -96,6 +132,35 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         "cannot create {}",
         config.workspaces.display()
     )))?;
+    let user = match &config.sandbox_user {
+        Some(name) => Some(sandbox_user(name)?),
+        None => None,
+    };
+    // The sandbox tokens' files and the owners of sandboxes and snapshots: only this user may
+    // list or read them. Bridges of another user may pass through to what is theirs (their
+    // workspace, their home, their token file's own folder), but list nothing.
+    let passable = if user.is_some() { 0o711 } else { 0o700 };
+    for (folder, mode) in [
+        (config.workspaces.clone(), None),
+        (config.workspaces.join(sandboxes::TOKENS), Some(passable)),
+        (config.workspaces.join(sandboxes::OWNERS), Some(0o700)),
+        (config.workspaces.join(sandboxes::HOMES), Some(passable)),
+    ] {
+        let mode = match (mode, user) {
+            (Some(mode), _) => Some(mode),
+            (None, Some(_)) => Some(0o711),
+            (None, None) => None,
+        };
+        std::fs::create_dir_all(&folder)
+            .and_then(|()| match mode {
+                Some(mode) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(mode))
+                }
+                None => Ok(()),
+            })
+            .map_err(Error::io(format!("cannot create {}", folder.display())))?;
+    }
     let root = config.workspaces.canonicalize().map_err(Error::io(format!(
         "cannot resolve {}",
         config.workspaces.display()
@@ -139,14 +204,20 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         bridge_bin,
         passthrough: config.passthrough,
         agent_env: config.agent_env,
+        user,
     };
     let secret = config.secret.expose().as_bytes().to_vec();
+    let mut secrets = vec![secret.clone()];
+    if let Some(previous) = &config.secret_previous {
+        secrets.push(previous.expose().as_bytes().to_vec());
+    }
     let provider = Arc::new(Provider {
         git_host: GitHost {
             root: git_root,
-            secret: secret.clone(),
+            secret,
         },
-        secret,
+        secrets,
+        nonces: std::sync::Mutex::new(NonceCache::default()),
         allowlist,
         sandboxes: Mutex::new(Sandboxes::new(root, setup)),
     });
@@ -222,7 +293,19 @@ async fn handle(provider: &Provider, request: Request<Incoming>) -> Response<Ful
                 .headers
                 .get(SIGNATURE_HEADER)
                 .and_then(|value| value.to_str().ok());
-            route(provider, &head.method, head.uri.path(), signature, &body).await
+            let path_and_query = head
+                .uri
+                .path_and_query()
+                .map_or(head.uri.path(), |p| p.as_str());
+            route(
+                provider,
+                &head.method,
+                head.uri.path(),
+                path_and_query,
+                signature,
+                &body,
+            )
+            .await
         }
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -277,10 +360,31 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether the request is signed (v2) with one of the provider's secrets, for this method,
+/// path and body, and its nonce is new.
+fn check_signature(
+    provider: &Provider,
+    method: &str,
+    path_and_query: &str,
+    signature: Option<&str>,
+    body: &[u8],
+) -> std::result::Result<(), protocol::provider::SignatureError> {
+    let secrets: Vec<&[u8]> = provider.secrets.iter().map(Vec::as_slice).collect();
+    let now = now_ms();
+    let verified =
+        protocol::provider::verify(&secrets, signature, method, path_and_query, body, now)?;
+    provider
+        .nonces
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(&verified, now)
+}
+
 async fn route(
     provider: &Provider,
     method: &Method,
     path: &str,
+    path_and_query: &str,
     signature: Option<&str>,
     body: &[u8],
 ) -> Reply {
@@ -300,11 +404,8 @@ async fn route(
             },
         );
     }
-    if let Err(e) = protocol::provider::verify(&provider.secret, signature, body, now_ms()) {
-        return error(ApiError::new(
-            ErrorCode::Unauthorized,
-            format!("bad request signature ({e:?})").to_lowercase(),
-        ));
+    if let Err(e) = check_signature(provider, method, path_and_query, signature, body) {
+        return error(ApiError::new(ErrorCode::Unauthorized, e.message()));
     }
     match (method, segments.as_slice()) {
         ("POST", ["sandboxes"]) => create(provider, body).await,
@@ -358,7 +459,7 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
             "coordinator_url is not in this provider's allowlist",
         ));
     }
-    let (root, dest) = {
+    let (root, dest, user) = {
         let mut sandboxes = provider.sandboxes.lock().await;
         if let Err(e) = sandboxes.reserve(&request.sandbox_id) {
             return error(e);
@@ -366,6 +467,7 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
         (
             sandboxes.root().to_path_buf(),
             sandboxes.workspace(&request.sandbox_id),
+            sandboxes.user(),
         )
     };
     let prepared = async {
@@ -378,7 +480,15 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
                 )
             })?;
         }
-        sandboxes::prepare_workspace(&root, &dest, &request).await
+        sandboxes::prepare_workspace(&root, &dest, &request).await?;
+        if let Some(user) = user {
+            sandboxes::hand_over(&root, &dest, &request.sandbox_id, user)
+                .await
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        }
+        sandboxes::record_owner(&root, "sandbox", &request.sandbox_id, &request.session_id)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
     }
     .await;
     let mut sandboxes = provider.sandboxes.lock().await;
@@ -419,8 +529,18 @@ async fn snapshot(provider: &Provider, sandbox_id: &str) -> Reply {
         Ok(id) => id,
         Err(e) => return error(ApiError::new(ErrorCode::Internal, e.to_string())),
     };
+    let Some(session_id) = sandboxes::owner(&root, "sandbox", sandbox_id).await else {
+        return error(ApiError::new(
+            ErrorCode::Conflict,
+            "this provider does not know which session the sandbox belongs to",
+        ));
+    };
     let dest = root.join(SNAPSHOTS).join(&snapshot_id);
-    match sandboxes::copy_tree(&workspace, &dest).await {
+    let taken = async {
+        sandboxes::copy_tree(&workspace, &dest).await?;
+        sandboxes::record_owner(&root, "snapshot", &snapshot_id, &session_id).await
+    };
+    match taken.await {
         Ok(()) => {
             crate::log!("provider", "sandbox {sandbox_id}: snapshot {snapshot_id}");
             ok(200, &SnapshotTaken { snapshot_id })

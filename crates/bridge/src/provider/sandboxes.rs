@@ -1,7 +1,7 @@
 //! The local provider's sandboxes: a folder under the workspaces root and a `bridge run`
 //! process in its own process group.
 
-use crate::config::{is_env_name, is_plain_id, AgentEnv, AgentKind, PASSTHROUGH_VAR};
+use crate::config::{is_env_name, is_plain_id, AgentEnv, AgentKind, Secret, PASSTHROUGH_VAR};
 use crate::error::{Error, Result};
 use crate::process::signal_group;
 use protocol::provider::CreateSandbox;
@@ -51,6 +51,7 @@ const RESERVED: &[&str] = &[
     "SESSION_ID",
     "SANDBOX_ID",
     "SANDBOX_TOKEN",
+    "SANDBOX_TOKEN_FILE",
     "WORKSPACE",
     "HOME",
     "AGENT",
@@ -73,10 +74,128 @@ struct Bridge {
     ending: Arc<AtomicBool>,
 }
 
-/// How a sandbox's `bridge run` is started (the environment holds its token: never logged).
+/// Which session each sandbox and each snapshot belongs to: `sandbox-<id>` and `snapshot-<id>`
+/// files holding the session id, in a folder of the root no sandbox id can name.
+pub const OWNERS: &str = ".owners";
+
+/// Records that `kind` `id` (`sandbox` or `snapshot`) belongs to `session_id`.
+pub async fn record_owner(root: &Path, kind: &str, id: &str, session_id: &str) -> Result<()> {
+    let path = root.join(OWNERS).join(format!("{kind}-{id}"));
+    tokio::fs::write(&path, session_id)
+        .await
+        .map_err(Error::io(format!("cannot record the owner of {kind} {id}")))
+}
+
+/// The session `kind` `id` belongs to, if the provider recorded one.
+pub async fn owner(root: &Path, kind: &str, id: &str) -> Option<String> {
+    tokio::fs::read_to_string(root.join(OWNERS).join(format!("{kind}-{id}")))
+        .await
+        .ok()
+}
+
+/// Token files live here, in a 0700 folder of the workspaces root (no sandbox id starts with
+/// a dot, so none can be named so).
+pub const TOKENS: &str = ".tokens";
+
+/// The unprivileged user a root provider runs each sandbox's bridge (and so its agent) as. The
+/// bridge is not dumpable, so the agent, of the same user, can read neither its memory nor its
+/// `/proc` environment, as it could were both root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// How a sandbox's `bridge run` is started. Its token is handed over in a file written just
+/// before each start (a restarted bridge gets a new one), never in the environment.
 struct BridgeCommand {
     workspace: PathBuf,
     env: Vec<(String, OsString)>,
+    token: Secret,
+    token_dir: PathBuf,
+    sandbox_id: String,
+    user: Option<SandboxUser>,
+}
+
+impl BridgeCommand {
+    /// A fresh 0600 file holding the token, alone in a fresh 0700 folder, both the bridge's
+    /// user's; the bridge deletes the file once read.
+    fn write_token_file(&self) -> Result<PathBuf, ApiError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let internal = |e: String| ApiError::new(ErrorCode::Internal, e);
+        let suffix = crate::ids::random_u64().map_err(|e| internal(e.to_string()))?;
+        let dir = self
+            .token_dir
+            .join(format!("{}-{suffix:016x}", self.sandbox_id));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| internal(format!("cannot make the token folder: {e}")))?;
+        let path = dir.join("token");
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            file.write_all(self.token.expose().as_bytes())?;
+            if let Some(user) = self.user {
+                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
+                std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
+            }
+            Ok::<_, std::io::Error>(())
+        })();
+        match written {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                forget_token_file(&path);
+                Err(internal(format!("cannot write the token file: {e}")))
+            }
+        }
+    }
+}
+
+/// Removes a token file's folder, whatever the bridge left of it.
+fn forget_token_file(path: &Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's user.
+pub async fn hand_over(
+    root: &Path,
+    workspace: &Path,
+    sandbox_id: &str,
+    user: SandboxUser,
+) -> Result<()> {
+    let home = root.join(HOMES).join(sandbox_id);
+    if home.exists() {
+        tokio::fs::remove_dir_all(&home)
+            .await
+            .map_err(Error::io("cannot clear the old home folder"))?;
+    }
+    tokio::fs::create_dir_all(&home)
+        .await
+        .map_err(Error::io("cannot create the home folder"))?;
+    let output = tokio::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(workspace)
+        .arg(&home)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(Error::io("cannot run chown"))?;
+    if !output.status.success() {
+        return Err(Error::CommandFailed {
+            what: "handing the workspace over",
+            status: output.status,
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// A bridge that died is started again after this pause, at most this often.
@@ -100,26 +219,38 @@ fn make_private_dir(path: &Path) -> Result<(), ApiError> {
         })
 }
 
+/// Starts `bridge run`; returns it with its token file, which is removed when the bridge has
+/// not done so itself (it failed before reading it).
 fn spawn_bridge(
     command: &BridgeCommand,
     bridge_bin: &Path,
-) -> Result<tokio::process::Child, ApiError> {
+) -> Result<(tokio::process::Child, PathBuf), ApiError> {
+    let token_file = command.write_token_file()?;
     let mut cmd = tokio::process::Command::new(bridge_bin);
+    if let Some(user) = command.user {
+        // std drops the supplementary groups too when a root parent sets the uid.
+        cmd.uid(user.uid).gid(user.gid);
+    }
     cmd.arg("run")
         .current_dir(&command.workspace)
         .env_clear()
         .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .env("SANDBOX_TOKEN_FILE", &token_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     crate::process::die_with_parent(&mut cmd);
-    cmd.spawn().map_err(|e| {
-        ApiError::new(
-            ErrorCode::Internal,
-            format!("cannot start {}: {e}", bridge_bin.display()),
-        )
-    })
+    match cmd.spawn() {
+        Ok(child) => Ok((child, token_file)),
+        Err(e) => {
+            forget_token_file(&token_file);
+            Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot start {}: {e}", bridge_bin.display()),
+            ))
+        }
+    }
 }
 
 fn forward_output(child: &mut tokio::process::Child, label: &str) {
@@ -166,6 +297,8 @@ pub struct BridgeSetup {
     pub passthrough: Vec<String>,
     /// Those of them set in the provider's environment, with their values.
     pub agent_env: AgentEnv,
+    /// Whom bridges run as; `None`: the provider's own user.
+    pub user: Option<SandboxUser>,
 }
 
 pub struct Sandboxes {
@@ -186,6 +319,11 @@ impl Sandboxes {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whom bridges run as; `None`: the provider's own user.
+    pub fn user(&self) -> Option<SandboxUser> {
+        self.setup.user
     }
 
     pub fn workspace(&self, sandbox_id: &str) -> PathBuf {
@@ -232,7 +370,7 @@ impl Sandboxes {
     pub fn start_bridge(&mut self, request: &CreateSandbox) -> Result<u32, ApiError> {
         let command = self.bridge_command(request);
         make_private_dir(&self.home(&request.sandbox_id))?;
-        let mut child = spawn_bridge(&command, &self.setup.bridge_bin)?;
+        let (mut child, mut token_file) = spawn_bridge(&command, &self.setup.bridge_bin)?;
         let first_pid = child.id().unwrap_or(0);
         let label = request.sandbox_id.clone();
         let (exited_tx, exited) = watch::channel(false);
@@ -245,6 +383,8 @@ impl Sandboxes {
             loop {
                 forward_output(&mut child, &label);
                 let status = child.wait().await;
+                // The file is gone when the bridge read it; still there if it died before.
+                forget_token_file(&token_file);
                 match &status {
                     Ok(status) => {
                         crate::log!("provider", "sandbox {label}: bridge exited ({status})")
@@ -269,9 +409,10 @@ impl Sandboxes {
                 }
                 crate::log!("provider", "sandbox {label}: starting the bridge again");
                 match spawn_bridge(&command, &bridge_bin) {
-                    Ok(next) => {
+                    Ok((next, next_token_file)) => {
                         let _ = pgid_tx.send(next.id().unwrap_or(0));
                         child = next;
+                        token_file = next_token_file;
                     }
                     Err(e) => {
                         crate::log!("provider", "sandbox {label}: {}", e.message);
@@ -310,7 +451,6 @@ impl Sandboxes {
             ("COORDINATOR_URL", request.coordinator_url.as_str()),
             ("SESSION_ID", &request.session_id),
             ("SANDBOX_ID", &request.sandbox_id),
-            ("SANDBOX_TOKEN", &request.sandbox_token),
             ("AGENT", self.setup.agent.as_str()),
             (PASSTHROUGH_VAR, &passthrough),
         ] {
@@ -326,7 +466,14 @@ impl Sandboxes {
             env.push(("REPO_CLONE_URL".into(), url.into()));
             env.push(("REPO_BRANCH".into(), request.repo.branch.clone().into()));
         }
-        BridgeCommand { workspace, env }
+        BridgeCommand {
+            workspace,
+            env,
+            token: Secret::new(request.sandbox_token.clone()),
+            token_dir: self.root.join(TOKENS),
+            sandbox_id: request.sandbox_id.clone(),
+            user: self.setup.user,
+        }
     }
 
     /// The workspace of a sandbox this provider knows, live or ended, if its folder exists.
@@ -403,12 +550,19 @@ pub async fn prepare_workspace(
         if !snapshot.is_dir() {
             return Err(ApiError::not_found("snapshot"));
         }
+        // A snapshot is restored only into its own session: another session's workspace (its
+        // code, its history) is not for this one to see.
+        if owner(root, "snapshot", snapshot_id).await.as_deref() != Some(&request.session_id) {
+            return Err(ApiError::invalid_field(format!(
+                "snapshot {snapshot_id} belongs to another session"
+            )));
+        }
         return copy_tree(&snapshot, dest)
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()));
     }
     let repo = &request.repo;
-    if !crate::git::is_safe_branch(&repo.branch) {
+    if !protocol::git::is_branch_name(&repo.branch) {
         return Err(ApiError::invalid_field(
             "repo.branch is not a valid branch name",
         ));
@@ -476,6 +630,7 @@ mod tests {
                 bridge_bin: PathBuf::from("bridge"),
                 passthrough: vec![],
                 agent_env: vec![],
+                user: None,
             },
         );
         assert!(sandboxes.reserve("sbx_1").is_ok());

@@ -38,6 +38,13 @@ pub fn scratch(name: &str) -> PathBuf {
     ))
 }
 
+/// A nonce no other request of this test process uses.
+pub fn fresh_nonce() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("test-{}-{n:012}-{}", std::process::id(), now_ms())
+}
+
 /// A running `bridge provider`; ended (with its bridges) when dropped.
 pub struct Provider {
     child: Child,
@@ -172,6 +179,9 @@ impl Provider {
         let signature = sign(
             SECRET.as_bytes(),
             now_ms(),
+            &fresh_nonce(),
+            method,
+            path,
             body.as_deref().unwrap_or_default(),
         );
         self.raw(
