@@ -65,6 +65,18 @@ test('GET /health', async () => {
   assert.match(res.headers.get('content-type'), /^application\/json/);
 });
 
+test('deep health: the admin key only; with nothing configured every check says not_configured', async () => {
+  const refused = await http.get('/health?deep=1');
+  assert.equal(refused.status, 401);
+  assert.equal(errorCode(refused), 'unauthorized');
+  const deep = await http.get('/health?deep=1', { key: server.adminKey });
+  assert.equal(deep.status, 200);
+  assert.equal(deep.json.deep.status, 'ok');
+  for (const name of ['provider', 'github', 'slack', 'classifier']) {
+    assert.deepEqual(deep.json.deep.checks[name], { status: 'not_configured', latency_ms: null }, name);
+  }
+});
+
 test('users: create, list, me', { timeout: 30_000 }, async () => {
   const created = await http.post('/v1/users', {
     key: server.adminKey,

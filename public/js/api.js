@@ -69,4 +69,5 @@ export const api = {
   prompt: (id, body) => request('POST', `/v1/sessions/${enc(id)}/prompts`, body),
   cancel: (id, messageId) => request('POST', `/v1/sessions/${enc(id)}/cancel`, { message_id: messageId }),
   stop: (id) => request('POST', `/v1/sessions/${enc(id)}/stop`),
+  metrics: (query) => request('GET', `/v1/metrics?${query}`),
 };

@@ -1,11 +1,13 @@
 // The page's entry: signs in, then routes by the URL hash.
 //   #/          my sessions, start a session, my user id
 //   #/s/<id>    one session (the URL can be shared with its members)
+//   #/metrics   usage and speed (users with the metrics scope)
 
 import { ApiError, api, apiKey, setApiKey } from './api.js';
 import { h } from './dom.js';
 import { describeError } from './messages.js';
 import { homeView } from './views/home.js';
+import { metricsView } from './views/metrics.js';
 import { sessionView } from './views/session.js';
 import { signInView } from './views/signin.js';
 
@@ -48,6 +50,10 @@ async function route(notice) {
       onSignOut: () => signOut(),
       onUnauthorized: () => signOut('Your API key is no longer accepted; sign in again.'),
     });
+  } else if (/^#\/metrics\b/.test(location.hash)) {
+    const view = metricsView({ me, onSignOut: () => signOut() });
+    teardown = view.teardown;
+    show(view.root);
   } else {
     show(homeView({ me, onSignOut: () => signOut() }));
   }

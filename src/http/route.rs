@@ -37,6 +37,8 @@ pub enum Endpoint {
     /// A sandbox's git credential helper (sandbox token).
     GitCredentials(String),
     PullRequest(String),
+    /// Usage and speed: the admin key, or a user with the `metrics` scope.
+    Metrics,
 }
 
 impl Endpoint {
@@ -70,7 +72,54 @@ impl Endpoint {
             | PullRequest(id) => Some(id),
             Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
             | ListSessions | Connect(_) | SandboxConnect(_) | AuthMethods | GithubLogin
-            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) => None,
+            | GithubCallback | Logout | GithubWebhook | GitCredentials(_) | Metrics => None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// The endpoint's pattern, as logs name it: ids stand as `:id`, so a line never carries
+    /// more of the URL than the session id it names on its own.
+    pub fn pattern(&self) -> &'static str {
+        use Endpoint::*;
+        match self {
+            Health => "/health",
+            CreateUser | ListUsers => "/v1/users",
+            UpdateUser(_) => "/v1/users/:id",
+            Me => "/v1/me",
+            ListRepos => "/v1/repos",
+            CreateSession | ListSessions => "/v1/sessions",
+            GetSession(_) | ArchiveSession(_) => "/v1/sessions/:id",
+            AddMember(_) => "/v1/sessions/:id/members",
+            RemoveMember(..) => "/v1/sessions/:id/members/:user_id",
+            MintToken(_) => "/v1/sessions/:id/tokens",
+            Connect(_) => "/v1/sessions/:id/ws",
+            PostPrompt(_) => "/v1/sessions/:id/prompts",
+            PostSelection(_) => "/v1/sessions/:id/selections",
+            Events(_) => "/v1/sessions/:id/events",
+            Messages(_) => "/v1/sessions/:id/messages",
+            Artifacts(_) => "/v1/sessions/:id/artifacts",
+            Stop(_) => "/v1/sessions/:id/stop",
+            Cancel(_) => "/v1/sessions/:id/cancel",
+            SandboxConnect(_) => "/v1/sessions/:id/sandbox",
+            GitCredentials(_) => "/v1/sessions/:id/sandbox/git-credentials",
+            PullRequest(_) => "/v1/sessions/:id/pull-request",
+            AuthMethods => "/v1/auth/methods",
+            GithubLogin => "/v1/auth/github/login",
+            GithubCallback => "/v1/auth/github/callback",
+            Logout => "/v1/auth/logout",
+            GithubWebhook => "/v1/github/webhook",
+            Metrics => "/v1/metrics",
+        }
+    }
+
+    /// The session the endpoint is about, whoever may call it.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Endpoint::Connect(id) | Endpoint::SandboxConnect(id) | Endpoint::GitCredentials(id) => {
+                Some(id.as_str())
+            }
+            other => other.member_session(),
         }
     }
 }
@@ -109,6 +158,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "auth", "logout"] => vec![("POST", Logout)],
         ["v1", "github", "webhook"] => vec![("POST", GithubWebhook)],
         ["v1", "repos"] => vec![("GET", ListRepos)],
+        ["v1", "metrics"] => vec![("GET", Metrics)],
         ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
             let id = id.to_string();
@@ -212,6 +262,7 @@ mod tests {
         check("GET", "/v1/auth/github/callback", Ok(GithubCallback));
         check("POST", "/v1/auth/logout", Ok(Logout));
         check("POST", "/v1/github/webhook", Ok(GithubWebhook));
+        check("GET", "/v1/metrics", Ok(Metrics));
         check(
             "POST",
             &format!("/v1/sessions/{SID}/sandbox/git-credentials"),
@@ -222,6 +273,16 @@ mod tests {
             &format!("/v1/sessions/{SID}/pull-request"),
             Ok(PullRequest(sid.clone())),
         );
+    }
+
+    #[test]
+    fn patterns_name_no_ids() {
+        let endpoint = resolve("DELETE", &format!("/v1/sessions/{SID}/members/usr_2")).unwrap();
+        assert_eq!(endpoint.pattern(), "/v1/sessions/:id/members/:user_id");
+        assert_eq!(endpoint.session_id(), Some(SID));
+        let socket = resolve("GET", &format!("/v1/sessions/{SID}/sandbox")).unwrap();
+        assert_eq!(socket.session_id(), Some(SID));
+        assert_eq!(resolve("GET", "/v1/metrics").unwrap().session_id(), None);
     }
 
     #[test]

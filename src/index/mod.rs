@@ -1,13 +1,16 @@
 //! The D1 index: users and API key hashes ([`users`]), sessions and who may enter them
 //! ([`sessions`]), and what GitHub needs kept ([`github`]: users' encrypted tokens, webhook
-//! deliveries, pull requests).
+//! deliveries, pull requests), and metrics ([`metrics`]: finished prompts, and the queries of
+//! `GET /v1/metrics`).
 //! **API Boundary**: only this module writes SQL against D1.
 
 mod github;
+mod metrics;
 mod sessions;
 mod users;
 
 pub use github::{StoredToken, TokenWrite};
+pub use metrics::PromptRecord;
 
 use crate::error::{Error, Result};
 use protocol::api::{Session, User};

@@ -16,6 +16,7 @@
 //! - `artifacts`: selections and the agent's artifacts, created and updated.
 //! - `git`: credentials for the sandbox's git, the branch it pushes to, and what a push changes.
 //! - `pulls`: the session's pull request: its draft, its `pr` artifact, webhook updates.
+//! - `metrics`: what a finished prompt reports to D1 (waits, duration, author, source).
 //! - `hub`: sockets, SSE streams, broadcast, presence.
 //! - `store`: SQLite (migrations in [`schema`]).
 //! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off, token batching),
@@ -45,6 +46,8 @@ mod history;
 mod hub;
 #[cfg(target_arch = "wasm32")]
 mod members;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
 #[cfg(target_arch = "wasm32")]
 mod object;
 #[cfg(target_arch = "wasm32")]

@@ -111,8 +111,9 @@ pub fn finish(cx: &Ctx, message_id: &str, status: PromptStatus, error: Option<&s
         message_id: message_id.to_owned(),
         status,
         error: error.map(str::to_owned),
-    })
-    .map(drop)
+    })?;
+    super::metrics::prompt_finished(cx, message_id, status);
+    Ok(())
 }
 
 /// Every waiting prompt finishes as failed, with `reason`.

@@ -1,0 +1,30 @@
+-- Metrics, written as things happen: one row per prompt when it finishes (by its room, through
+-- the Worker's D1 binding), and per session the number of participants and distinct prompt
+-- authors, kept up to date by the same write. Pull requests and their outcome are in
+-- pull_requests (0002). Times here are milliseconds since the epoch.
+
+CREATE TABLE IF NOT EXISTS prompt_metrics (
+  message_id     TEXT PRIMARY KEY,
+  session_id     TEXT NOT NULL,
+  repo           TEXT NOT NULL,     -- lower case, as pull_requests.repo
+  author_id      TEXT NOT NULL,     -- the user id of who sent it
+  source         TEXT NOT NULL,     -- web, extension, slack, api
+  status         TEXT NOT NULL,     -- completed, failed, cancelled, timed_out
+  queued_at      INTEGER NOT NULL,
+  to_started_ms  INTEGER,           -- queued → prompt_started; NULL if it never started
+  to_first_token_ms INTEGER,        -- queued → the first token; NULL if none came
+  duration_ms    INTEGER,           -- prompt_started → prompt_finished
+  warm           INTEGER            -- 1 a warm sandbox, 0 a cold start, NULL not known (no warm pool yet)
+);
+CREATE INDEX IF NOT EXISTS prompt_metrics_queued ON prompt_metrics(queued_at);
+CREATE INDEX IF NOT EXISTS prompt_metrics_repo_queued ON prompt_metrics(repo, queued_at);
+CREATE INDEX IF NOT EXISTS prompt_metrics_session_author ON prompt_metrics(session_id, author_id);
+
+ALTER TABLE sessions ADD COLUMN participants INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN prompt_authors INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions(created_at);
+CREATE INDEX IF NOT EXISTS sessions_repo_created ON sessions(repo COLLATE NOCASE, created_at);
+
+CREATE INDEX IF NOT EXISTS pull_requests_created ON pull_requests(created_at);
+CREATE INDEX IF NOT EXISTS pull_requests_merged ON pull_requests(merged_at) WHERE merged_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS pull_requests_repo_created ON pull_requests(repo, created_at);
