@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DatabaseSync } from 'node:sqlite';
 import { Runtime } from './lib/runtime.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -33,6 +34,12 @@ function random() {
   return seed / 2 ** 31;
 }
 const pick = (list) => list[Math.floor(random() * list.length)];
+// The room's latency buckets (src/metrics.rs): the first bound 10^(b/20) at or above the value.
+const bound = (b) => Math.round(10 ** (b / 20));
+const bucket = (ms) => {
+  for (let b = 0; b < 160; b++) if (ms <= bound(b)) return b;
+  return 160;
+};
 
 const stateRoot = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'coordinator-bench-metrics-'));
 const adminKey = `adm_bench_${Date.now()}`;
@@ -47,23 +54,36 @@ const coordinator = new Runtime({
   persistDir: path.join(stateRoot, 'coordinator'),
 });
 
-/** Inserts `rows` (arrays of values) into `table` in multi-row statements of `per` rows. */
-async function insert(db, table, columns, rows, per = 10) {
-  const statements = [];
-  for (let i = 0; i < rows.length; i += per) {
-    const chunk = rows.slice(i, i + per);
-    const marks = chunk.map(() => `(${columns.map(() => '?').join(', ')})`).join(', ');
-    statements.push(db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${marks}`).bind(...chunk.flat()));
-  }
-  for (let i = 0; i < statements.length; i += 500) await db.batch(statements.slice(i, i + 500));
+/** Inserts `rows` (arrays of values) into `table`, in one transaction. */
+function insert(db, table, columns, rows) {
+  const statement = db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
+  db.exec('BEGIN');
+  for (const row of rows) statement.run(...row);
+  db.exec('COMMIT');
 }
 
-async function seedRows(db, now) {
+/** The D1 database file of the runtime's state (written while workerd is stopped). */
+function d1File() {
+  const root = path.join(stateRoot, 'coordinator', 'd1');
+  const found = [];
+  const walk = (dir) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith('.sqlite') && entry.name !== 'metadata.sqlite') found.push(full);
+    }
+  };
+  walk(root);
+  if (found.length !== 1) throw new Error(`expected one D1 database under ${root}, found ${found.length}`);
+  return found[0];
+}
+
+function seedRows(db, now) {
   const repos = Array.from({ length: REPOS }, (_, i) => `acme/repo-${i}`);
   const users = Array.from({ length: 200 }, (_, i) => `usr_bench${i}`);
   const sources = ['web', 'web', 'web', 'extension', 'slack', 'api'];
   const start = now - DAYS * DAY_MS;
-  await insert(db, 'users', ['id', 'name', 'email', 'scopes', 'disabled', 'created_at'],
+  insert(db, 'users', ['id', 'name', 'email', 'scopes', 'disabled', 'created_at'],
     users.map((id) => [id, id, `${id}@example.com`, '{"repos":["*"]}', 0, new Date(start).toISOString()]));
   const sessionCount = Math.max(1, Math.round(PROMPTS / 10));
   const sessions = Array.from({ length: sessionCount }, (_, i) => {
@@ -81,15 +101,31 @@ async function seedRows(db, now) {
     prompts.push([`msg_bench${i}`, session.id, session.repo, author, pick(sources), random() < 0.9 ? 'completed' : 'failed',
       queued, started, firstToken, Math.floor(5_000 + random() * 300_000), random() < 0.3 ? 1 : random() < 0.5 ? 0 : null]);
   }
-  await insert(db, 'sessions', ['id', 'repo', 'branch', 'title', 'owner_id', 'status', 'created_at', 'updated_at', 'participants', 'prompt_authors'],
+  insert(db, 'sessions', ['id', 'repo', 'branch', 'title', 'owner_id', 'status', 'created_at', 'updated_at', 'participants', 'prompt_authors'],
     sessions.map((s) => [s.id, s.repo, 'main', 'bench', s.owner, 'active', new Date(s.created).toISOString(), new Date(s.created).toISOString(), s.authors.size, s.authors.size]));
-  await insert(db, 'prompt_metrics', ['message_id', 'session_id', 'repo', 'author_id', 'source', 'status', 'queued_at', 'to_started_ms', 'to_first_token_ms', 'duration_ms', 'warm'], prompts);
+  insert(db, 'prompt_metrics', ['message_id', 'session_id', 'repo', 'author_id', 'source', 'status', 'queued_at', 'to_started_ms', 'to_first_token_ms', 'duration_ms', 'warm'], prompts);
+  // The per-day tables the room's write keeps, counted the same way (src/index/metrics.rs).
+  const daily = new Map();
+  const authors = new Set();
+  const latency = new Map();
+  const add = (map, key) => map.set(key, (map.get(key) ?? 0) + 1);
+  for (const [, , repo, author, , , queued, started, firstToken, , warm] of prompts) {
+    const day = Math.floor(queued / DAY_MS);
+    add(daily, `${day}|${repo}`);
+    authors.add(`${day}|${repo}|${author}`);
+    add(latency, `${day}|${repo}|to_started_ms|${warm ?? -1}|${bucket(started)}`);
+    add(latency, `${day}|${repo}|to_first_token_ms|${warm ?? -1}|${bucket(firstToken)}`);
+  }
+  const split = (key) => key.split('|').map((part) => (/^-?\d+$/.test(part) ? Number(part) : part));
+  insert(db, 'metrics_daily', ['day', 'repo', 'prompts'], [...daily].map(([key, n]) => [...split(key), n]));
+  insert(db, 'metrics_authors', ['day', 'repo', 'author_id'], [...authors].map(split));
+  insert(db, 'metrics_latency', ['day', 'repo', 'metric', 'warm', 'bucket', 'n'], [...latency].map(([key, n]) => [...split(key), n]));
   const pulls = sessions.filter(() => random() < 0.4).map((s, i) => {
     const merged = random() < 0.6 ? new Date(s.created + 3_600_000 + Math.floor(random() * 2 * DAY_MS)).toISOString() : null;
     return [s.repo, i + 1, s.id, `https://github.com/${s.repo}/pull/${i + 1}`, merged ? 'merged' : 'open', `agent/${s.id}`, 'main', s.owner, new Date(s.created + 1_800_000).toISOString(), merged];
   });
-  await insert(db, 'pull_requests', ['repo', 'number', 'session_id', 'url', 'state', 'head', 'base', 'opened_by', 'created_at', 'merged_at'], pulls);
-  return { repos, sessions: sessionCount, pulls: pulls.length };
+  insert(db, 'pull_requests', ['repo', 'number', 'session_id', 'url', 'state', 'head', 'base', 'opened_by', 'created_at', 'merged_at'], pulls);
+  return { repos, sessions: sessionCount, pulls: pulls.length, latencyRows: latency.size, authorRows: authors.size };
 }
 
 async function time(url) {
@@ -109,13 +145,20 @@ async function time(url) {
 }
 
 async function main() {
+  // Migrations through the runtime, then rows straight into its D1 file while it is stopped:
+  // hundreds of thousands of rows through the D1 API would take far longer than the query.
   await coordinator.start();
   await coordinator.migrateD1('DB', path.join(COORDINATOR_DIR, 'migrations'));
-  const db = await coordinator.mf.getD1Database('DB');
+  await coordinator.stop();
   const now = Date.now();
   const seedStarted = performance.now();
-  const seeded = await seedRows(db, now);
-  log(`seeded ${PROMPTS} prompts, ${seeded.sessions} sessions and ${seeded.pulls} pull requests over ${DAYS} days in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
+  const db = new DatabaseSync(d1File());
+  const seeded = seedRows(db, now);
+  db.exec('ANALYZE');
+  db.close();
+  await coordinator.start();
+  log(`seeded ${PROMPTS} prompts, ${seeded.sessions} sessions and ${seeded.pulls} pull requests over ${DAYS} days ` +
+    `(${seeded.latencyRows} histogram rows, ${seeded.authorRows} day-author rows) in ${((performance.now() - seedStarted) / 1000).toFixed(1)} s`);
   const day = (ms) => new Date(ms).toISOString().slice(0, 10);
   const window = `from=${day(now - (DAYS - 1) * DAY_MS)}&to=${day(now)}`;
   const rows = [];

@@ -1,7 +1,11 @@
--- Metrics, written as things happen: one row per prompt when it finishes (by its room, through
--- the Worker's D1 binding), and per session the number of participants and distinct prompt
--- authors, kept up to date by the same write. Pull requests and their outcome are in
--- pull_requests (0002). Times here are milliseconds since the epoch.
+-- Metrics, written as things happen: one write (a batch) per prompt when it finishes, by its
+-- room through the Worker's D1 binding. Pull requests and their outcome are in pull_requests
+-- (0002). Times are milliseconds since the epoch; a day is a UTC day counted from the epoch.
+--
+-- prompt_metrics keeps each prompt as it ended. The three tables after it count the same
+-- prompts per day and repository, so GET /v1/metrics reads at most days × repositories rows
+-- (× buckets for latencies) however many prompts there were: latencies are kept as histograms
+-- whose buckets are a twentieth of a decade wide (src/metrics.rs).
 
 CREATE TABLE IF NOT EXISTS prompt_metrics (
   message_id     TEXT PRIMARY KEY,
@@ -16,9 +20,35 @@ CREATE TABLE IF NOT EXISTS prompt_metrics (
   duration_ms    INTEGER,           -- prompt_started → prompt_finished
   warm           INTEGER            -- 1 a warm sandbox, 0 a cold start, NULL not known (no warm pool yet)
 );
-CREATE INDEX IF NOT EXISTS prompt_metrics_queued ON prompt_metrics(queued_at);
-CREATE INDEX IF NOT EXISTS prompt_metrics_repo_queued ON prompt_metrics(repo, queued_at);
+CREATE INDEX IF NOT EXISTS prompt_metrics_queued ON prompt_metrics(queued_at, author_id, repo);
 CREATE INDEX IF NOT EXISTS prompt_metrics_session_author ON prompt_metrics(session_id, author_id);
+
+-- Prompts per day and repository.
+CREATE TABLE IF NOT EXISTS metrics_daily (
+  day     INTEGER NOT NULL,
+  repo    TEXT NOT NULL,
+  prompts INTEGER NOT NULL,
+  PRIMARY KEY (day, repo)
+);
+
+-- Who prompted, per day and repository (for unique users over any window).
+CREATE TABLE IF NOT EXISTS metrics_authors (
+  day       INTEGER NOT NULL,
+  repo      TEXT NOT NULL,
+  author_id TEXT NOT NULL,
+  PRIMARY KEY (day, repo, author_id)
+);
+
+-- Latency histograms: metric is to_first_token_ms or to_started_ms; warm 1, 0, or -1 (not known).
+CREATE TABLE IF NOT EXISTS metrics_latency (
+  day    INTEGER NOT NULL,
+  repo   TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  warm   INTEGER NOT NULL,
+  bucket INTEGER NOT NULL,
+  n      INTEGER NOT NULL,
+  PRIMARY KEY (metric, day, repo, warm, bucket)
+);
 
 ALTER TABLE sessions ADD COLUMN participants INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN prompt_authors INTEGER NOT NULL DEFAULT 0;

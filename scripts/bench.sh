@@ -20,7 +20,7 @@ else
 fi
 
 if [ "${1:-}" = "--metrics" ] || [ "${BENCH_ONLY:-}" = "metrics" ]; then
-  node bench/metrics.mjs
+  node --disable-warning=ExperimentalWarning bench/metrics.mjs
   echo "bench: npm run bench took $(( $(date +%s) - started )) s" >&2
   exit 0
 fi

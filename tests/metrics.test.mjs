@@ -149,6 +149,19 @@ function latency(values) {
   return values.length ? { n: values.length, p50: percentile(values, 50), p95: percentile(values, 95) } : { n: 0, p50: null, p95: null };
 }
 
+// Prompt latencies are kept in buckets a twentieth of a decade wide, and a percentile is shown
+// as the upper bound of its bucket (src/metrics.rs): the first 10^(b/20), rounded, at or above it.
+const bound = (b) => Math.round(10 ** (b / 20));
+const bucketed = (ms) => {
+  for (let b = 0; b < 160; b++) if (ms <= bound(b)) return bound(b);
+  return bound(160);
+};
+
+function bucketedLatency(values) {
+  const exact = latency(values);
+  return exact.n ? { n: exact.n, p50: bucketed(exact.p50), p95: bucketed(exact.p95) } : exact;
+}
+
 const share = (part, whole) => (whole ? part / whole : null);
 
 /** The figures GET /v1/metrics must show for these sessions, prompts and pull requests. */
@@ -163,8 +176,8 @@ function figures({ sessions, prompts, created, merged }) {
     prompts: prompts.length,
     unique_users: new Set(prompts.map((p) => p.author)).size,
     // No warm pool yet: every prompt's start is unknown, so cold and warm are empty.
-    time_to_first_token_ms: { all: latency(started.map((p) => p.firstToken - p.queued)), cold: none, warm: none },
-    time_to_prompt_started_ms: { all: latency(started.map((p) => p.started - p.queued)), cold: none, warm: none },
+    time_to_first_token_ms: { all: bucketedLatency(started.map((p) => p.firstToken - p.queued)), cold: none, warm: none },
+    time_to_prompt_started_ms: { all: bucketedLatency(started.map((p) => p.started - p.queued)), cold: none, warm: none },
     prs_created: created.length,
     prs_merged: merged.length,
     merge_rate: share(created.filter((pr) => pr.merged_at).length, created.length),

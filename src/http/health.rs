@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::github::client::Answer;
 use crate::respond;
 use crate::time::{now_ms, rfc3339};
-use futures_util::future::{join4, select, Either};
+use futures_util::future::{select, Either};
 use protocol::crypto::{constant_time_eq, sha256_hex};
 use protocol::{ApiError, ErrorCode};
 use serde_json::{json, Value};
@@ -76,13 +76,11 @@ async fn deep(req: &Request, env: &Env, config: &Config) -> Result<Value> {
         )
         .into());
     }
-    let (provider, github, slack, classifier) = join4(
-        timed(check_provider(config)),
-        timed(check_github(config)),
-        timed(check_slack(env)),
-        timed(check_classifier(env)),
-    )
-    .await;
+    // One after another: each has its own deadline, and a deep check is rare (kept 30 s).
+    let provider = timed(check_provider(config)).await;
+    let github = timed(check_github(config)).await;
+    let slack = timed(check_slack(env)).await;
+    let classifier = timed(check_classifier(env)).await;
     let checks =
         json!({"provider": provider, "github": github, "slack": slack, "classifier": classifier});
     let failing = [&provider, &github, &slack, &classifier]
