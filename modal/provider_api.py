@@ -67,7 +67,13 @@ router = APIRouter()
 
 @router.get("/health")
 def health(provider: Context) -> dict:
+    """The configuration's problems, and whether Modal takes the app's credentials (``App.lookup``)."""
     problems = [provider.config_error] if provider.config_error else provider.config.problems()
+    if not problems and provider.backend is not None:
+        try:
+            provider.backend.check_app(provider.config.app_name)
+        except ApiError as failure:
+            problems = [failure.message]
     out = {"ok": not problems, "provider": "modal", "app": provider.config.app_name}
     if problems:
         out["problems"] = problems

@@ -117,6 +117,13 @@ class ModalBackend:
                 return  # already gone: what a delete wants
             raise failure from None
 
+    def check_app(self, app_name: str) -> None:
+        """Looks the deployed app up by name: Modal takes this deployment's credentials (health)."""
+        try:
+            self.modal.App.lookup(app_name)
+        except Exception as exc:  # noqa: BLE001
+            raise self._failure("App.lookup", exc) from None
+
     def find_sandbox(self, sandbox_id: str) -> str | None:
         """The Modal id of the running sandbox tagged with ``sandbox_id`` (when the state lost it)."""
         try:

@@ -2,7 +2,9 @@
 # `npm run bench`: builds the release Worker and the load generator, then runs the benchmark
 # (bench/run.mjs): the coordinator and a minimal JavaScript floor side by side in local
 # workerd, driven by the Rust load generator. Prints the table; writes bench/results/.
-# `npm run bench -- --profile` profiles the hot paths instead (bench/profile.mjs).
+# `npm run bench -- --profile` profiles the hot paths instead (bench/profile.mjs);
+# `npm run bench -- --metrics` (or BENCH_ONLY=metrics) times GET /v1/metrics over 100,000
+# seeded prompts (bench/metrics.mjs) and needs no load generator.
 # See bench/README.md. BENCH_RUNS, BENCH_N, BENCH_ONLY and BENCH_REPLAY narrow a run down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,12 @@ if [ -z "${COORDINATOR_DIR:-}" ]; then
   bash scripts/build.sh
 else
   echo "bench: using the Worker built in $COORDINATOR_DIR" >&2
+fi
+
+if [ "${1:-}" = "--metrics" ] || [ "${BENCH_ONLY:-}" = "metrics" ]; then
+  node --disable-warning=ExperimentalWarning bench/metrics.mjs
+  echo "bench: npm run bench took $(( $(date +%s) - started )) s" >&2
+  exit 0
 fi
 
 echo "bench: building the load generator (bench/loadgen)" >&2

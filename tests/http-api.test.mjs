@@ -65,6 +65,18 @@ test('GET /health', async () => {
   assert.match(res.headers.get('content-type'), /^application\/json/);
 });
 
+test('deep health: the admin key only; with nothing configured every check says not_configured', async () => {
+  const refused = await http.get('/health?deep=1');
+  assert.equal(refused.status, 401);
+  assert.equal(errorCode(refused), 'unauthorized');
+  const deep = await http.get('/health?deep=1', { key: server.adminKey });
+  assert.equal(deep.status, 200);
+  assert.equal(deep.json.deep.status, 'ok');
+  for (const name of ['provider', 'github', 'slack', 'classifier']) {
+    assert.deepEqual(deep.json.deep.checks[name], { status: 'not_configured', latency_ms: null }, name);
+  }
+});
+
 test('users: create, list, me', { timeout: 30_000 }, async () => {
   const created = await http.post('/v1/users', {
     key: server.adminKey,
@@ -489,7 +501,7 @@ test('without Slack configured: both Slack endpoints answer 404 and /health says
     assert.equal(res.status, 404, path);
     assert.equal(errorCode(res), 'not_found');
   }
-  assert.equal((await http.get('/health?deep=1')).json.slack, undefined);
+  assert.equal((await http.get('/health')).json.slack, undefined);
 });
 
 test('no secret appears in responses, events or the Worker log', { timeout: 30_000 }, async () => {

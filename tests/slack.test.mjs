@@ -276,11 +276,12 @@ describe('Slack', () => {
   test('/health shows Slack, and ?deep=1 checks auth.test', async () => {
     const shallow = await api(ctx.server).get('/health');
     assert.deepEqual(shallow.json.slack, { classifier: true, channels: 1 });
-    assert.equal(shallow.json.slack_health, undefined);
+    assert.equal(shallow.json.deep, undefined);
     const before = slack.callsOf('auth.test').length;
-    const deep = await api(ctx.server).get('/health?deep=1');
-    assert.equal(deep.json.slack_health.ok, true, JSON.stringify(deep.json));
-    assert.equal(typeof deep.json.slack_health.latency_ms, 'number');
+    const deep = await api(ctx.server).get('/health?deep=1', { key: ctx.server.adminKey });
+    const check = deep.json.deep.checks.slack;
+    assert.equal(check.status, 'ok', JSON.stringify(deep.json));
+    assert.equal(typeof check.latency_ms, 'number');
     assert.equal(slack.callsOf('auth.test').length, before + 1);
     assert.ok(!deep.text.includes(botToken) && !deep.text.includes(signingSecret));
   });

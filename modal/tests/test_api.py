@@ -25,6 +25,21 @@ def test_health_needs_no_signature(fake_modal):
     assert api.handle("GET", "/health", {}, b"") == (200, {"ok": True, "provider": "modal", "app": "my-app"})
 
 
+def test_health_looks_the_app_up_and_reports_refused_credentials(fake_modal, monkeypatch):
+    looked_up = []
+
+    def lookup(name, create_if_missing=False):
+        looked_up.append((name, create_if_missing))
+        raise fake_modal.exception.Error("token rejected: ak-1234 is not valid")
+
+    monkeypatch.setattr(fake_modal.App, "lookup", staticmethod(lookup))
+    api = make_api(fake_modal, app_name="my-app")
+    status, payload = api.handle("GET", "/health", {}, b"")
+    assert status == 200 and payload["ok"] is False
+    assert looked_up == [("my-app", False)]
+    assert payload["problems"] == ["modal App.lookup failed: FakeModalError: token rejected: ak-1234 is not valid"]
+
+
 def test_health_reports_missing_configuration(fake_modal):
     api = make_api(fake_modal, provider_secret=None, coordinator_allowlist=frozenset())
     status, payload = api.handle("GET", "/health", {}, b"")

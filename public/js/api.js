@@ -78,4 +78,5 @@ export const api = {
   cancel: (id, messageId) => request('POST', `/v1/sessions/${enc(id)}/cancel`, { message_id: messageId }),
   stop: (id) => request('POST', `/v1/sessions/${enc(id)}/stop`),
   pullRequest: (id, body = {}) => request('POST', `/v1/sessions/${enc(id)}/pull-request`, body),
+  metrics: (query) => request('GET', `/v1/metrics?${query}`),
 };

@@ -1,6 +1,7 @@
 // The page's entry: signs in, then routes by the URL hash.
 //   #/          my sessions, start a session, my user id
 //   #/s/<id>    one session (the URL can be shared with its members)
+//   #/metrics   usage and speed (users with the metrics scope)
 //   #/signin    the sign-in view (with ?error=&reason= after a refused sign-in with GitHub)
 // Signed in means GET /v1/me answers: with the API key this page keeps, or, without one, with
 // the coordinator's session cookie after signing in with GitHub.
@@ -9,6 +10,7 @@ import { ApiError, api, apiKey, setApiKey } from './api.js';
 import { h } from './dom.js';
 import { describeError } from './messages.js';
 import { homeView } from './views/home.js';
+import { metricsView } from './views/metrics.js';
 import { sessionView } from './views/session.js';
 import { signInView } from './views/signin.js';
 
@@ -65,6 +67,10 @@ async function route(notice) {
       onSignOut: () => signOut(),
       onUnauthorized: () => signOut('You are no longer signed in (your API key or sign-in is not accepted); sign in again.'),
     });
+  } else if (/^#\/metrics\b/.test(location.hash)) {
+    const view = metricsView({ me, onSignOut: () => signOut() });
+    teardown = view.teardown;
+    show(view.root);
   } else {
     show(homeView({ me, onSignOut: () => signOut() }));
   }

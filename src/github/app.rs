@@ -74,7 +74,7 @@ pub fn merge_repos(configured: &[Repo], installed: Vec<Repo>) -> Vec<Repo> {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use io::{installation_token, repos, Token};
+pub use io::{identify, installation_token, repos, Token};
 
 #[cfg(target_arch = "wasm32")]
 mod io {
@@ -144,6 +144,12 @@ mod io {
     ) -> Result<Answer> {
         let jwt = jwt(app).await?;
         call(method, &format!("{}{path}", gh.api_url), Some(&jwt), body).await
+    }
+
+    /// `GET /app` with the App's JWT: whether GitHub takes the App's id and key (deep health).
+    pub async fn identify(gh: &GithubConfig) -> Result<Answer> {
+        let app = gh.app.as_ref().ok_or_else(not_configured)?;
+        as_app(gh, app, Method::Get, "/app", None).await
     }
 
     /// `GET /repos/{owner}/{repo}/installation`, remembered per repository.

@@ -6,6 +6,10 @@ pub(crate) mod auth;
 pub mod cookie;
 pub mod cursor;
 #[cfg(target_arch = "wasm32")]
+mod health;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
+#[cfg(target_arch = "wasm32")]
 pub(crate) mod pulls;
 pub mod query;
 pub mod route;
@@ -24,7 +28,7 @@ mod serve {
     use super::auth::{self, authenticate, require_admin, require_user};
     use super::cookie;
     use super::route::{resolve, Endpoint};
-    use super::{pulls, query, sessions, signin, users};
+    use super::{health, metrics, pulls, query, sessions, signin, users};
     use crate::config::Config;
     use crate::error::{Error, Result};
     use crate::index::Index;
@@ -80,32 +84,7 @@ mod serve {
         let config = config(env)?;
         let query_string = url.query().to_owned();
         if endpoint == Endpoint::Health {
-            let provider = &config.provider;
-            let mut health = json!({"status": "healthy", "env": config.env, "version": env!("CARGO_PKG_VERSION"), "provider": provider.kind.as_str()});
-            if let Some(reason) = provider.unusable(&config.env) {
-                health["provider_detail"] = json!(reason);
-            }
-            if let Some(gh) = &config.github {
-                health["github"] = json!({"app": gh.app.is_some(), "sign_in": gh.sign_in.is_some(), "webhooks": gh.webhook_secret.is_some(), "git_host": gh.git.base_url()});
-            }
-            if let Some(slack) = &config.slack {
-                health["slack"] = json!({"classifier": slack.classifier.is_some(), "channels": slack.channel_repos.len()});
-            }
-            if query::param(&query_string, "deep").is_some_and(|v| v != "0") {
-                let checked = match crate::provider::ProviderClient::new(provider, &config.env) {
-                    Ok(client) => client
-                        .health()
-                        .await
-                        .map(|h| json!({"ok": h.ok, "provider": h.provider, "app": h.app})),
-                    Err(refusal) => Err(refusal),
-                };
-                health["provider_health"] =
-                    checked.unwrap_or_else(|e| json!({"ok": false, "detail": e.0}));
-                if let Some(slack) = &config.slack {
-                    health["slack_health"] = crate::slack::client::health(slack).await;
-                }
-            }
-            return respond::json(200, &health);
+            return health::health(req, &config, &query_string).await;
         }
         let index = Index::new(env.d1("DB")?);
         match &endpoint {
@@ -179,6 +158,9 @@ mod serve {
             _ => {}
         }
         let principal = authenticate(req, &index, &config).await?;
+        if endpoint == Endpoint::Metrics {
+            return metrics::get(&index, principal, &query_string).await;
+        }
         if endpoint.is_admin() {
             require_admin(principal)?;
             return match endpoint {

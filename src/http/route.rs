@@ -44,6 +44,8 @@ pub enum Endpoint {
     /// Slack's Events API and interactivity (signed by Slack).
     SlackEvents,
     SlackInteractions,
+    /// Usage and speed: the admin key, or a user with the `metrics` scope.
+    Metrics,
 }
 
 impl Endpoint {
@@ -80,7 +82,58 @@ impl Endpoint {
             Health | CreateUser | ListUsers | UpdateUser(_) | Me | ListRepos | CreateSession
             | ListSessions | Connect(_) | SandboxConnect(_) | AuthMethods | GithubLogin
             | GithubCallback | Logout | GithubWebhook | GitCredentials(_) | SlackEvents
-            | SlackInteractions => None,
+            | SlackInteractions | Metrics => None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// The endpoint's pattern, as logs name it: ids stand as `:id`, so a line never carries
+    /// more of the URL than the session id it names on its own.
+    pub fn pattern(&self) -> &'static str {
+        use Endpoint::*;
+        match self {
+            Health => "/health",
+            CreateUser | ListUsers => "/v1/users",
+            UpdateUser(_) => "/v1/users/:id",
+            Me => "/v1/me",
+            ListRepos => "/v1/repos",
+            CreateSession | ListSessions => "/v1/sessions",
+            GetSession(_) | ArchiveSession(_) => "/v1/sessions/:id",
+            AddMember(_) => "/v1/sessions/:id/members",
+            RemoveMember(..) => "/v1/sessions/:id/members/:user_id",
+            MintToken(_) => "/v1/sessions/:id/tokens",
+            Tickets(_) => "/v1/sessions/:id/tickets",
+            Connect(_) => "/v1/sessions/:id/ws",
+            PostPrompt(_) => "/v1/sessions/:id/prompts",
+            PostSelection(_) => "/v1/sessions/:id/selections",
+            Events(_) => "/v1/sessions/:id/events",
+            Messages(_) => "/v1/sessions/:id/messages",
+            Artifacts(_) => "/v1/sessions/:id/artifacts",
+            Artifact(..) => "/v1/sessions/:id/artifacts/:artifact_id",
+            Stop(_) => "/v1/sessions/:id/stop",
+            Cancel(_) => "/v1/sessions/:id/cancel",
+            SandboxConnect(_) => "/v1/sessions/:id/sandbox",
+            GitCredentials(_) => "/v1/sessions/:id/sandbox/git-credentials",
+            PullRequest(_) => "/v1/sessions/:id/pull-request",
+            AuthMethods => "/v1/auth/methods",
+            GithubLogin => "/v1/auth/github/login",
+            GithubCallback => "/v1/auth/github/callback",
+            Logout => "/v1/auth/logout",
+            GithubWebhook => "/v1/github/webhook",
+            SlackEvents => "/v1/slack/events",
+            SlackInteractions => "/v1/slack/interactions",
+            Metrics => "/v1/metrics",
+        }
+    }
+
+    /// The session the endpoint is about, whoever may call it.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Endpoint::Connect(id) | Endpoint::SandboxConnect(id) | Endpoint::GitCredentials(id) => {
+                Some(id.as_str())
+            }
+            other => other.member_session(),
         }
     }
 }
@@ -99,43 +152,27 @@ fn is_plain_id(id: &str) -> bool {
 }
 
 impl Endpoint {
-    /// The path a client writes for this endpoint: `resolve` of it gives the endpoint back
-    /// (the round trip is tested here and fuzzed).
-    pub fn path(&self) -> String {
-        use Endpoint::*;
-        let session = |id: &str, rest: &str| format!("/v1/sessions/{id}{rest}");
+    /// The ids in the endpoint's path, in the order its pattern names them.
+    fn ids(&self) -> Vec<&str> {
         match self {
-            Health => "/health".into(),
-            CreateUser | ListUsers => "/v1/users".into(),
-            UpdateUser(id) => format!("/v1/users/{id}"),
-            Me => "/v1/me".into(),
-            ListRepos => "/v1/repos".into(),
-            CreateSession | ListSessions => "/v1/sessions".into(),
-            GetSession(id) | ArchiveSession(id) => session(id, ""),
-            AddMember(id) => session(id, "/members"),
-            RemoveMember(id, user) => session(id, &format!("/members/{user}")),
-            MintToken(id) => session(id, "/tokens"),
-            Tickets(id) => session(id, "/tickets"),
-            Connect(id) => session(id, "/ws"),
-            PostPrompt(id) => session(id, "/prompts"),
-            PostSelection(id) => session(id, "/selections"),
-            Events(id) => session(id, "/events"),
-            Messages(id) => session(id, "/messages"),
-            Artifacts(id) => session(id, "/artifacts"),
-            Artifact(id, artifact) => session(id, &format!("/artifacts/{artifact}")),
-            Stop(id) => session(id, "/stop"),
-            Cancel(id) => session(id, "/cancel"),
-            SandboxConnect(id) => session(id, "/sandbox"),
-            AuthMethods => "/v1/auth/methods".into(),
-            GithubLogin => "/v1/auth/github/login".into(),
-            GithubCallback => "/v1/auth/github/callback".into(),
-            Logout => "/v1/auth/logout".into(),
-            GithubWebhook => "/v1/github/webhook".into(),
-            SlackEvents => "/v1/slack/events".into(),
-            SlackInteractions => "/v1/slack/interactions".into(),
-            GitCredentials(id) => session(id, "/sandbox/git-credentials"),
-            PullRequest(id) => session(id, "/pull-request"),
+            Endpoint::RemoveMember(id, second) | Endpoint::Artifact(id, second) => vec![id, second],
+            Endpoint::UpdateUser(id) => vec![id],
+            other => other.session_id().into_iter().collect(),
         }
+    }
+
+    /// The path a client writes for this endpoint: its pattern with its ids in place, which
+    /// `resolve` turns back into the endpoint (tested for every route here, and fuzzed).
+    pub fn path(&self) -> String {
+        let mut ids = self.ids().into_iter();
+        self.pattern()
+            .split('/')
+            .map(|segment| match segment.starts_with(':') {
+                true => ids.next().unwrap_or(segment),
+                false => segment,
+            })
+            .collect::<Vec<_>>()
+            .join("/")
     }
 }
 
@@ -162,6 +199,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Endpoint, ApiError> {
         ["v1", "slack", "events"] => vec![("POST", SlackEvents)],
         ["v1", "slack", "interactions"] => vec![("POST", SlackInteractions)],
         ["v1", "repos"] => vec![("GET", ListRepos)],
+        ["v1", "metrics"] => vec![("GET", Metrics)],
         ["v1", "sessions"] => vec![("GET", ListSessions), ("POST", CreateSession)],
         ["v1", "sessions", id, rest @ ..] if is_session_id(id) => {
             let id = id.to_string();
@@ -291,6 +329,7 @@ mod tests {
         check("POST", "/v1/slack/events", Ok(SlackEvents));
         check("POST", "/v1/slack/interactions", Ok(SlackInteractions));
         check("GET", "/v1/slack/events", Err(ErrorCode::MethodNotAllowed));
+        check("GET", "/v1/metrics", Ok(Metrics));
         check(
             "POST",
             &format!("/v1/sessions/{SID}/sandbox/git-credentials"),
@@ -301,6 +340,16 @@ mod tests {
             &format!("/v1/sessions/{SID}/pull-request"),
             Ok(PullRequest(sid.clone())),
         );
+    }
+
+    #[test]
+    fn patterns_name_no_ids() {
+        let endpoint = resolve("DELETE", &format!("/v1/sessions/{SID}/members/usr_2")).unwrap();
+        assert_eq!(endpoint.pattern(), "/v1/sessions/:id/members/:user_id");
+        assert_eq!(endpoint.session_id(), Some(SID));
+        let socket = resolve("GET", &format!("/v1/sessions/{SID}/sandbox")).unwrap();
+        assert_eq!(socket.session_id(), Some(SID));
+        assert_eq!(resolve("GET", "/v1/metrics").unwrap().session_id(), None);
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The D1 index: users and API key hashes ([`users`]), sessions and who may enter them
 //! ([`sessions`]), and what GitHub needs kept ([`github`]: users' encrypted tokens, webhook
-//! deliveries, pull requests), and what Slack needs kept ([`slack`]: handled event ids, each
-//! thread's session).
+//! deliveries, pull requests), what Slack needs kept ([`slack`]: handled event ids, each
+//! thread's session), and metrics ([`metrics`]: finished prompts, and the queries of
+//! `GET /v1/metrics`).
 //! **API Boundary**: only this module writes SQL against D1.
 
 mod github;
+mod metrics;
 mod sessions;
 pub mod slack;
 mod users;
 
 pub use github::{StoredToken, TokenWrite};
+pub use metrics::PromptRecord;
 pub use sessions::ListedSession;
 
 use crate::error::{Error, Result};

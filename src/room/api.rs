@@ -312,6 +312,10 @@ mod client {
             headers: Headers,
             body: Option<Vec<u8>>,
         ) -> Result<Response> {
+            // The room's log lines carry the id of the Worker request that called it.
+            if let Some(request_id) = crate::log::current_request_id() {
+                headers.set(crate::log::REQUEST_ID_HEADER, &request_id)?;
+            }
             let mut init = RequestInit::new();
             init.with_method(method(route)).with_headers(headers);
             if let Some(body) = body {

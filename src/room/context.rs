@@ -1,5 +1,5 @@
 //! What an action borrows from the room for the length of one callback: the store, the
-//! sockets, the configuration and the time. Every part of the room takes this (and only the
+//! sockets, the configuration, the bindings and the time. Every part of the room takes this (and only the
 //! extra pieces it needs) rather than the whole room.
 
 use super::hub::Hub;
@@ -8,11 +8,13 @@ use crate::config::Config;
 use crate::error::Result;
 use protocol::event::EventBody;
 use protocol::Limits;
-use worker::State;
+use worker::{Env, State};
 
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
     pub state: &'a State,
+    /// The bindings, for the few parts that reach past the room (metrics to D1).
+    pub env: &'a Env,
     pub store: &'a Store,
     pub hub: &'a Hub,
     pub config: &'a Config,

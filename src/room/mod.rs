@@ -16,6 +16,7 @@
 //! - `artifacts`: selections and the agent's artifacts, created and updated.
 //! - `git`: credentials for the sandbox's git, the branch it pushes to, and what a push changes.
 //! - `pulls`: the session's pull request: its draft, its `pr` artifact, webhook updates.
+//! - `metrics`: what a finished prompt reports to D1 (waits, duration, author, source).
 //! - `slack`: prompts from Slack threads, and their status and reply posted back, from the alarm.
 //! - `hub`: sockets, SSE streams, broadcast, presence.
 //! - `store`: SQLite (migrations in [`schema`]).
@@ -47,6 +48,8 @@ mod history;
 mod hub;
 #[cfg(target_arch = "wasm32")]
 mod members;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
 #[cfg(target_arch = "wasm32")]
 mod object;
 #[cfg(target_arch = "wasm32")]

@@ -33,6 +33,7 @@ use worker::{
 #[durable_object]
 pub struct SessionRoom {
     state: State,
+    env: Env,
     store: Store,
     hub: Hub,
     config: Config,
@@ -69,14 +70,18 @@ impl DurableObject for SessionRoom {
             store,
             hub: Hub::default(),
             state,
+            env,
         }
     }
 
     async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        match self.serve(&mut req).await {
+        let started = now_ms();
+        let response = match self.serve(&mut req).await {
             Ok(response) => Ok(response),
             Err(error) => respond::error(&error.into_api()),
-        }
+        };
+        self.log_action(&req, started, &response);
+        response
     }
 
     async fn websocket_message(
@@ -153,12 +158,21 @@ impl DurableObject for SessionRoom {
 
     /// A failed alarm is an error to the platform, which runs it again (with its own back-off).
     async fn alarm(&self) -> worker::Result<Response> {
-        if let Err(error) = self.alarm.fire(&self.cx(now_ms()), &self.tokens).await {
+        let started = now_ms();
+        let fired = self.alarm.fire(&self.cx(started), &self.tokens).await;
+        if let Err(error) = &fired {
             crate::log::error(&format!("room alarm: {error:?}"));
             return Err(worker::Error::RustError(format!(
                 "the room's alarm failed: {error:?}"
             )));
         }
+        let session_id = self.store.session().ok().flatten().map(|s| s.id);
+        crate::log::room(
+            "alarm",
+            session_id.as_deref(),
+            None,
+            json!({"ok": fired.is_ok(), "duration_ms": now_ms().saturating_sub(started)}),
+        );
         Response::ok("")
     }
 }
@@ -186,9 +200,32 @@ async fn body<T: DeserializeOwned>(req: &mut Request) -> Result<T> {
 }
 
 impl SessionRoom {
+    /// One log line per request from the Worker: the room's route (its path, without the
+    /// query), the status and the time taken, under the Worker request's id.
+    fn log_action(&self, req: &Request, started: u64, response: &worker::Result<Response>) {
+        let url = crate::url::of(req);
+        let request_id = req
+            .headers()
+            .get(crate::log::REQUEST_ID_HEADER)
+            .ok()
+            .flatten();
+        let session_id = self.store.session().ok().flatten().map(|s| s.id);
+        crate::log::room(
+            "request",
+            session_id.as_deref(),
+            request_id.as_deref(),
+            json!({
+                "route": url.path(),
+                "status": response.as_ref().map_or(500, |r| r.status_code()),
+                "duration_ms": now_ms().saturating_sub(started),
+            }),
+        );
+    }
+
     fn cx(&self, now: u64) -> Ctx<'_> {
         Ctx {
             state: &self.state,
+            env: &self.env,
             store: &self.store,
             hub: &self.hub,
             config: &self.config,

@@ -144,8 +144,9 @@ fn finish_with(
         status,
         error: error.map(str::to_owned),
         incomplete_text,
-    })
-    .map(drop)
+    })?;
+    super::metrics::prompt_finished(cx, message_id, status);
+    Ok(())
 }
 
 /// Every waiting prompt finishes as failed, with `reason`.

@@ -21,12 +21,25 @@ pub fn frame(redactor: &Redactor, frame: FromBridge) -> FromBridge {
     if redactor.hide_secrets(&text).is_none() {
         return frame;
     }
+    let delta_bytes = match &frame {
+        FromBridge::Token { delta, .. } => Some(delta.len()),
+        _ => None,
+    };
     let hidden = serde_json::to_value(&frame).ok().and_then(|mut value| {
         hide_in(&mut value, redactor);
         serde_json::from_value::<FromBridge>(value).ok()
     });
     match hidden {
-        Some(hidden) => hidden,
+        Some(mut hidden) => {
+            // Token offsets count the answer's bytes: a delta keeps its length once hidden,
+            // so the deltas after it still line up.
+            if let (Some(bytes), FromBridge::Token { delta, .. }) = (delta_bytes, &mut hidden) {
+                if delta.len() < bytes {
+                    delta.push_str(&"*".repeat(bytes - delta.len()));
+                }
+            }
+            hidden
+        }
         // Never the frame with the secret in it.
         None => FromBridge::Error {
             message_id: None,
@@ -90,10 +103,33 @@ mod tests {
     }
 
     #[test]
+    fn a_hidden_token_delta_keeps_its_length() {
+        let delta = "the token is sbx1.ses_1.sbx_1.secret.abcdef, see";
+        let frame = FromBridge::Token {
+            message_id: "m1".into(),
+            delta: delta.into(),
+            offset: Some(10),
+        };
+        match super::frame(&redactor(), frame) {
+            FromBridge::Token {
+                delta: hidden,
+                offset,
+                ..
+            } => {
+                assert_eq!(hidden.len(), delta.len());
+                assert!(hidden.starts_with("the token is ***, see"), "{hidden}");
+                assert_eq!(offset, Some(10));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_frame_without_secrets_is_unchanged() {
         let frame = FromBridge::Token {
             message_id: "m1".into(),
             delta: "hello sbx1 world".into(),
+            offset: Some(3),
         };
         assert_eq!(super::frame(&redactor(), frame.clone()), frame);
     }

@@ -357,6 +357,9 @@ pub struct ProviderHealth {
     pub provider: String,
     #[serde(default)]
     pub app: String,
+    /// Why it is not ok (configuration, or Modal refusing the app's credentials).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Repository scopes: which repos a user may open sessions on.
+//! Scopes: which repos a user may open sessions on, and whether they may read the metrics.
 
 use serde::{Deserialize, Serialize};
 
@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 pub struct Scopes {
     #[serde(default)]
     pub repos: Vec<String>,
+    /// `GET /v1/metrics` (usage across every repository), besides the admin key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics: bool,
 }
 
 impl Scopes {
@@ -73,6 +76,7 @@ mod tests {
     fn check(patterns: &[&str], repo: &str, expected: bool) {
         let scopes = Scopes {
             repos: patterns.iter().map(|p| p.to_string()).collect(),
+            ..Scopes::default()
         };
         assert_eq!(scopes.allows_repo(repo), expected, "{patterns:?} vs {repo}");
     }
@@ -92,12 +96,14 @@ mod tests {
     fn validation() {
         let ok = Scopes {
             repos: vec!["*".into(), "a/*".into(), "a-b/c.d".into()],
+            ..Scopes::default()
         };
         assert!(ok.validate().is_ok());
         for bad in ["", "a", "a/", "/b", "a/b/c", "a/../b", "a b/c", "*/b"] {
             assert!(
                 Scopes {
-                    repos: vec![bad.into()]
+                    repos: vec![bad.into()],
+                    ..Scopes::default()
                 }
                 .validate()
                 .is_err(),
@@ -105,6 +111,12 @@ mod tests {
             );
         }
         assert!(is_repo_name("acme/web"));
+        let metrics: Scopes = serde_json::from_str(r#"{"repos":[],"metrics":true}"#).unwrap();
+        assert!(metrics.metrics);
+        assert_eq!(
+            serde_json::to_string(&Scopes::default()).unwrap(),
+            r#"{"repos":[]}"#
+        );
         assert!(!is_repo_name("acme/*"));
     }
 }

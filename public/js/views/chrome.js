@@ -5,6 +5,7 @@ import { h } from '../dom.js';
 export function topBar({ me, onSignOut, children = [] }) {
   return h('header', { class: 'topbar' },
     h('a', { href: '#/', class: 'brand' }, 'Sessions'),
+    me?.scopes?.metrics && !children.length ? h('a', { href: '#/metrics' }, 'Metrics') : null,
     ...children,
     h('span', { class: 'spacer' }),
     me ? h('span', { class: 'whoami muted' }, me.name) : null,

@@ -254,4 +254,15 @@ impl Store {
     pub fn edited_paths(&self) -> Result<Vec<String>> {
         self.texts("SELECT DISTINCT json_extract(json, '$.path') AS value FROM events WHERE type = 'file_edit' LIMIT 100")
     }
+
+    /// When the first `token` event of a prompt was stored (its `ts`), looking from the
+    /// prompt's own `seq` on: one prompt runs at a time, so the walk is short.
+    pub fn first_token_ts(&self, message_id: &str, after_seq: u64) -> Result<Option<String>> {
+        let row: Option<super::Text> = self.first(
+            "SELECT json_extract(json, '$.ts') AS value FROM events
+             WHERE seq > ? AND type = 'token' AND json_extract(json, '$.message_id') = ? ORDER BY seq LIMIT 1",
+            vec![int(after_seq), s(message_id)],
+        )?;
+        Ok(row.and_then(|row| row.value))
+    }
 }

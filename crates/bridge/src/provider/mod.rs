@@ -401,6 +401,7 @@ async fn route(
                 ok: true,
                 provider: "local".into(),
                 app: format!("bridge {}", env!("CARGO_PKG_VERSION")),
+                problems: Vec::new(),
             },
         );
     }

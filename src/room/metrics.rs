@@ -1,0 +1,90 @@
+//! What the room reports to D1 when a prompt finishes: how long it waited to start and for its
+//! first token, how long it ran, how it ended, who sent it from where, and the session's
+//! participants. One small batch per prompt, sent after the room's own writes and never
+//! waited on: the prompt's end is stored and broadcast whether or not D1 answers.
+
+use super::context::Ctx;
+use crate::index::{Index, PromptRecord};
+use crate::time::parse_rfc3339;
+use protocol::event::PromptStatus;
+
+/// Reports a prompt that has just finished (its row in `messages` already says so).
+/// A failure here is logged; it never changes what the room did.
+pub fn prompt_finished(cx: &Ctx, message_id: &str, status: PromptStatus) {
+    let record = match record(cx, message_id, status) {
+        Ok(Some(record)) => record,
+        Ok(None) => return,
+        Err(error) => {
+            crate::log::error(&format!("metrics for {message_id}: {error:?}"));
+            return;
+        }
+    };
+    crate::log::room(
+        "prompt_finished",
+        Some(&record.session_id),
+        None,
+        serde_json::json!({
+            "message_id": record.message_id,
+            "status": record.status,
+            "source": record.source,
+            "to_started_ms": record.to_started_ms,
+            "to_first_token_ms": record.to_first_token_ms,
+            "duration_ms": record.duration_ms,
+        }),
+    );
+    let env = cx.env.clone();
+    cx.state.wait_until(async move {
+        let written = match env.d1("DB") {
+            Ok(db) => Index::new(db).record_prompt(&record).await,
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = written {
+            crate::log::error(&format!(
+                "metrics for {} not recorded: {error:?}",
+                record.message_id
+            ));
+        }
+    });
+}
+
+fn record(
+    cx: &Ctx,
+    message_id: &str,
+    status: PromptStatus,
+) -> crate::error::Result<Option<PromptRecord>> {
+    let (Some(session), Some(message)) = (cx.store.session()?, cx.store.message(message_id)?)
+    else {
+        return Ok(None);
+    };
+    let ms = |text: Option<&str>| text.and_then(parse_rfc3339);
+    let Some(queued_at) = ms(Some(message.created_at.as_str())) else {
+        return Ok(None);
+    };
+    let started_at = ms(message.started_at.as_deref());
+    let first_token_at = match started_at {
+        Some(_) => ms(cx.store.first_token_ts(message_id, message.seq)?.as_deref()),
+        None => None,
+    };
+    let since_queued = |at: Option<u64>| at.map(|at| at.saturating_sub(queued_at));
+    Ok(Some(PromptRecord {
+        message_id: message.id.clone(),
+        session_id: session.id,
+        repo: session.repo,
+        author_id: message.author_user_id,
+        source: message.source,
+        status: super::queue::MessageStatus::from(status)
+            .as_str()
+            .to_owned(),
+        queued_at,
+        to_started_ms: since_queued(started_at),
+        to_first_token_ms: since_queued(first_token_at),
+        duration_ms: started_at.map(|started| {
+            ms(message.finished_at.as_deref())
+                .unwrap_or(cx.now)
+                .saturating_sub(started)
+        }),
+        // No warm pool yet: whether a sandbox was warm is not known.
+        warm: None,
+        participants: cx.store.participants()?.len() as u64,
+    }))
+}
