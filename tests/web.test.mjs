@@ -27,6 +27,8 @@ import {
 let server;
 let http;
 useServer({
+  // The busy-session test posts 140 selections from one user; selections count like prompts.
+  vars: { LIMITS: JSON.stringify({ prompts_per_window: 200 }) },
   setup: async (s, h) => {
     server = s;
     http = h;

@@ -113,6 +113,11 @@ pub fn on_frame(
                     | ErrorCode::InvalidField
                     | ErrorCode::UnknownType
             );
+            let refused = FrameError {
+                error: error.clone(),
+                client_request_id: None,
+            };
+            hub::send(socket, &refused.to_frame());
             if let Some(ack_id) = critical_ack_id(text).filter(|_| about_the_frame) {
                 return match refused_critical(cx, socket, link, &ack_id, &error.message) {
                     Ok(()) => Handled::Reschedule,
@@ -122,11 +127,6 @@ pub fn on_frame(
                     }
                 };
             }
-            let frame = FrameError {
-                error,
-                client_request_id: None,
-            };
-            hub::send(socket, &frame.to_frame());
             Handled::Done
         }
     }
