@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run chaos -- --cycles N`: builds the release Worker and the bridge, then runs
 # scripts/chaos.mjs (workerd killed with SIGKILL N times while the dev agent streams; the log
-# checked after each). CHAOS_STRICT_TEXT=1 makes lost answer text a failure.
+# checked after each, lost answer text included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
