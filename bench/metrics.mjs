@@ -10,6 +10,7 @@
 //   BENCH_RUNS=5                   timed requests per query (median, min–max reported)
 //   COORDINATOR_DIR=path           another checkout's built Worker
 
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,7 +43,8 @@ const bucket = (ms) => {
 };
 
 const stateRoot = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'coordinator-bench-metrics-'));
-const adminKey = `adm_bench_${Date.now()}`;
+// Secrets of at least 32 bytes: the Worker refuses shorter ones.
+const adminKey = `adm_bench_${randomBytes(24).toString('base64url')}`;
 const coordinator = new Runtime({
   name: 'coordinator',
   configPath: path.join(COORDINATOR_DIR, 'wrangler.toml'),
@@ -50,7 +52,7 @@ const coordinator = new Runtime({
     { type: 'ESModule', path: path.join(COORDINATOR_DIR, 'build', 'index.js') },
     { type: 'CompiledWasm', path: path.join(COORDINATOR_DIR, 'build', 'index_bg.wasm') },
   ],
-  bindings: { ADMIN_KEY: adminKey, TOKEN_SECRET: `bench-${process.pid}` },
+  bindings: { ADMIN_KEY: adminKey, TOKEN_SECRET: randomBytes(32).toString('base64url') },
   persistDir: path.join(stateRoot, 'coordinator'),
 });
 

@@ -16,6 +16,7 @@
 // Runs like `npm run bench`: the built Worker in workerd through Miniflare's API, state on
 // tmpfs, the Rust load generator (bench/loadgen, job kind `soak`) as the clients.
 
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -184,7 +185,8 @@ async function main() {
   const stateRoot = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'coordinator-soak-'));
   const jobDir = path.join(stateRoot, 'jobs');
   fs.mkdirSync(jobDir);
-  const adminKey = `adm_soak_${Date.now()}`;
+  // Secrets of at least 32 bytes: the Worker refuses shorter ones.
+  const adminKey = `adm_soak_${randomBytes(24).toString('base64url')}`;
   const runtime = new Runtime({
     name: 'coordinator',
     configPath: path.join(COORDINATOR_DIR, 'wrangler.toml'),
@@ -194,7 +196,7 @@ async function main() {
     ],
     bindings: {
       ADMIN_KEY: adminKey,
-      TOKEN_SECRET: `soak-token-secret-${process.pid}-${Date.now()}`,
+      TOKEN_SECRET: randomBytes(32).toString('base64url'),
       // The sockets must outlive the soak, whatever a token's expiry does to them.
       PARTICIPANT_TOKEN_TTL_MINUTES: String(Math.min(1440, Math.ceil(minutes) + 30)),
       LIMITS: JSON.stringify(LIMITS),
