@@ -11,50 +11,75 @@ use protocol::git::{sign_local_token, verify_local_token};
 use protocol::provider::{self, SignatureError, SIGNATURE_TOLERANCE_MS};
 use protocol::token::{self, Claims, TokenError};
 
-/// `protocol::provider::verify` (the `X-Coordinator-Signature` header). Lines: secret, time,
-/// now, text before the genuine header, text after it, body.
+/// `protocol::provider::verify` (the `X-Coordinator-Signature` header, v2). Lines: secret,
+/// time, now, text before the genuine header, text after it, path, body.
 ///
-/// - the genuine header verifies within the tolerance and is stale outside it;
-/// - an accepted header (changed or not) fails for another body, another secret and a later time.
+/// - the genuine header verifies within the tolerance, as its time and nonce, and is stale
+///   outside it;
+/// - an accepted header (changed or not) fails for another body, method, path or secret, and
+///   at a later time; a nonce admitted once is refused the second time.
 pub fn signature(data: &[u8]) {
-    let Some([secret, t, now, before, after, body]) =
-        text_fields(data, 6).and_then(|f| <[&str; 6]>::try_from(f).ok())
+    let Some([secret, t, now, before, after, path, body]) =
+        text_fields(data, 7).and_then(|f| <[&str; 7]>::try_from(f).ok())
     else {
         return;
     };
     let (secret, body) = (secret.as_bytes(), body.as_bytes());
     let (t, now) = (number(t), number(now));
-    let genuine = provider::sign(secret, t, body);
-    let expected = if t.abs_diff(now) > SIGNATURE_TOLERANCE_MS {
-        Err(SignatureError::Stale)
-    } else {
-        Ok(())
-    };
-    assert_eq!(
-        provider::verify(secret, Some(&genuine), body, now),
-        expected
-    );
+    let nonce = "fuzz-nonce-0123456789";
+    let verify =
+        |secret: &[u8], header: Option<&str>, method: &str, path: &str, body: &[u8], at| {
+            provider::verify(&[secret], header, method, path, body, at)
+        };
+    let genuine = provider::sign(secret, t, nonce, "POST", path, body);
+    match verify(secret, Some(&genuine), "POST", path, body, now) {
+        Ok(verified) => {
+            assert!(t.abs_diff(now) <= SIGNATURE_TOLERANCE_MS);
+            assert_eq!((verified.t_ms, verified.nonce.as_str()), (t, nonce));
+            let mut seen = provider::NonceCache::default();
+            assert_eq!(seen.admit(&verified, now), Ok(()));
+            assert_eq!(seen.admit(&verified, now), Err(SignatureError::Replayed));
+        }
+        // An empty secret signs nothing: the verifier never accepts one.
+        Err(SignatureError::Mismatch) if secret.is_empty() => {}
+        Err(error) => assert_eq!(error, SignatureError::Stale, "{genuine}"),
+    }
     let header = format!("{before}{genuine}{after}");
     // Any header, even one that is no signature at all, is only ever refused, never a panic.
-    let _ = provider::verify(secret, Some(before), body, now);
-    if provider::verify(secret, Some(&header), body, now).is_ok() {
+    let _ = verify(secret, Some(before), "POST", path, body, now);
+    if verify(secret, Some(&header), "POST", path, body, now).is_ok() {
         let mut other_body = body.to_vec();
         other_body.push(b'x');
         let mut other_secret = secret.to_vec();
         other_secret.push(b'x');
-        assert_eq!(
-            provider::verify(secret, Some(&header), &other_body, now),
-            Err(SignatureError::Mismatch),
-            "{header} also signs another body"
-        );
-        assert_eq!(
-            provider::verify(&other_secret, Some(&header), body, now),
-            Err(SignatureError::Mismatch),
-            "{header} verifies with another secret"
-        );
+        let other_path = format!("{path}x");
+        for (what, refused) in [
+            (
+                "another body",
+                verify(secret, Some(&header), "POST", path, &other_body, now),
+            ),
+            (
+                "another secret",
+                verify(&other_secret, Some(&header), "POST", path, body, now),
+            ),
+            (
+                "another method",
+                verify(secret, Some(&header), "DELETE", path, body, now),
+            ),
+            (
+                "another path",
+                verify(secret, Some(&header), "POST", &other_path, body, now),
+            ),
+        ] {
+            assert_eq!(
+                refused.err(),
+                Some(SignatureError::Mismatch),
+                "{header} also signs {what}"
+            );
+        }
         let later = now.saturating_add(2 * SIGNATURE_TOLERANCE_MS + 1);
         if later.abs_diff(t) > SIGNATURE_TOLERANCE_MS {
-            assert_ne!(provider::verify(secret, Some(&header), body, later), Ok(()));
+            assert!(verify(secret, Some(&header), "POST", path, body, later).is_err());
         }
     }
 }
