@@ -70,8 +70,10 @@ const ctx = useServer({
       GIT_HOST: `${fake.url}/git`,
       PR_AS_APP_FALLBACK: 'true',
       SLACK_BOT_TOKEN: slackToken,
+      SLACK_SIGNING_SECRET: randomBytes(32).toString('hex'),
       SLACK_API_URL: `${slack.url}/api`,
       CLASSIFIER_URL: `${classifier.url}/v1`,
+      CLASSIFIER_MODEL: 'fast',
       CLASSIFIER_API_KEY: classifierKey,
     };
   },
