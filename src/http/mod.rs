@@ -18,6 +18,8 @@ pub(crate) mod sessions;
 #[cfg(target_arch = "wasm32")]
 mod signin;
 #[cfg(target_arch = "wasm32")]
+mod tickets;
+#[cfg(target_arch = "wasm32")]
 mod users;
 
 #[cfg(target_arch = "wasm32")]
@@ -28,7 +30,7 @@ mod serve {
     use super::auth::{self, authenticate, require_admin, require_user};
     use super::cookie;
     use super::route::{resolve, Endpoint};
-    use super::{health, metrics, pulls, query, sessions, signin, users};
+    use super::{health, metrics, pulls, query, sessions, signin, tickets, users};
     use crate::config::Config;
     use crate::error::{Error, Result};
     use crate::index::Index;
@@ -89,7 +91,7 @@ mod serve {
         let index = Index::new(env.d1("DB")?);
         match &endpoint {
             Endpoint::Connect(session_id) => {
-                return sessions::connect(env, &index, &config, req, session_id).await
+                return tickets::connect(env, &index, &config, req, session_id).await
             }
             Endpoint::SandboxConnect(session_id) => {
                 require_sandbox_token(req, &config, session_id)?;
@@ -118,7 +120,7 @@ mod serve {
             Endpoint::GithubWebhook => return pulls::webhook(env, &index, &config, req).await,
             // Signed by Slack; answered at once, the work done after the response.
             Endpoint::SlackEvents => {
-                return crate::slack::events::receive(env, &index, &config, req, ctx).await
+                return crate::slack::receive::receive(env, &index, &config, req, ctx).await
             }
             Endpoint::SlackInteractions => {
                 return crate::slack::interactions::receive(env, &index, &config, req, ctx).await
@@ -131,27 +133,27 @@ mod serve {
             {
                 // Browsers' EventSource cannot send headers: a connect ticket in the query
                 // works instead of a key (or, deprecated, a participant token).
-                let credential = sessions::url_credential(&query_string);
-                return match sessions::check_credential(&index, &config, session_id, &credential)
+                let credential = tickets::url_credential(&query_string);
+                return match tickets::check_credential(&index, &config, session_id, &credential)
                     .await?
                 {
-                    sessions::TokenCheck::Member(admitted) => {
-                        let sessions::Admitted {
+                    tickets::TokenCheck::Member(admitted) => {
+                        let tickets::Admitted {
                             user,
                             membership,
                             ticket,
                             ..
                         } = *admitted;
-                        sessions::event_stream(env, &membership, &user, req, ticket).await
+                        tickets::event_stream(env, &membership, &user, req, ticket).await
                     }
-                    sessions::TokenCheck::Refused(_, error) => Err(error.into()),
+                    tickets::TokenCheck::Refused(_, error) => Err(error.into()),
                 };
             }
             Endpoint::Tickets(session_id) => {
                 // A participant token in `Authorization` may ask for a ticket too, so a
                 // client holding only a token never has to put it in a URL.
                 if let Some(token) = auth::participant_token(req)? {
-                    return sessions::ticket_for_token(&index, &config, &url, session_id, &token)
+                    return tickets::ticket_for_token(&index, &config, &url, session_id, &token)
                         .await;
                 }
             }
@@ -251,13 +253,13 @@ mod serve {
             Endpoint::RemoveMember(_, member) => {
                 sessions::remove_member(env, &index, &membership, &user, &member).await
             }
-            Endpoint::MintToken(_) => sessions::token(&config, &url, &membership, &user),
-            Endpoint::Tickets(_) => sessions::ticket(&config, &url, &membership, &user),
+            Endpoint::MintToken(_) => tickets::token(&config, &url, &membership, &user),
+            Endpoint::Tickets(_) => tickets::ticket(&config, &url, &membership, &user),
             Endpoint::PullRequest(_) => {
                 let body = body(req, &config).await?;
                 pulls::open(env, &index, &config, &url, &membership, &user, &body).await
             }
-            Endpoint::Events(_) => sessions::event_stream(env, &membership, &user, req, None).await,
+            Endpoint::Events(_) => tickets::event_stream(env, &membership, &user, req, None).await,
             _ => Err(ApiError::not_found("endpoint").into()),
         }
     }

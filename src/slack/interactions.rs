@@ -77,9 +77,9 @@ mod worker_side {
     use crate::respond;
     use crate::slack::blocks::{escape, notice, working_in};
     use crate::slack::client::{self, notify, with_retries};
-    use crate::slack::events::{
-        candidates, ensure_member, run_request, signed_body, who, Found, Incoming,
-    };
+    use crate::slack::events::Incoming;
+    use crate::slack::receive::signed_body;
+    use crate::slack::sessions::{candidates, ensure_member, run_request, who, Found};
     use crate::time::now_ms;
     use protocol::api::CreatePullRequest;
     use protocol::{ApiError, ErrorCode};
@@ -94,7 +94,7 @@ mod worker_side {
         req: &mut Request,
         ctx: &Context,
     ) -> Result<Response> {
-        let slack = crate::slack::events::enabled(config)?;
+        let slack = crate::slack::receive::enabled(config)?;
         let body = signed_body(req, slack).await?;
         let payload = form_urlencoded::parse(&body)
             .find(|(name, _)| name == "payload")

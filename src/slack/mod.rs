@@ -6,6 +6,8 @@
 //! - [`verify`]: the v0 request signature (pure).
 //! - [`events`]: `POST /v1/slack/events`: url_verification, de-duplication, who is asking,
 //!   the thread's session; what an event means is pure.
+//! - [`receive`] and [`sessions`]: the Worker's side of the events endpoint, and the
+//!   sessions a request or a follow-up in a thread makes or steers.
 //! - [`classify`]: which repository, in stages; the last is a model.
 //! - [`blocks`]: Block Kit and Markdown → mrkdwn (pure).
 //! - [`client`]: the Web API, one function per method, 429 `Retry-After` honoured.
@@ -18,4 +20,8 @@ pub mod classify;
 pub mod client;
 pub mod events;
 pub mod interactions;
+#[cfg(target_arch = "wasm32")]
+pub mod receive;
+#[cfg(target_arch = "wasm32")]
+pub mod sessions;
 pub mod verify;
