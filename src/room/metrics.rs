@@ -7,6 +7,29 @@ use super::context::Ctx;
 use crate::index::{Index, PromptRecord};
 use crate::time::parse_rfc3339;
 use protocol::event::PromptStatus;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+/// Records waiting for D1 at most; past it a record is dropped (and logged) rather than held.
+const MAX_PENDING: usize = 10_000;
+
+thread_local! {
+    /// Records not yet written, in order. One writer at a time empties it, so a burst of
+    /// finished prompts is a queue of small writes, never a pile of D1 calls in flight that
+    /// holds up the isolate.
+    static PENDING: RefCell<VecDeque<PromptRecord>> = const { RefCell::new(VecDeque::new()) };
+    static WRITING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the writer as gone when its future ends or is dropped, so a cancelled writer never
+/// stops the next one from starting.
+struct Writing;
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        WRITING.set(false);
+    }
+}
 
 /// Reports a prompt that has just finished (its row in `messages` already says so).
 /// A failure here is logged; it never changes what the room did.
@@ -32,17 +55,35 @@ pub fn prompt_finished(cx: &Ctx, message_id: &str, status: PromptStatus) {
             "duration_ms": record.duration_ms,
         }),
     );
+    let kept = PENDING.with_borrow_mut(|pending| {
+        let room = pending.len() < MAX_PENDING;
+        if room {
+            pending.push_back(record);
+        }
+        room
+    });
+    if !kept {
+        crate::log::error(&format!(
+            "metrics for {message_id} dropped: {MAX_PENDING} records already wait for D1"
+        ));
+    }
+    if WRITING.replace(true) {
+        return;
+    }
     let env = cx.env.clone();
     cx.state.wait_until(async move {
-        let written = match env.d1("DB") {
-            Ok(db) => Index::new(db).record_prompt(&record).await,
-            Err(error) => Err(error.into()),
-        };
-        if let Err(error) = written {
-            crate::log::error(&format!(
-                "metrics for {} not recorded: {error:?}",
-                record.message_id
-            ));
+        let _writing = Writing;
+        while let Some(record) = PENDING.with_borrow_mut(VecDeque::pop_front) {
+            let written = match env.d1("DB") {
+                Ok(db) => Index::new(db).record_prompt(&record).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = written {
+                crate::log::error(&format!(
+                    "metrics for {} not recorded: {error:?}",
+                    record.message_id
+                ));
+            }
         }
     });
 }

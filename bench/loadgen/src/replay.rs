@@ -61,7 +61,9 @@ async fn fill_coordinator(
             in_flight += 1;
         }
         ws.flush().await.map_err(|e| e.to_string())?;
-        let frame = next_text(&mut ws, Duration::from_secs(30)).await?;
+        // Each finished prompt also reports to D1 and the log, so a burst of them can hold the
+        // room for a while.
+        let frame = next_text(&mut ws, Duration::from_secs(120)).await?;
         if let Some(seq) = frames::u64_field(&frame, b"seq") {
             last = last.max(seq);
         }
@@ -119,7 +121,20 @@ async fn fill_floor(
     Ok(last)
 }
 
-/// Opens `url&since=…` and reads until `count` events arrived.
+/// The `welcome` frame itself (the coordinator's carries `replay_from`).
+async fn welcome_frame(ws: &mut Ws, timeout: Duration) -> Result<Vec<u8>, String> {
+    loop {
+        let frame = next_text(ws, timeout).await?;
+        if frames::kind(&frame) == Some(b"welcome".as_slice()) {
+            return Ok(frame);
+        }
+    }
+}
+
+/// Opens `url&since=…` and reads until the `count` missed events arrived. The coordinator
+/// replays at most about 1 MiB of the newest of them (`welcome.replay_from` says where it
+/// starts); the rest comes as a client fills it, with `history` frames of 500 events going
+/// down to `since`. The time is all of it: what a reconnecting page waits for.
 async fn replay_once(url: &str, since: u64, count: u64, server_pid: u32) -> Result<Value, String> {
     let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{separator}since={since}");
@@ -127,15 +142,42 @@ async fn replay_once(url: &str, since: u64, count: u64, server_pid: u32) -> Resu
     let started = Instant::now();
     let mut ws = conn::open(&url, &[]).await?;
     let opened = started.elapsed();
-    conn::await_welcome(&mut ws, Duration::from_secs(60)).await?;
+    let welcome = welcome_frame(&mut ws, Duration::from_secs(60)).await?;
     let welcomed = started.elapsed();
+    let last = since + count;
+    let replay_from = frames::u64_field(&welcome, b"replay_from")
+        .unwrap_or(since + 1)
+        .clamp(since + 1, last + 1);
     let (mut events, mut bytes) = (0u64, 0u64);
-    while events < count {
+    while events < last + 1 - replay_from {
         let frame = next_text(&mut ws, Duration::from_secs(60)).await?;
         if frames::is_event(&frame) {
             events += 1;
             bytes += frame.len() as u64;
         }
+    }
+    let mut lowest = replay_from;
+    let mut pages = 0u64;
+    while lowest > since + 1 {
+        let ask = json!({"type": "history", "before_seq": lowest, "limit": 500}).to_string();
+        ws.send(Message::text(ask)).await.map_err(|e| e.to_string())?;
+        let page = loop {
+            let frame = next_text(&mut ws, Duration::from_secs(60)).await?;
+            if frames::kind(&frame) == Some(b"history".as_slice()) {
+                break frame;
+            }
+        };
+        pages += 1;
+        let page: Value = serde_json::from_slice(&page).map_err(|e| e.to_string())?;
+        let listed = page["events"].as_array().cloned().unwrap_or_default();
+        let Some(first) = listed.first().and_then(|e| e["seq"].as_u64()) else {
+            break;
+        };
+        for event in listed.iter().filter(|e| e["seq"].as_u64() > Some(since)) {
+            events += 1;
+            bytes += event.to_string().len() as u64;
+        }
+        lowest = first;
     }
     let done = started.elapsed();
     let cpu = cpu.finish();
@@ -143,6 +185,7 @@ async fn replay_once(url: &str, since: u64, count: u64, server_pid: u32) -> Resu
     Ok(json!({
         "events": events,
         "bytes": bytes,
+        "history_pages": pages,
         "open_ms": round2(opened.as_secs_f64() * 1000.0),
         "welcome_ms": round2(welcomed.as_secs_f64() * 1000.0),
         "total_ms": round2(done.as_secs_f64() * 1000.0),
