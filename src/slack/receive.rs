@@ -97,14 +97,19 @@ async fn handle(env: &Env, config: &Config, origin: &str, incoming: &Incoming) {
             incoming.channel_id, error.message
         ));
         let text = format!("Sorry, that did not work: {}", escape(&error.message));
-        notify(
-            slack,
-            &incoming.channel_id,
-            &incoming.thread_ts,
-            notice(&text),
-        )
-        .await;
+        reply(slack, incoming, &text).await;
     }
+}
+
+/// A notice in the thread of the message being answered.
+pub(super) async fn reply(slack: &SlackConfig, incoming: &Incoming, text: &str) {
+    notify(
+        slack,
+        &incoming.channel_id,
+        &incoming.thread_ts,
+        notice(text),
+    )
+    .await;
 }
 
 pub(super) fn key(incoming: &Incoming) -> ThreadKey<'_> {
@@ -130,13 +135,7 @@ async fn act(
     let user = match who(slack, &index, &incoming.user_id).await? {
         Found::User(user) => user,
         Found::Refused(text) => {
-            notify(
-                slack,
-                &incoming.channel_id,
-                &incoming.thread_ts,
-                notice(&text),
-            )
-            .await;
+            reply(slack, incoming, &text).await;
             return Ok(());
         }
     };
@@ -170,24 +169,12 @@ async fn act(
                 escape(&name),
                 yours(&candidates)
             );
-            notify(
-                slack,
-                &incoming.channel_id,
-                &incoming.thread_ts,
-                notice(&text),
-            )
-            .await;
+            reply(slack, incoming, &text).await;
             return Ok(());
         }
         Staged::NoCandidates => {
             let text = "Your account has no repositories to work on yet: ask an admin to add some to your scopes.";
-            notify(
-                slack,
-                &incoming.channel_id,
-                &incoming.thread_ts,
-                notice(text),
-            )
-            .await;
+            reply(slack, incoming, text).await;
             return Ok(());
         }
         Staged::AskModel => match &slack.classifier {

@@ -3,7 +3,7 @@
 //! prompt of its session, carrying the messages posted since the last one.
 
 use super::events::{messages_between, title_of, Incoming};
-use super::receive::key;
+use super::receive::{key, reply};
 use crate::config::{Config, SlackConfig};
 use crate::error::Result;
 use crate::http::auth::caller;
@@ -11,9 +11,9 @@ use crate::http::sessions::{start, NewSession};
 use crate::index::slack::SlackThread;
 use crate::index::Index;
 use crate::room::api::{Member, RoomClient, RoomRoute, SlackPrompt};
-use crate::slack::blocks::{escape, notice};
+use crate::slack::blocks::escape;
 use crate::slack::classify::{self, ThreadMessage};
-use crate::slack::client::{self, bot_user_id, notify};
+use crate::slack::client::{self, bot_user_id};
 use crate::time::{now_ms, rfc3339};
 use protocol::api::{Repo, Session, User};
 use serde_json::{json, Value};
@@ -250,13 +250,7 @@ pub(super) async fn follow_up(
             "This thread works on `{}`, which your scopes do not include.",
             escape(&session.repo)
         );
-        notify(
-            slack,
-            &incoming.channel_id,
-            &incoming.thread_ts,
-            notice(&text),
-        )
-        .await;
+        reply(slack, incoming, &text).await;
         return Ok(());
     }
     prompt(
