@@ -1,5 +1,5 @@
-// Operations: GET /v1/metrics over a scripted set of sessions (three authors, api, web and
-// extension sources, a prompt cancelled before it started, a merged and a closed pull request
+// Operations: GET /v1/metrics over a scripted set of sessions (three authors, api, web,
+// extension and Slack sources, a prompt cancelled before it started, a merged and a closed pull request
 // through the fake GitHub's webhooks) against figures computed here by hand from what the API
 // shows; the metrics page in Chromium (with a screenshot); deep health against fakes of the
 // provider, GitHub, Slack and the classifier; and the JSON log lines, with no secret in them.
@@ -16,11 +16,13 @@ import { after, before, describe, test } from 'node:test';
 import { ROOT, addMember, allEvents, api, createSession, createUser, eventually, rid, sleep, useServer } from './support/server.mjs';
 import { dialBridge, nthCreate, startRecordingProvider } from './support/sandbox.mjs';
 import { appKeyPair, startFakeGithub, webhookSignature } from './support/fake-github.mjs';
+import { slackHeaders, startFakeSlack } from './support/fake-slack.mjs';
 import { collectPageErrors, launchBrowser, screenshot, signInContext } from './support/browser.mjs';
 
 const providerSecret = randomBytes(24).toString('base64url');
 const webhookSecret = `wh_${randomBytes(16).toString('hex')}`;
 const slackToken = `xoxb-${randomBytes(12).toString('hex')}`;
+const slackSigningSecret = randomBytes(32).toString('hex');
 const classifierKey = `sk-${randomBytes(12).toString('hex')}`;
 const keys = appKeyPair();
 const DAY_MS = 86_400_000;
@@ -52,10 +54,7 @@ const ctx = useServer({
   vars: async () => {
     fake = await startFakeGithub({ appId: 4243, publicKey: keys.publicKey, installations: [{ account: 'acme', repos: ['acme/demo', 'acme/web'] }] });
     provider = await startRecordingProvider({ secret: providerSecret });
-    slack = await fakeServer((req) =>
-      req.url === '/api/auth.test' && req.method === 'POST' && req.headers.authorization === `Bearer ${slackToken}`
-        ? [200, { ok: true, team: 'Acme', user: 'coordinator' }]
-        : [200, { ok: false, error: 'invalid_auth' }]);
+    slack = await startFakeSlack({ botToken: slackToken, channels: { CDEMO: 'demo-team' } });
     // The classifier refuses its key: deep health says so, and the whole is degraded.
     classifier = await fakeServer(() => [401, { error: { message: 'invalid api key' } }]);
     return {
@@ -70,8 +69,9 @@ const ctx = useServer({
       GIT_HOST: `${fake.url}/git`,
       PR_AS_APP_FALLBACK: 'true',
       SLACK_BOT_TOKEN: slackToken,
-      SLACK_SIGNING_SECRET: randomBytes(32).toString('hex'),
-      SLACK_API_URL: `${slack.url}/api`,
+      SLACK_SIGNING_SECRET: slackSigningSecret,
+      SLACK_API_URL: slack.apiUrl,
+      SLACK_CHANNEL_REPOS: 'CDEMO=acme/demo',
       CLASSIFIER_URL: `${classifier.url}/v1`,
       CLASSIFIER_MODEL: 'fast',
       CLASSIFIER_API_KEY: classifierKey,
@@ -93,11 +93,11 @@ function d1(sql) {
   return JSON.parse(out)[0].results;
 }
 
-/** The session's sandbox, with the test speaking as its bridge. */
+/** The session's sandbox (the next one created, when `sid` is not known yet), with the test speaking as its bridge. */
 async function sandboxOf(sid, creates) {
   const create = await nthCreate(provider, creates);
-  assert.equal(create.session_id, sid);
-  const bridge = ctx.clients.add(await dialBridge(ctx.server, sid, { token: create.sandbox_token, sandboxId: create.sandbox_id }));
+  if (sid) assert.equal(create.session_id, sid);
+  const bridge = ctx.clients.add(await dialBridge(ctx.server, create.session_id, { token: create.sandbox_token, sandboxId: create.sandbox_id }));
   bridge.send({ type: 'ready', sandbox_id: create.sandbox_id, agent: 'test', agent_version: '1' });
   const timer = setInterval(() => bridge.isOpen && bridge.send({ type: 'heartbeat' }), 500);
   bridge.closed.then(() => clearInterval(timer));
@@ -249,6 +249,18 @@ describe('metrics', () => {
     await runPrompt(await sandboxOf(webId, creates), { tokenAfterMs: 60, push: true });
     const webPr = await openPullRequest(carol, webId);
 
+    // Slack: Carol asks in the demo team's channel; the session is hers, its prompt from Slack.
+    creates = provider.creates.length + 1;
+    slack.users.UCAROL = { name: 'carol', real_name: 'Carol', email: carol.user.email };
+    const mention = slack.userMessage('CDEMO', { user: 'UCAROL', text: `<@${slack.botUserId}> the logo is blurry` });
+    const event = { ...mention, channel: 'CDEMO', event_ts: mention.ts, type: 'app_mention' };
+    const envelope = JSON.stringify({ team_id: slack.teamId, api_app_id: 'A1', type: 'event_callback', event_id: `Ev${randomBytes(6).toString('hex')}`, event_time: Math.floor(Date.now() / 1000), event });
+    const delivered = await api(ctx.server).post('/v1/slack/events', { raw: envelope, headers: { 'content-type': 'application/json', ...slackHeaders(slackSigningSecret, envelope) } });
+    assert.equal(delivered.status, 200, delivered.text);
+    const slackBox = await sandboxOf(undefined, creates);
+    await runPrompt(slackBox, { tokenAfterMs: 90 });
+    const slackId = slackBox.create.session_id;
+
     // Demo again: Alice's prompt is cancelled before any sandbox takes it.
     const waiting = await createSession(ctx.server, alice, { repo: 'acme/demo', title: 'Never mind', prompt: 'rename everything' });
     const cancelled = await api(ctx.server).post(`/v1/sessions/${waiting.session.id}/cancel`, { key: alice.key, body: { message_id: waiting.message_id } });
@@ -264,14 +276,14 @@ describe('metrics', () => {
     await deliver('pull_request', { action: 'closed', number: webPr.number, pull_request: closed, repository: { full_name: 'acme/web' } });
 
     const sessions = [];
-    for (const [id, owner] of [[demoId, alice], [webId, carol], [waiting.session.id, alice]]) {
+    for (const [id, owner] of [[demoId, alice], [webId, carol], [slackId, carol], [waiting.session.id, alice]]) {
       const { session } = (await api(ctx.server).get(`/v1/sessions/${id}`, { key: owner.key })).json;
       sessions.push({ id, owner, repo: session.repo, created: Date.parse(session.created_at) });
     }
     const pulls = d1('SELECT repo, created_at, merged_at FROM pull_requests ORDER BY created_at');
     script = { sessions, prompts: await readBack(sessions), pulls };
-    assert.equal(script.prompts.length, 5);
-    assert.equal(script.prompts.filter((p) => p.started !== null && p.firstToken !== null).length, 4);
+    assert.equal(script.prompts.length, 6);
+    assert.equal(script.prompts.filter((p) => p.started !== null && p.firstToken !== null).length, 5);
   });
 
   /** The figures of `script` for one repository or one day, or all of it. */
@@ -303,7 +315,7 @@ describe('metrics', () => {
     assert.equal(answer.totals.multiplayer_sessions, 1, 'the demo session had two authors');
     assert.equal(answer.totals.prs_merged, 1);
     assert.equal(answer.totals.merge_rate, 0.5);
-    assert.equal(answer.totals.time_to_first_token_ms.all.n, 4, 'the cancelled prompt never started');
+    assert.equal(answer.totals.time_to_first_token_ms.all.n, 5, 'the cancelled prompt never started');
     assert.equal(answer.humans_prompting_now, 3);
     assert.deepEqual(answer.repos.map((r) => r.repo), ['acme/demo', 'acme/web']);
     for (const r of answer.repos) assert.deepEqual(strip(r), expected({ repo: r.repo }), r.repo);
@@ -320,7 +332,7 @@ describe('metrics', () => {
     const demoId = script.sessions[0].id;
     assert.deepEqual(d1(`SELECT participants, prompt_authors FROM sessions WHERE id = '${demoId}'`), [{ participants: 2, prompt_authors: 2 }]);
     const sources = d1(`SELECT source, COUNT(*) AS n FROM prompt_metrics GROUP BY source ORDER BY source`);
-    assert.deepEqual(sources, [{ source: 'api', n: 2 }, { source: 'extension', n: 1 }, { source: 'web', n: 2 }]);
+    assert.deepEqual(sources, [{ source: 'api', n: 2 }, { source: 'extension', n: 1 }, { source: 'slack', n: 1 }, { source: 'web', n: 2 }]);
   });
 
   test('who may read metrics, and bad windows', async () => {
@@ -349,8 +361,8 @@ describe('metrics', () => {
       await page.locator('.bar-row').nth(1).waitFor();
       assert.deepEqual(await page.locator('.bar-name').allTextContents(), ['acme/demo', 'acme/web']);
       const shown = Object.fromEntries(await page.locator('.figure').evaluateAll((els) => els.map((el) => [el.querySelector('dt').textContent, el.querySelector('dd').textContent])));
-      assert.equal(shown.Prompts, '5');
-      assert.equal(shown.Sessions, '3');
+      assert.equal(shown.Prompts, '6');
+      assert.equal(shown.Sessions, '4');
       assert.equal(shown['Pull requests merged'], '1 of 2 opened');
       assert.equal(shown['Merge rate'], '50%');
       assert.equal(await page.locator('.chart svg path.series').count(), 5, 'three daily series and two latency lines');
@@ -373,13 +385,16 @@ describe('metrics', () => {
 describe('deep health', () => {
   test('needs the admin key, checks each dependency with a latency, and is kept for 30 s', async () => {
     const http = api(ctx.server);
+    // The Slack session of the script asked auth.test for the bot's own id; count from here.
+    const authTests = () => slack.callsOf('auth.test').length;
+    const earlier = authTests();
     const shallow = await http.get('/health');
     assert.equal(shallow.json.status, 'healthy');
     assert.equal(shallow.json.deep, undefined);
     const refused = await http.get('/health?deep=1');
     assert.equal(refused.status, 401);
     assert.equal(refused.json.error.code, 'unauthorized');
-    assert.equal(slack.calls.length, 0, 'nothing was checked for a caller without the key');
+    assert.equal(authTests(), earlier, 'nothing was checked for a caller without the key');
 
     const deep = (await http.get('/health?deep=1', { key: ctx.server.adminKey })).json.deep;
     assert.equal(deep.cached, false);
@@ -389,9 +404,9 @@ describe('deep health', () => {
     for (const check of [p, github, s, c]) assert.ok(Number.isInteger(check.latency_ms) && check.latency_ms >= 0, JSON.stringify(check));
     assert.equal(p.detail, 'local recording');
     assert.equal(github.detail, 'fake-app');
-    assert.equal(s.detail, 'Acme');
+    assert.equal(s.detail, 'Fake');
     assert.equal(c.detail, 'the classifier answered 401');
-    assert.deepEqual(slack.calls.map((call) => [call.method, call.url, call.authorization]), [['POST', '/api/auth.test', `Bearer ${slackToken}`]]);
+    assert.equal(authTests(), earlier + 1, 'Slack was asked auth.test once (with the bot token: the fake refuses any other)');
     assert.deepEqual(classifier.calls.map((call) => [call.method, call.url, call.authorization]), [['GET', '/v1/models', `Bearer ${classifierKey}`]]);
     assert.ok(fake.requests.some((r) => r.path.endsWith('/app') && r.method === 'GET'), 'GitHub was asked GET /app with the JWT');
 
@@ -401,7 +416,7 @@ describe('deep health', () => {
     assert.equal(again.json.deep.cached, true);
     assert.equal(again.json.deep.checked_at, deep.checked_at);
     assert.deepEqual(again.json.deep.checks, deep.checks);
-    assert.equal(slack.calls.length, 1);
+    assert.equal(authTests(), earlier + 1);
     for (const secret of [slackToken, classifierKey, providerSecret]) assert.ok(!again.text.includes(secret));
   });
 });
