@@ -153,7 +153,7 @@ mkdir -p "$state"
 user_file=$state/dev-user.key
 if [ ! -s "$user_file" ] || ! curl -fsS -H "authorization: Bearer $(cat "$user_file")" "$base/v1/me" >/dev/null 2>&1; then
   created=$(curl -fsS -X POST "$base/v1/users" -H "authorization: Bearer $admin_key" -H 'content-type: application/json' \
-    -d '{"name":"Dev","email":"dev@example.com","scopes":{"repos":["*"]}}')
+    -d '{"name":"Dev","email":"dev@example.com","scopes":{"repos":["*"],"metrics":true}}')
   # The key is a credential: readable by its owner only, from the moment it is written.
   (umask 077 && node -e 'process.stdout.write(JSON.parse(process.argv[1]).api_key)' "$created" > "$user_file")
 fi
