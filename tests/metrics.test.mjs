@@ -380,6 +380,25 @@ describe('metrics', () => {
       await chrome.close();
     }
   });
+
+  test('humans prompting now counts a prompt still waiting, and only in its repository', { timeout: 60_000 }, async () => {
+    await metrics(windowQuery());
+    // Erin's prompt waits for a sandbox that never dials back: it has not ended, yet she is prompting.
+    const erin = await createUser(ctx.server, 'Erin', { repos: ['acme/*'] });
+    const waiting = await createSession(ctx.server, erin, { repo: 'acme/web', title: 'Still waiting', prompt: 'look at the header' });
+    const now = (query) => eventually(async () => {
+      const res = await api(ctx.server).get(`/v1/metrics?${query}`, { key: people.dana.key });
+      assert.equal(res.status, 200, res.text);
+      return res.json.humans_prompting_now === 4 && res.json;
+    }, { what: 'Erin counted as prompting', ms: 15_000 });
+    const all = await now(windowQuery());
+    assert.equal(all.totals.prompts, script.prompts.length, 'her prompt has not ended, so it is not among the prompts yet');
+    const web = await api(ctx.server).get(`/v1/metrics?${windowQuery()}&repo=acme/web`, { key: people.dana.key });
+    assert.equal(web.json.humans_prompting_now, 2, 'Carol and Erin on acme/web');
+    const demo = await api(ctx.server).get(`/v1/metrics?${windowQuery()}&repo=acme/demo`, { key: people.dana.key });
+    assert.equal(demo.json.humans_prompting_now, 3, 'Alice, Bob and Carol (from Slack) on acme/demo');
+    assert.equal((await api(ctx.server).post(`/v1/sessions/${waiting.session.id}/cancel`, { key: erin.key, body: { message_id: waiting.message_id } })).status, 200);
+  });
 });
 
 describe('deep health', () => {

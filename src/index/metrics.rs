@@ -121,6 +121,17 @@ impl Index {
         Ok(())
     }
 
+    /// `user_id` sent a prompt on `repo` at `at` (ms): "humans prompting now" counts them
+    /// while their prompt is still queued or running, not only once it ended.
+    pub async fn record_prompting(&self, user_id: &str, repo: &str, at: u64) -> Result<()> {
+        self.run(
+            "INSERT INTO metrics_prompting (author_id, repo, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (author_id, repo) DO UPDATE SET at = MAX(at, excluded.at)",
+            &[text(user_id), text(&repo.to_ascii_lowercase()), number(at)],
+        )
+        .await
+    }
+
     /// Every row `GET /v1/metrics` is assembled from, in one batch.
     pub async fn metrics_rows(&self, window: &Window, now_ms: u64) -> Result<Vec<Row>> {
         let repo = window.repo.as_deref();
@@ -237,12 +248,12 @@ impl Index {
             Some(_) => {
                 "SELECT 'prompting_now' AS metric, 'all' AS dim, '' AS key,
                  COUNT(DISTINCT author_id) AS n
-                 FROM prompt_metrics WHERE queued_at >= ?1 AND queued_at < ?2 AND repo = ?3"
+                 FROM metrics_prompting WHERE at >= ?1 AND at < ?2 AND repo = ?3"
             }
             None => {
                 "SELECT 'prompting_now' AS metric, 'all' AS dim, '' AS key,
                  COUNT(DISTINCT author_id) AS n
-                 FROM prompt_metrics WHERE queued_at >= ?1 AND queued_at < ?2"
+                 FROM metrics_prompting WHERE at >= ?1 AND at < ?2"
             }
         };
         let recent = with_repo(vec![

@@ -104,6 +104,7 @@ pub fn submit(
     }))?;
     debug_assert_eq!(event.seq, seq, "the message row and its event share a seq");
     cx.hub.idle(cx.state, author, cx.now);
+    super::metrics::prompt_sent(cx, &author.user_id);
     Ok((message_id, position))
 }
 
