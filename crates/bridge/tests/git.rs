@@ -146,7 +146,29 @@ async fn heads_come_from_the_git_host_and_images_are_clones_at_a_commit() {
     assert_eq!(git(&image, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
     let marker: Value =
         serde_json::from_slice(&std::fs::read(image.join(".git/sandbox-image")).unwrap()).unwrap();
-    assert_eq!(marker, json!({"image_id": image_id, "commit": head}));
+    assert_eq!(
+        marker,
+        json!({"image_id": image_id, "commit": head, "repo": "acme/demo"})
+    );
+
+    // Only the newest three images of a repository are kept.
+    let mut newest = String::new();
+    for _ in 0..3 {
+        let (_, started) = provider.call("POST", "/images", Some(&ask)).await;
+        let build = finished_build(&provider, started["build_id"].as_str().unwrap()).await;
+        newest = build["image_id"].as_str().unwrap().to_string();
+    }
+    let images = provider.workspaces.join(".images");
+    let kept: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        kept.contains(&newest) && !kept.contains(&image_id.to_string()),
+        "{kept:?}"
+    );
 
     // A commit the repository does not have: the build fails with git's reason.
     let missing = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}, "commit": "0".repeat(40)});

@@ -21,6 +21,9 @@ pub const IMAGES: &str = ".images";
 pub const MARKER: &str = crate::repo::IMAGE_MARKER;
 /// At most this many builds are remembered; the oldest finished ones go first.
 const MAX_BUILDS: usize = 256;
+/// The newest images of a repository kept on disk; older ones are removed after a build (the
+/// coordinator starts sandboxes from its newest).
+const KEPT_PER_REPO: usize = 3;
 
 /// What sandboxes run besides the repository: the coordinator rebuilds images when it changes.
 pub fn runtime_version() -> String {
@@ -210,11 +213,14 @@ async fn build(dir: &Path, source: &Path, request: &BuildImage, image_id: &str) 
         let head = crate::git::head(&temp)
             .await?
             .ok_or_else(|| Error::Invalid("the image has no commit".into()))?;
-        let marker = serde_json::json!({"image_id": image_id, "commit": head}).to_string();
+        let repo = format!("{}/{}", request.repo.owner, request.repo.name);
+        let marker =
+            serde_json::json!({"image_id": image_id, "commit": head, "repo": repo}).to_string();
         std::fs::write(temp.join(".git").join(MARKER), marker)
             .map_err(Error::io("cannot mark the image"))?;
         std::fs::rename(&temp, dir.join(image_id))
             .map_err(Error::io("cannot move the image in place"))?;
+        prune(dir, &repo);
         Ok(head)
     }
     .await;
@@ -222,4 +228,32 @@ async fn build(dir: &Path, source: &Path, request: &BuildImage, image_id: &str) 
         let _ = std::fs::remove_dir_all(&temp);
     }
     made
+}
+
+/// Removes all but the newest [`KEPT_PER_REPO`] images of `repo` (by their marker's time).
+fn prune(dir: &Path, repo: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut images: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter_map(|path| {
+            let marker = path.join(".git").join(MARKER);
+            let text = std::fs::read_to_string(&marker).ok()?;
+            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (value["repo"] == repo).then_some(())?;
+            Some((std::fs::metadata(&marker).ok()?.modified().ok()?, path))
+        })
+        .collect();
+    images.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, old) in images.into_iter().skip(KEPT_PER_REPO) {
+        if let Err(e) = std::fs::remove_dir_all(&old) {
+            crate::log!(
+                "provider",
+                "cannot remove the old image {}: {e}",
+                old.display()
+            );
+        }
+    }
 }
