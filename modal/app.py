@@ -5,13 +5,15 @@
 Deploys the app ``session-coordinator-sandboxes`` (``MODAL_APP_NAME`` overrides) with
 
 - ``api``: the web endpoint, a FastAPI app behind ``@modal.asgi_app()`` (``https://<workspace>--session-coordinator-sandboxes-api.modal.run``);
-- ``build_repo_image``: builds one repo image (spawned by ``POST /images`` and by the schedule);
-- ``refresh_repo_images``: every 30 minutes, rebuilds the images of the repos in ``REPOS``.
+- ``build_repo_image``: builds one repo image at a commit (spawned by ``POST /images``).
+
+There is no schedule here: the coordinator's cron looks up each repository's head (GitHub, or
+``POST /heads``) and asks for a build when it moved or the runtime changed.
 
 Configuration comes from the Modal secret ``session-coordinator-provider`` (``PROVIDER_SECRET``,
-``COORDINATOR_ALLOWLIST``, optional ``SANDBOX_ENV_ALLOWLIST``, ``REPOS``, …; see README.md). Settings read
+``COORDINATOR_ALLOWLIST``, optional ``SANDBOX_ENV_ALLOWLIST``, …; see README.md). Settings read
 while deploying (from the local environment): ``MODAL_APP_NAME``, ``PROVIDER_SECRET_NAME``,
-``PROXY_AUTH=1`` (Modal proxy auth on the endpoint), and ``REPOS``/``SANDBOX_*``/``BASE_IMAGE_NAME``/
+``PROXY_AUTH=1`` (Modal proxy auth on the endpoint), and ``SANDBOX_*``/``BASE_IMAGE_NAME``/
 ``MODEL_KEYS_SECRET``/``IMAGE_BUILD_SECRET``/``BRIDGE_COMMAND`` which, when set, are baked into the
 functions' environment (set each setting in one place only: the secret or the deploy environment).
 
@@ -34,11 +36,9 @@ APP_NAME = os.environ.get("MODAL_APP_NAME") or "session-coordinator-sandboxes"
 PROVIDER_SECRET_NAME = os.environ.get("PROVIDER_SECRET_NAME") or "session-coordinator-provider"
 STATE_DICT_NAME = os.environ.get("STATE_DICT_NAME") or f"{APP_NAME}-state"
 PROXY_AUTH = (os.environ.get("PROXY_AUTH") or "").strip().lower() in ("1", "true", "yes", "on")
-SCHEDULE = "*/30 * * * *"
 
 # Non-secret settings that may be given at deploy time instead of in the secret.
 _DEPLOY_SETTINGS = (
-    "REPOS",
     "COORDINATOR_ALLOWLIST",
     "SANDBOX_ENV_ALLOWLIST",
     "SANDBOX_EXTRA_ALLOWED_HOSTS",
@@ -62,6 +62,7 @@ SHIPPED_FILES = (
     "config.py",
     "errors.py",
     "guard.py",
+    "heads.py",
     "planning.py",
     "provider_api.py",
     "provisioning.py",
@@ -71,8 +72,11 @@ SHIPPED_FILES = (
     "validation.py",
     "provider.schema.json",
 )
-control_image = modal.Image.debian_slim(python_version="3.12").pip_install_from_requirements(
-    str(HERE / "requirements.txt")
+# git: `POST /heads` asks the repository's git host with `git ls-remote` (heads.py).
+control_image = (
+    modal.Image.debian_slim(python_version="3.12")
+    .apt_install("git")
+    .pip_install_from_requirements(str(HERE / "requirements.txt"))
 )
 for _name in SHIPPED_FILES:
     control_image = control_image.add_local_file(HERE / _name, f"/root/{_name}")
@@ -123,18 +127,6 @@ def build_repo_image(build_id: str, repo: dict, set_default: bool = False) -> di
         build_secret=config.build_secret,
         timeout_s=config.build_timeout_s,
         set_default=set_default,
-    )
-
-
-@app.function(schedule=modal.Cron(SCHEDULE), timeout=300, **_FUNCTION_OPTIONS)
-def refresh_repo_images() -> list:
-    """Every 30 minutes: a fresh default-branch image for every repo in ``REPOS``."""
-    import builds
-    from state import StateStore
-
-    config = _config()
-    return builds.refresh_repos(
-        StateStore(state), _spawn_build, os.environ.get("REPOS"), _now_ms, timeout_s=config.build_timeout_s
     )
 
 

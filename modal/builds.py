@@ -1,18 +1,20 @@
-"""Repo images: start a build, run it, record the result, and refresh the repos of ``REPOS`` (plain Python).
+"""Repo images: start a build of a commit, run it, record the result (plain Python).
+
+Builds are asked for by the coordinator's cron (``POST /images`` with the commit it found at the
+default branch's head); this app keeps no schedule of its own.
 
 State keys (in the app's `modal.Dict`):
 
-- ``build:<build_id>`` → ``{status, repo, branch, started_at, image_id?, commit?, built_at?, error?}``
+- ``build:<build_id>`` → ``{status, repo, branch, commit?, started_at, image_id?, built_at?, error?}``
 - ``build-inflight:<owner>/<name>@<branch>`` → the build_id of a build still running for that branch
 - ``image:<owner>/<name>@<branch>`` → the latest ready image of that branch
-- ``image:<owner>/<name>`` → the latest ready image of the repo's default branch (scheduled builds)
+- ``image:<owner>/<name>`` → the latest ready image of the repo (whatever its branch)
 
 `POST /sandboxes` without ``image_id``/``snapshot_id`` uses the branch's image, else the repo's.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
@@ -22,7 +24,6 @@ from typing import Any, Callable
 from errors import ApiError, ProviderFailure, scrub
 from planning import WORKSPACE_DIR
 from state import iso_utc
-from validation import parse_repo
 
 log = logging.getLogger("builds")
 
@@ -70,14 +71,16 @@ def start_build(
     clock: Callable[[], float],
     *,
     timeout_s: int,
+    commit: str | None = None,
     set_default: bool = False,
 ) -> str:
-    """Record a new build and spawn it; a build already running for the same branch is reused."""
+    """Record a new build of ``commit`` (the branch's head when None) and spawn it; a build still
+    running for the same branch and commit is reused."""
     inflight_key = f"build-inflight:{_repo_key(repo['owner'], repo['name'])}@{repo['branch']}"
     running = store.get(inflight_key)
     if running:
         record = build_status(store, running, clock, timeout_s)
-        if record and record.get("status") == "building":
+        if record and record.get("status") == "building" and record.get("commit") == commit:
             return running
     build_id = "bld_" + secrets.token_hex(8)
     store.put(
@@ -86,13 +89,14 @@ def start_build(
             "status": "building",
             "repo": f"{repo['owner']}/{repo['name']}",
             "branch": repo["branch"],
+            "commit": commit,
             "started_at": _now_iso(clock),
             "started_ms": clock(),
         },
     )
     store.put(inflight_key, build_id)
     try:
-        spawn(build_id, repo, set_default)
+        spawn(build_id, dict(repo, commit=commit) if commit else repo, set_default)
     except Exception as exc:  # noqa: BLE001
         store.put(inflight_key, None)
         store.put(
@@ -121,19 +125,23 @@ class BuildPlan:
 
 
 def plan_build(build_id: str, repo: dict, *, base_image_name: str, build_secret: str | None, timeout_s: int) -> BuildPlan:
+    """``repo`` may carry ``commit``: the entry script checks it out after the clone (``REPO_COMMIT``)."""
     clone_url = repo.get("clone_url") or f"https://github.com/{repo['owner']}/{repo['name']}.git"
+    env = {
+        "REPO_OWNER": repo["owner"],
+        "REPO_NAME": repo["name"],
+        "REPO_BRANCH": repo["branch"],
+        "REPO_CLONE_URL": clone_url,
+        "WORKSPACE": WORKSPACE_DIR,
+        "WORKSPACE_MODE": "prepare",
+    }
+    if repo.get("commit"):
+        env["REPO_COMMIT"] = repo["commit"]
     return BuildPlan(
         build_id=build_id,
         repo=repo,
         base_image_name=base_image_name,
-        env={
-            "REPO_OWNER": repo["owner"],
-            "REPO_NAME": repo["name"],
-            "REPO_BRANCH": repo["branch"],
-            "REPO_CLONE_URL": clone_url,
-            "WORKSPACE": WORKSPACE_DIR,
-            "WORKSPACE_MODE": "prepare",
-        },
+        env=env,
         secret_names=[build_secret] if build_secret else [],
         tags={"role": "image-build", "build_id": build_id, "repo": f"{repo['owner']}/{repo['name']}"},
         timeout_s=timeout_s,
@@ -153,6 +161,15 @@ def run_build(store, backend, build_id: str, repo: dict, clock: Callable[[], flo
         record.update(status="failed", error=scrub(message), finished_at=_now_iso(clock))
         log.warning("image build %s failed: %s", build_id, record["error"])
     else:
+        if repo.get("commit") and result.get("commit") and result["commit"] != repo["commit"]:
+            record.update(
+                status="failed",
+                error=f"the image holds {result['commit']}, not the asked-for {repo['commit']}",
+                finished_at=_now_iso(clock),
+            )
+            store.put(key, record)
+            _end_inflight(store, repo, build_id)
+            return record
         record.update(
             status="ready",
             image_id=result["image_id"],
@@ -172,47 +189,11 @@ def run_build(store, backend, build_id: str, repo: dict, clock: Callable[[], flo
             store.put(f"image:{repo_key}", latest)
         log.info("image build %s ready: %s (%s)", build_id, result["image_id"], result.get("commit"))
     store.put(key, record)
-    inflight_key = f"build-inflight:{_repo_key(repo['owner'], repo['name'])}@{repo['branch']}"
-    if store.get(inflight_key) == build_id:
-        store.put(inflight_key, None)
+    _end_inflight(store, repo, build_id)
     return record
 
 
-def parse_repos(text: str | None) -> list[dict]:
-    """The coordinator's ``REPOS`` list (``[{"name": "owner/repo", "default_branch": "main"}, …]``) as repo refs.
-
-    Entries that are not ``owner/name`` are skipped with a warning rather than failing the whole refresh.
-    """
-    try:
-        items = json.loads(text or "[]")
-    except ValueError:
-        raise ValueError("REPOS is not valid JSON") from None
-    if not isinstance(items, list):
-        raise ValueError("REPOS must be a JSON list")
-    repos = []
-    for item in items:
-        name = item.get("name") if isinstance(item, dict) else item
-        if not isinstance(name, str) or name.count("/") != 1:
-            log.warning("REPOS: skipping an entry without an owner/name")
-            continue
-        owner, repo_name = name.split("/")
-        branch = (item.get("default_branch") if isinstance(item, dict) else None) or "main"
-        raw = {"owner": owner, "name": repo_name, "branch": branch}
-        if isinstance(item, dict) and item.get("clone_url"):
-            raw["clone_url"] = item["clone_url"]
-        try:
-            repos.append(parse_repo(raw).to_dict())
-        except ApiError as err:
-            log.warning("REPOS: skipping %s: %s", name, err.message)
-    return repos
-
-
-def refresh_repos(store, spawn, repos_text: str | None, clock: Callable[[], float], *, timeout_s: int) -> list[str]:
-    """The scheduled refresh: start (or reuse) a default-branch build for every repo in ``REPOS``."""
-    started = []
-    for repo in parse_repos(repos_text):
-        try:
-            started.append(start_build(store, spawn, repo, clock, timeout_s=timeout_s, set_default=True))
-        except ProviderFailure as failure:
-            log.warning("could not start a build for %s/%s: %s", repo["owner"], repo["name"], failure.message)
-    return started
+def _end_inflight(store, repo: dict, build_id: str) -> None:
+    inflight_key = f"build-inflight:{_repo_key(repo['owner'], repo['name'])}@{repo['branch']}"
+    if store.get(inflight_key) == build_id:
+        store.put(inflight_key, None)

@@ -6,6 +6,7 @@
     DELETE /sandboxes/{id}             200 {}
     POST   /images                     202 {build_id}
     GET    /images/{build_id}          200 {status, image_id?, commit?, built_at?, error?}
+    POST   /heads                      200 {branch, commit}
 
 `guard.RequestGuard` admits a request first (body limit, signature). Bodies are validated by `validation`
 against the contract's schema, not by FastAPI's models, so every refusal has the project's error body
@@ -17,6 +18,7 @@ behind the backend (`sandboxes.ModalBackend`), the state behind a mapping.
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, MutableMapping
@@ -26,6 +28,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import builds
+import heads
 import provisioning
 import validation
 from config import Config
@@ -50,6 +53,8 @@ class Provider:
     spawn_build: Callable[[str, dict, bool], Any] | None = None
     clock: Callable[[], float] = _now_ms
     config_error: str | None = None
+    # Runs `git ls-remote` for POST /heads: subprocess.run, or a fake in tests.
+    run_git: Callable = subprocess.run
 
 
 async def _provider(request: Request) -> Provider:
@@ -74,7 +79,13 @@ def health(provider: Context) -> dict:
             provider.backend.check_app(provider.config.app_name)
         except ApiError as failure:
             problems = [failure.message]
-    out = {"ok": not problems, "provider": "modal", "app": provider.config.app_name}
+    out = {
+        "ok": not problems,
+        "provider": "modal",
+        "app": provider.config.app_name,
+        # The sandbox image new repo images are built on: a new one has the coordinator rebuild them.
+        "runtime_version": provider.config.base_image_name,
+    }
     if problems:
         out["problems"] = problems
     return out
@@ -98,13 +109,24 @@ def delete_sandbox(sandbox_id: str, provider: Context) -> dict:
 
 @router.post("/images", status_code=202)
 def start_image_build(body: Body, provider: Context) -> dict:
-    repo = validation.parse_build(body)
+    repo, commit = validation.parse_build(body)
     if provider.spawn_build is None:
         raise ApiError(500, "internal", "image builds are not available here")
     build_id = builds.start_build(
-        provider.store, provider.spawn_build, repo.to_dict(), provider.clock, timeout_s=provider.config.build_timeout_s
+        provider.store,
+        provider.spawn_build,
+        repo.to_dict(),
+        provider.clock,
+        timeout_s=provider.config.build_timeout_s,
+        commit=commit,
     )
     return {"build_id": build_id}
+
+
+@router.post("/heads")
+def branch_head(body: Body, provider: Context) -> dict:
+    repo = validation.parse_heads(body)
+    return heads.lookup(repo.to_dict(), provider.run_git)
 
 
 @router.get("/images/{build_id}")

@@ -2,7 +2,8 @@
 # sandbox-entry: prepares /workspace in a sandbox, then runs the given command (the bridge).
 #
 #   sandbox-entry <command…>   get the workspace ready for WORKSPACE_MODE, then exec the command
-#   sandbox-entry prepare      clone and install dependencies (repo image builds), then exit
+#   sandbox-entry prepare      clone (at REPO_COMMIT when set) and install dependencies (repo image
+#                              builds), then exit
 #
 # WORKSPACE_MODE (set by the Modal app):
 #   clone    fresh sandbox on the base image: an empty workspace; the bridge clones REPO_CLONE_URL
@@ -138,8 +139,19 @@ case "$MODE" in
         ;;
 esac
 
+# An image of the commit the coordinator found at the branch's head (REPO_COMMIT), which the
+# clone of the branch holds unless the branch moved since; then it is fetched by its id.
+check_out_commit() {
+    [ -n "${REPO_COMMIT:-}" ] || return 0
+    log "checking out $REPO_COMMIT"
+    git -C "$WORKSPACE" cat-file -e "$REPO_COMMIT^{commit}" 2>/dev/null \
+        || git_auth -C "$WORKSPACE" fetch --quiet --filter=blob:none origin "$REPO_COMMIT"
+    git -C "$WORKSPACE" checkout --quiet -B "$REPO_BRANCH" "$REPO_COMMIT"
+}
+
 if [ "${1:-}" = prepare ]; then
     [ -d "$WORKSPACE/.git" ] || clone_workspace
+    check_out_commit
     install_dependencies
     exit 0
 fi

@@ -239,10 +239,17 @@ def parse_repo(value: Any, where: str = "repo") -> RepoRef:
     return _typed_repo(value, where)
 
 
-def parse_build(body: bytes) -> RepoRef:
-    """``POST /images``."""
+def parse_build(body: bytes) -> tuple[RepoRef, str | None]:
+    """``POST /images``: the repo and the commit to build (None: the branch's head)."""
     data = parse_json(body)
     check("BuildImage", data)
+    return _typed_repo(data["repo"], "repo"), data.get("commit")
+
+
+def parse_heads(body: bytes) -> RepoRef:
+    """``POST /heads``."""
+    data = parse_json(body)
+    check("HeadLookup", data)
     return _typed_repo(data["repo"], "repo")
 
 

@@ -11,6 +11,10 @@
 #   GIT_HOST       where sandboxes clone and push (default: the local git host the provider
 #                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git; with
 #                  GITHUB_APP_ID set, GitHub itself, the Worker's own default)
+#   IMAGE_REFRESH_MINUTES  how often each repository's head is looked up for a new image
+#                  (default 30, as in production; 0 at every run of the cron)
+#   DEV_CRON_SECONDS  how often the Worker's cron is fired here, where wrangler dev does not fire
+#                  it by itself (default 300, the deployed schedule's five minutes; 0: never)
 # `npm run dev -- --env NAME` runs a second, isolated stack beside the default one: its state, secrets
 # and dev user under .wrangler/envs/NAME, its ports derived from NAME (PORT still overrides).
 # GitHub settings exported before `npm run dev` reach the Worker (see README, Connect GitHub):
@@ -126,10 +130,17 @@ if [ ${#slack_vars[@]} -gt 0 ]; then
   echo "dev: passing $(( ${#slack_vars[@]} / 2 )) Slack setting(s) from the environment to the Worker" >&2
 fi
 
+other_vars=()
+for name in IMAGE_REFRESH_MINUTES; do
+  if [ -n "${!name:-}" ]; then other_vars+=(--var "$name:${!name}"); fi
+done
+
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
+# --test-scheduled: GET /__scheduled fires the cron (below), as the platform does when deployed.
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
+  --test-scheduled \
   --var ENV:development --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
-  "${github_vars[@]}" "${slack_vars[@]}" &
+  "${github_vars[@]}" "${slack_vars[@]}" "${other_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
 # and serves the repositories under .wrangler/git at /git/ on its port.
@@ -138,7 +149,8 @@ PROVIDER_SECRET=$(dev_var PROVIDER_SECRET) AGENT=$agent \
   target/debug/bridge provider --listen "127.0.0.1:$provider_port" --workspaces "$state/sandboxes" \
   --git-root "$git_root" &
 provider_pid=$!
-trap 'kill $wrangler_pid $provider_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
+cron_pid=
+trap 'kill $wrangler_pid $provider_pid $cron_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 120); do
@@ -147,6 +159,17 @@ for _ in $(seq 1 120); do
   kill -0 $provider_pid 2>/dev/null || { echo "dev: the local sandbox provider exited" >&2; exit 1; }
   sleep 0.5
 done
+
+# The cron, as the platform would fire it when deployed: at once (the first images), then every
+# DEV_CRON_SECONDS.
+cron_every=${DEV_CRON_SECONDS:-300}
+if [ "$cron_every" -gt 0 ] 2>/dev/null; then
+  ( while kill -0 $wrangler_pid 2>/dev/null; do
+      curl -fsS "$base/__scheduled?cron=*/5+*+*+*+*" >/dev/null 2>&1 || true
+      sleep "$cron_every"
+    done ) &
+  cron_pid=$!
+fi
 
 # A dev user with access to every repo, created once through the admin API.
 mkdir -p "$state"

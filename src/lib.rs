@@ -13,6 +13,7 @@
 //! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
 //! - [`metrics`]: the window and the answer of `GET /v1/metrics` (its SQL is in [`index`]).
+//! - [`schedule`]: the cron's steps; [`images`]: repository images rebuilt when the branch moves.
 //! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
 //!
 //! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
@@ -24,6 +25,7 @@ pub mod error;
 pub mod github;
 pub mod http;
 pub mod ids;
+pub mod images;
 #[cfg(target_arch = "wasm32")]
 pub mod index;
 pub mod log;
@@ -33,6 +35,8 @@ pub mod provider;
 #[cfg(target_arch = "wasm32")]
 pub mod respond;
 pub mod room;
+#[cfg(target_arch = "wasm32")]
+pub mod schedule;
 pub mod slack;
 pub mod time;
 pub mod url;
@@ -71,4 +75,15 @@ async fn fetch(
         duration_ms: time::now_ms().saturating_sub(started),
     });
     response
+}
+
+/// The cron (`[triggers] crons`): its steps are [`schedule::run`]'s.
+#[cfg(target_arch = "wasm32")]
+#[worker::event(scheduled)]
+async fn scheduled(
+    _event: worker::ScheduledEvent,
+    env: worker::Env,
+    _ctx: worker::ScheduleContext,
+) {
+    schedule::run(env).await;
 }

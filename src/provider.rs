@@ -8,7 +8,8 @@ use crate::config::ProviderConfig;
 use crate::time::now_ms;
 use futures_util::future::{select, Either};
 use protocol::provider::{
-    sign, CreateSandbox, CreatedSandbox, ProviderHealth, SnapshotTaken, SIGNATURE_HEADER,
+    sign, BuildImage, CreateSandbox, CreatedSandbox, Head, HeadLookup, ImageBuild,
+    ImageBuildStarted, ProviderHealth, SnapshotTaken, SIGNATURE_HEADER,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -53,6 +54,31 @@ impl<'a> ProviderClient<'a> {
                 .answer::<serde_json::Value>(&format!("DELETE {path}"), status, &bytes)
                 .map(drop),
         }
+    }
+
+    pub async fn build_image(
+        &self,
+        request: &BuildImage,
+    ) -> Result<ImageBuildStarted, ProviderError> {
+        let body = serde_json::to_vec(request).map_err(|e| ProviderError(e.to_string()))?;
+        self.call(Method::Post, "/images", body, 30_000).await
+    }
+
+    /// A build's state; `Ok(None)` when the provider does not know the build (404).
+    pub async fn image_build(&self, build_id: &str) -> Result<Option<ImageBuild>, ProviderError> {
+        let path = format!("/images/{build_id}");
+        match self.send(Method::Get, &path, Vec::new(), 10_000).await? {
+            (404, _) => Ok(None),
+            (status, bytes) => self
+                .answer(&format!("GET {path}"), status, &bytes)
+                .map(Some),
+        }
+    }
+
+    /// Where a branch stands on the provider's git host.
+    pub async fn head(&self, request: &HeadLookup) -> Result<Head, ProviderError> {
+        let body = serde_json::to_vec(request).map_err(|e| ProviderError(e.to_string()))?;
+        self.call(Method::Post, "/heads", body, 30_000).await
     }
 
     pub async fn health(&self) -> Result<ProviderHealth, ProviderError> {

@@ -120,3 +120,37 @@ test('a PKCS#8 key signs the JWT; the App opens the pull request when the fallba
   const hook = await api(ctx.server).post('/v1/github/webhook', { body: {} });
   assert.equal(hook.status, 404);
 });
+
+test('the cron reads the heads of installed repositories from GitHub with a read-only token, has their images built, and new sandboxes start from them', async () => {
+  const cron = async () => {
+    const res = await fetch(`${ctx.server.url}/__scheduled?cron=${encodeURIComponent('*/5 * * * *')}`);
+    assert.equal(res.status, 200, await res.text());
+  };
+  const tokensBefore = fake.tokenRequests.length;
+  await cron();
+  const head = fake.git('acme/demo', 'rev-parse', 'refs/heads/main');
+  const demo = provider.builds.filter((b) => b.repo.owner === 'acme' && b.repo.name === 'demo');
+  assert.equal(demo.length, 1, JSON.stringify(provider.builds));
+  assert.equal(demo[0].commit, head);
+  assert.equal(demo[0].repo.branch, 'main');
+  assert.match(demo[0].repo.clone_url, /\/acme\/demo\.git$/);
+  assert.ok(fake.requests.some((r) => r.path === '/api/v3/repos/acme/demo/branches/main'));
+  const reads = fake.tokenRequests.slice(tokensBefore).map((r) => r.body).filter((b) => b.permissions?.contents === 'read');
+  assert.deepEqual(reads.find((b) => b.repositories[0] === 'demo'), { repositories: ['demo'], permissions: { contents: 'read' } });
+  assert.ok(!provider.builds.some((b) => b.repo.name === 'web'), 'acme/web is not installed: its head cannot be read');
+
+  // The next run hears that the build is ready; the head was just checked, so nothing else is asked.
+  await cron();
+  assert.equal(provider.builds.filter((b) => b.repo.name === 'demo').length, 1);
+  const alice = await createUser(ctx.server, 'Imaged', { repos: ['acme/*'] });
+  const repos = await api(ctx.server).get('/v1/repos', { key: alice.key });
+  const image = repos.json.repos.find((r) => r.name === 'acme/demo').image;
+  assert.equal(image.status, 'ready', JSON.stringify(image));
+  assert.equal(image.commit, head);
+  assert.equal(repos.json.repos.find((r) => r.name === 'acme/web').image, null);
+
+  const n = provider.creates.length + 1;
+  await createSession(ctx.server, alice, { prompt: 'from the image' });
+  const create = await nthCreate(provider, n);
+  assert.equal(create.image_id, `img-${demo[0].build_id}`);
+});

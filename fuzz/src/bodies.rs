@@ -6,8 +6,8 @@ use protocol::api::{AddMember, CancelPrompt, CreateSession, CreateUser, UpdateUs
 use protocol::frames::{parse_json, PromptInput};
 use protocol::git::{is_branch_name, CredentialRequest};
 use protocol::provider::{
-    BuildImage, CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, ProviderHealth,
-    SnapshotTaken,
+    BuildImage, CreateSandbox, CreatedSandbox, Head, HeadLookup, ImageBuild, ImageBuildStarted,
+    ProviderHealth, SnapshotTaken,
 };
 use protocol::scope::is_repo_name;
 use protocol::selection::{DomSelection, TEXT_CHARS};
@@ -74,6 +74,8 @@ pub fn http_body(data: &[u8]) {
         b"image_build_started" => round_trip::<ImageBuildStarted>(body),
         b"image_build" => round_trip::<ImageBuild>(body),
         b"provider_health" => round_trip::<ProviderHealth>(body),
+        b"head_lookup" => round_trip::<HeadLookup>(body),
+        b"head" => round_trip::<Head>(body),
         b"provider_error" => provider_error(body),
         _ => {}
     }

@@ -32,6 +32,7 @@ ANSWERS = [
     ("POST", re.compile(r"^/sandboxes/[^/]+/snapshot$"), "SnapshotTaken"),
     ("POST", re.compile(r"^/images$"), "ImageBuildStarted"),
     ("GET", re.compile(r"^/images/[^/]+$"), "ImageBuild"),
+    ("POST", re.compile(r"^/heads$"), "Head"),
 ]
 
 
@@ -75,7 +76,7 @@ class ApiClient:
         return response.status_code, response.json()
 
 
-def make_api(fake_modal, *, state=None, clock=None, spawn=None, **config):
+def make_api(fake_modal, *, state=None, clock=None, spawn=None, run_git=None, **config):
     options = dict(
         provider_secret=SECRET,
         coordinator_allowlist=frozenset({COORDINATOR}),
@@ -94,6 +95,8 @@ def make_api(fake_modal, *, state=None, clock=None, spawn=None, **config):
         spawn_build=spawn or default_spawn,
         clock=clock or Clock(),
     )
+    if run_git is not None:
+        provider.run_git = run_git
     return ApiClient(create_app(provider), spawned)
 
 

@@ -22,7 +22,10 @@ def error_of(response):
 
 def test_health_needs_no_signature(fake_modal):
     api = make_api(fake_modal, app_name="my-app")
-    assert api.handle("GET", "/health", {}, b"") == (200, {"ok": True, "provider": "modal", "app": "my-app"})
+    assert api.handle("GET", "/health", {}, b"") == (
+        200,
+        {"ok": True, "provider": "modal", "app": "my-app", "runtime_version": "session-coordinator-sandbox"},
+    )
 
 
 def test_health_looks_the_app_up_and_reports_refused_credentials(fake_modal, monkeypatch):

@@ -1,4 +1,4 @@
-"""app.py wiring against the fake `modal`: functions, schedule, secrets, the cron flow and the ASGI app."""
+"""app.py wiring against the fake `modal`: functions (no schedule), secrets, a build and the ASGI app."""
 
 import asyncio
 import importlib
@@ -80,19 +80,21 @@ def test_functions_schedule_secrets_and_endpoint(app_module, fake_modal):
     app = app_module()
     assert app.app.name == "session-coordinator-sandboxes"
     functions = app.app.functions
-    assert set(functions) == {"api", "build_repo_image", "refresh_repo_images"}
-    assert functions["refresh_repo_images"].options["schedule"].cron_string == "*/30 * * * *"
+    # The schedule is the coordinator's: no function here runs on a cron.
+    assert set(functions) == {"api", "build_repo_image"}
     for fn in functions.values():
+        assert "schedule" not in fn.options
         assert fn.options["secrets"] == [("secret", "session-coordinator-provider")]
-        assert fn.options["env"]["REPOS"] == REPOS
     assert functions["api"].fn.asgi_options == {"requires_proxy_auth": False}
     assert functions["api"].fn.concurrent_options["max_inputs"] > 1
     # The nonces of signatures live in one container's memory.
     assert functions["api"].options["max_containers"] == 1
     assert ("Dict.from_name", "session-coordinator-sandboxes-state", True) in fake_modal.calls
     steps = functions["api"].options["image"].steps
-    assert [step[0] for step in steps[:2]] == ["debian_slim", "pip_install_from_requirements"]
-    assert Path(steps[1][1][0]) == MODAL_DIR / "requirements.txt"
+    # git for POST /heads (git ls-remote).
+    assert [step[0] for step in steps[:3]] == ["debian_slim", "apt_install", "pip_install_from_requirements"]
+    assert steps[1][1] == ("git",)
+    assert Path(steps[2][1][0]) == MODAL_DIR / "requirements.txt"
     shipped = {Path(step[1][0]).name: step[1][1] for step in steps if step[0] == "add_local_file"}
     assert shipped == {name: f"/root/{name}" for name in app.SHIPPED_FILES}
 
@@ -110,40 +112,43 @@ def test_proxy_auth_and_app_name_are_deploy_settings(app_module):
     assert app.app.functions["api"].fn.asgi_options == {"requires_proxy_auth": True}
 
 
-def test_cron_builds_every_repo_and_sandboxes_use_the_result(app_module, fake_modal):
+def test_a_build_asked_through_the_endpoint_runs_at_its_commit_and_serves_new_sandboxes(app_module, fake_modal):
     app = app_module()
-    build_ids = app.refresh_repo_images()
-    assert len(build_ids) == 2
-    spawned = [(name, args) for name, args, _ in fake_modal.spawned]
-    assert spawned == [
-        ("build_repo_image", (build_ids[0], {"owner": "acme", "name": "web", "branch": "main"}, True)),
-        ("build_repo_image", (build_ids[1], {"owner": "acme", "name": "api", "branch": "trunk"}, True)),
-    ]
-    # A second tick while they run starts nothing new.
-    assert app.refresh_repo_images() == build_ids and len(fake_modal.spawned) == 2
-
-    # Run the spawned builds as Modal would.
-    fake_modal.exec_results = [(("git",), FakeProcess(0, stdout="cafe\n"))]
-    for _, args, _ in fake_modal.spawned:
-        record = app.build_repo_image(*args)
-        assert record["status"] == "ready" and record["commit"] == "cafe"
-    state = fake_modal.dicts["session-coordinator-sandboxes-state"]
-    web_image = state["image:acme/web"]["image_id"]
-    assert web_image.startswith("im-snap") and state["image:acme/web@main"]["image_id"] == web_image
-
-    # The web endpoint: health, then a signed create that starts from the web repo's image.
     asgi = app.api()
     now = int(__import__("time").time() * 1000)
-    assert asgi_request(asgi, "GET", "/health") == (200, {"ok": True, "provider": "modal", "app": "session-coordinator-sandboxes"})
-    raw = json.dumps(BODY).encode()
+    status, health = asgi_request(asgi, "GET", "/health")
+    assert status == 200 and health["runtime_version"] == "session-coordinator-sandbox"
+
+    # The coordinator's cron found the head and asks for an image of it.
+    commit = "cafe" * 10
+    raw = json.dumps({"repo": {"owner": "acme", "name": "web", "branch": "main"}, "commit": commit}).encode()
+    status, started = asgi_request(asgi, "POST", "/images", raw, signed_headers(raw, now, "POST", "/images"))
+    assert status == 202
+    build_id = started["build_id"]
+    spawned = [(name, args) for name, args, _ in fake_modal.spawned]
+    assert spawned == [("build_repo_image", (build_id, {"owner": "acme", "name": "web", "branch": "main", "commit": commit}, False))]
+
+    # Run the spawned build as Modal would.
+    fake_modal.exec_results = [(("git",), FakeProcess(0, stdout=commit + "\n"))]
+    record = app.build_repo_image(*fake_modal.spawned[0][1])
+    assert record["status"] == "ready" and record["commit"] == commit
+    (_, build_kwargs), = fake_modal.created()
+    assert build_kwargs["env"]["REPO_COMMIT"] == commit
+    state = fake_modal.dicts["session-coordinator-sandboxes-state"]
+    web_image = state["image:acme/web@main"]["image_id"]
+    assert web_image.startswith("im-snap")
+
+    path = f"/images/{build_id}"
+    status, payload = asgi_request(asgi, "GET", path, b"", signed_headers(b"", now, "GET", path))
+    assert status == 200 and payload["status"] == "ready" and payload["image_id"] == web_image
+
+    # The coordinator sends the image it recorded; the sandbox starts from it.
+    raw = json.dumps(dict(BODY, image_id=web_image)).encode()
     status, payload = asgi_request(asgi, "POST", "/sandboxes", raw, signed_headers(raw, now))
     assert status == 201 and payload["image_id"] == web_image
     args, kwargs = fake_modal.created()[-1]
     assert kwargs["image"].object_id == web_image and kwargs["app"] is app.app
     assert kwargs["secrets"] == [("secret", "session-coordinator-model-keys")]
-
-    status, payload = asgi_request(asgi, "GET", f"/images/{build_ids[1]}", b"", signed_headers(b"", now, "GET", f"/images/{build_ids[1]}"))
-    assert status == 200 and payload["status"] == "ready" and payload["commit"] == "cafe"
 
 
 def test_asgi_refuses_oversized_bodies_before_reading_them(app_module):

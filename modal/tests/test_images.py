@@ -97,14 +97,35 @@ def test_a_spawn_failure_is_502(fake_modal):
     assert (status, code) == (502, "provider_error")
 
 
-def test_parse_repos_matches_the_coordinator_shape():
-    text = (
-        '[{"name": "acme/demo", "description": "d", "hints": [], "default_branch": "trunk"},'
-        ' {"name": "acme/web"}, {"name": "not-a-repo"}, {"name": "bad owner/x"}, "acme/plain"]'
-    )
-    assert builds.parse_repos(text) == [
-        {"owner": "acme", "name": "demo", "branch": "trunk"},
-        {"owner": "acme", "name": "web", "branch": "main"},
-        {"owner": "acme", "name": "plain", "branch": "main"},
-    ]
-    assert builds.parse_repos(None) == []
+def test_the_asked_commit_is_built_and_a_running_build_of_another_commit_is_not_reused(fake_modal):
+    api = make_api(fake_modal)
+    head = "a" * 40
+    body = {"repo": {"owner": "acme", "name": "web", "branch": "main"}, "commit": head}
+    first = call(api, "POST", "/images", body)[1]["build_id"]
+    assert call(api, "POST", "/images", body)[1]["build_id"] == first
+    moved = call(api, "POST", "/images", dict(body, commit="b" * 40))[1]["build_id"]
+    assert moved != first
+    assert [repo.get("commit") for _, repo, _ in api.spawned] == [head, "b" * 40]
+    assert call(api, "GET", f"/images/{first}")[1] == {"status": "building", "commit": head}
+
+    # The build checks the commit out (REPO_COMMIT), and an image of another commit is a failure.
+    api.spawned[:] = api.spawned[:1]
+    fake_modal.exec_results = [(("git",), FakeProcess(0, stdout=head + "\n"))]
+    run_spawned(api, fake_modal)
+    (_, kwargs), = fake_modal.created()
+    assert kwargs["env"]["REPO_COMMIT"] == head
+    assert call(api, "GET", f"/images/{first}")[1]["status"] == "ready"
+
+    other = call(api, "POST", "/images", dict(body, commit="c" * 40))[1]["build_id"]
+    api.spawned[:] = [s for s in api.spawned if s[0] == other]
+    fake_modal.exec_results = [(("git",), FakeProcess(0, stdout=head + "\n"))]
+    run_spawned(api, fake_modal)
+    status, payload = call(api, "GET", f"/images/{other}")
+    assert payload["status"] == "failed" and "not the asked-for" in payload["error"]
+
+
+def test_a_commit_that_is_not_a_full_id_is_refused(fake_modal):
+    api = make_api(fake_modal)
+    body = {"repo": {"owner": "acme", "name": "web", "branch": "main"}, "commit": "main"}
+    assert error_of(call(api, "POST", "/images", body))[:2] == (422, "invalid_field")
+    assert api.spawned == []

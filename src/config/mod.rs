@@ -32,7 +32,13 @@ pub struct Config {
     pub github: Option<GithubConfig>,
     /// `None` when no Slack setting is given.
     pub slack: Option<SlackConfig>,
+    /// How often each repository's head is looked up for a new image (`IMAGE_REFRESH_MINUTES`,
+    /// default 30; 0 looks at every run of the cron).
+    pub image_refresh_ms: u64,
 }
+
+/// `IMAGE_REFRESH_MINUTES` when unset.
+pub const DEFAULT_IMAGE_REFRESH_MINUTES: u64 = 30;
 
 /// Which sandbox provider the coordinator asks for sandboxes, and how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +231,17 @@ impl Config {
                 })
                 .unwrap_or_default(),
         };
+        let image_refresh_ms = match non_empty("IMAGE_REFRESH_MINUTES") {
+            Some(minutes) => {
+                minutes
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|m| *m <= 24 * 60)
+                    .ok_or("IMAGE_REFRESH_MINUTES must be 0 to 1440")?
+                    * 60_000
+            }
+            None => DEFAULT_IMAGE_REFRESH_MINUTES * 60_000,
+        };
         let env = non_empty("ENV").unwrap_or_else(|| "production".into());
         let github = GithubConfig::from_lookup(&non_empty, env == "development")?;
         let slack = SlackConfig::from_lookup(&non_empty, env == "development")?;
@@ -240,6 +257,7 @@ impl Config {
             repos,
             allowed_origins,
             token_ttl_ms,
+            image_refresh_ms,
         })
     }
 
@@ -268,6 +286,15 @@ impl Config {
                 .ok()
                 .or_else(|| env.var(name).map(|v| v.to_string()).ok())
         })
+    }
+
+    /// Where sandboxes and image builds clone `repo` from: the git host's URL (or REPOS's
+    /// `clone_url`) with GitHub configured, else REPOS's `clone_url`, if any.
+    pub fn clone_url(&self, repo: &str) -> Option<String> {
+        match &self.github {
+            Some(gh) => Some(gh.clone_url(repo, self.repo(repo))),
+            None => self.repo(repo).and_then(|r| r.clone_url.clone()),
+        }
     }
 
     pub fn repo(&self, name: &str) -> Option<&Repo> {
@@ -336,6 +363,25 @@ mod tests {
         assert!(config(&[("REPOS", "{")]).is_err());
         assert!(config(&[("REPOS", r#"[{"name":"nope"}]"#)]).is_err());
         assert!(config(&[("PARTICIPANT_TOKEN_TTL_MINUTES", "0")]).is_err());
+    }
+
+    #[test]
+    fn image_refresh() {
+        assert_eq!(config(&[]).unwrap().image_refresh_ms, 30 * 60_000);
+        assert_eq!(
+            config(&[("IMAGE_REFRESH_MINUTES", "5")])
+                .unwrap()
+                .image_refresh_ms,
+            300_000
+        );
+        assert_eq!(
+            config(&[("IMAGE_REFRESH_MINUTES", "0")])
+                .unwrap()
+                .image_refresh_ms,
+            0
+        );
+        assert!(config(&[("IMAGE_REFRESH_MINUTES", "1441")]).is_err());
+        assert!(config(&[("IMAGE_REFRESH_MINUTES", "soon")]).is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub enum Use {
     Git,
     /// The App opening a pull request (`PR_AS_APP_FALLBACK`): `pull_requests: write` too.
     PullRequest,
+    /// The cron reading a repository's default branch and its head: `contents: read`.
+    Read,
 }
 
 /// The body of `POST /app/installations/{id}/access_tokens` for one repository.
@@ -25,6 +27,7 @@ pub fn token_request(repo: &str, purpose: Use) -> Value {
     let permissions = match purpose {
         Use::Git => json!({"contents": "write"}),
         Use::PullRequest => json!({"contents": "write", "pull_requests": "write"}),
+        Use::Read => json!({"contents": "read"}),
     };
     json!({"repositories": [name], "permissions": permissions})
 }
@@ -74,7 +77,7 @@ pub fn merge_repos(configured: &[Repo], installed: Vec<Repo>) -> Vec<Repo> {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use io::{identify, installation_token, repos, Token};
+pub use io::{head, identify, installation_token, repos, Token};
 
 #[cfg(target_arch = "wasm32")]
 mod io {
@@ -253,6 +256,35 @@ mod io {
             }
         }
         Ok(repos)
+    }
+
+    /// A repository's default branch and the commit at its head (`GET /repos/{repo}`, then
+    /// `GET /repos/{repo}/branches/{branch}`), with a read-only installation token.
+    pub async fn head(gh: &GithubConfig, repo: &str) -> Result<(String, String)> {
+        let token = installation_token(gh, repo, Use::Read).await?;
+        let url = format!("{}/repos/{repo}", gh.api_url);
+        let answer = call(Method::Get, &url, Some(&token.value), None).await?;
+        if !answer.ok() {
+            return Err(answer.refusal("read the repository"));
+        }
+        let Some(branch) = answer.json["default_branch"].as_str().map(str::to_owned) else {
+            return Err(
+                ApiError::new(ErrorCode::Unavailable, "GitHub named no default branch").into(),
+            );
+        };
+        let url = format!("{}/repos/{repo}/branches/{branch}", gh.api_url);
+        let answer = call(Method::Get, &url, Some(&token.value), None).await?;
+        if !answer.ok() {
+            return Err(answer.refusal("read the default branch"));
+        }
+        match answer.json["commit"]["sha"].as_str() {
+            Some(sha) if protocol::provider::is_commit(sha) => Ok((branch, sha.to_owned())),
+            _ => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "GitHub named no commit for the branch",
+            )
+            .into()),
+        }
     }
 
     /// The repositories sessions may be opened on: REPOS, and with the App configured every

@@ -177,7 +177,7 @@ mod serve {
         let Some(session_id) = endpoint.member_session() else {
             return match endpoint {
                 Endpoint::Me => users::me(&index, &config, &user).await,
-                Endpoint::ListRepos => users::repos(&config, &user).await,
+                Endpoint::ListRepos => users::repos(&index, &config, &user).await,
                 Endpoint::ListSessions => sessions::list(&index, &user, &query_string).await,
                 Endpoint::CreateSession => {
                     let key = idempotency_key(req, &config)?;

@@ -114,11 +114,33 @@ pub async fn me(index: &Index, config: &Config, user: &User) -> Result<Response>
     respond::json(200, &json!({ "user": user, "github": github }))
 }
 
-pub async fn repos(config: &Config, user: &User) -> Result<Response> {
+/// The repositories in the caller's scope, each with its newest image build (`image`: null
+/// before the first).
+pub async fn repos(index: &Index, config: &Config, user: &User) -> Result<Response> {
+    // The images are a note beside each repository: without them the list still answers.
+    let builds = index.latest_image_builds().await.unwrap_or_else(|error| {
+        crate::log::error(&format!("repos: image builds: {error:?}"));
+        Vec::new()
+    });
     let repos: Vec<_> = crate::github::app::repos(config)
         .await
         .into_iter()
         .filter(|r| user.scopes.allows_repo(&r.name))
+        .map(|repo| {
+            let key = repo.name.to_ascii_lowercase();
+            let image = builds.iter().find(|b| b.repo == key).map(|b| {
+                json!({
+                    "status": b.status,
+                    "commit": b.commit_sha,
+                    "started_at": crate::time::rfc3339(b.started_at as u64),
+                    "finished_at": b.finished_at.map(|at| crate::time::rfc3339(at as u64)),
+                    "error": b.error,
+                })
+            });
+            let mut value = serde_json::to_value(&repo).unwrap_or_default();
+            value["image"] = image.unwrap_or(serde_json::Value::Null);
+            value
+        })
         .collect();
     respond::json(200, &json!({ "repos": repos }))
 }

@@ -35,6 +35,23 @@ fn provider_error(message: String) -> EventBody {
     }
 }
 
+/// The latest ready image of the session's repository and branch (`crate::images`), if D1 has
+/// one; a D1 failure only means a sandbox that clones.
+async fn latest_image(cx: &Ctx<'_>, repo: &str, branch: &str) -> Option<String> {
+    let found = match cx.env.d1("DB") {
+        Ok(db) => {
+            crate::index::Index::new(db)
+                .latest_image(repo, branch)
+                .await
+        }
+        Err(error) => Err(error.into()),
+    };
+    found.unwrap_or_else(|error| {
+        crate::log::error(&format!("no image for {repo}: {error:?}"));
+        None
+    })
+}
+
 /// Asks the provider for a sandbox for the waiting prompts. The bridge reports readiness by
 /// dialling in; until then the sandbox is `spawning`.
 pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
@@ -66,6 +83,10 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
         crate::error::Error::Runtime("a sandbox token cannot carry this session id".into())
     })?;
     let restored_from = meta.latest_snapshot.clone();
+    let image_id = match restored_from {
+        Some(_) => None,
+        None => latest_image(cx, &session.repo, &session.branch).await,
+    };
     cx.store.insert_sandbox(
         &sandbox_id,
         &sha256_hex(token.as_bytes()),
@@ -94,15 +115,9 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
             owner: owner.to_owned(),
             name: name.to_owned(),
             branch: session.branch.clone(),
-            clone_url: match &cx.config.github {
-                Some(gh) => Some(gh.clone_url(&session.repo, cx.config.repo(&session.repo))),
-                None => cx
-                    .config
-                    .repo(&session.repo)
-                    .and_then(|repo| repo.clone_url.clone()),
-            },
+            clone_url: cx.config.clone_url(&session.repo),
         },
-        image_id: None,
+        image_id,
         snapshot_id: restored_from.clone(),
         resources: Resources {
             timeout_s: (cx.config.lifecycle.prompt_timeout_ms / 1000 * 4).clamp(600, 86_400) as u32,

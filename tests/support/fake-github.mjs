@@ -190,6 +190,16 @@ export async function startFakeGithub({ appId, publicKey, clientId, clientSecret
       res.end();
       return;
     }
+    // A repository and a branch's head (the coordinator's cron reads them with a read-only token).
+    if ((m = /^\/repos\/([^/]+\/[^/]+)$/.exec(api ?? '')) && req.method === 'GET') {
+      if (!canReach(bearer(req), m[1])) return answer(404, { message: 'Not Found' });
+      return answer(200, { full_name: m[1], default_branch: 'main', private: true });
+    }
+    if ((m = /^\/repos\/([^/]+\/[^/]+)\/branches\/([^/]+)$/.exec(api ?? '')) && req.method === 'GET') {
+      if (!canReach(bearer(req), m[1])) return answer(404, { message: 'Not Found' });
+      const sha = fake.git(m[1], 'rev-parse', '--verify', `refs/heads/${m[2]}`);
+      return sha ? answer(200, { name: m[2], commit: { sha } }) : answer(404, { message: 'Branch not found' });
+    }
     if ((m = /^\/repos\/([^/]+\/[^/]+)\/pulls(?:\/(\d+))?$/.exec(api ?? ''))) {
       const repo = m[1];
       const who = bearer(req);

@@ -46,6 +46,22 @@ export function makeBareRepo(root, repo, branch = 'main') {
   return dir;
 }
 
+/**
+ * Moves `branch` of the bare repository `<root>/<repo>.git` on by one commit that adds `file`
+ * holding `text` (as a push would) → the new commit's id.
+ */
+export function addCommit(root, repo, file, text, branch = 'main') {
+  const dir = path.join(root, `${repo}.git`);
+  const parent = plumbing(dir, ['rev-parse', `refs/heads/${branch}`]);
+  const blob = plumbing(dir, ['hash-object', '-w', '--stdin'], text);
+  const entries = plumbing(dir, ['ls-tree', parent]).split('\n').filter((line) => line && !line.endsWith(`\t${file}`));
+  const tree = plumbing(dir, ['mktree'], [...entries, `100644 blob ${blob}\t${file}`].join('\n') + '\n');
+  const who = { GIT_AUTHOR_NAME: 'Someone', GIT_AUTHOR_EMAIL: 'someone@example.com', GIT_COMMITTER_NAME: 'Someone', GIT_COMMITTER_EMAIL: 'someone@example.com' };
+  const commit = plumbing(dir, ['commit-tree', '--no-gpg-sign', '-p', parent, '-m', `Add ${file}`, tree], undefined, who);
+  plumbing(dir, ['update-ref', `refs/heads/${branch}`, commit, parent]);
+  return commit;
+}
+
 /** `git <args>` in a bare repository of `root` → its output, or null when it fails. */
 export function gitIn(root, repo, args) {
   try {

@@ -107,6 +107,9 @@ export async function startRecordingProvider({ secret }) {
   const provider = {
     creates: [],
     snapshots: [],
+    /** POST /images bodies, each with the build id it was given; every build is ready at once. */
+    builds: [],
+    runtimeVersion: 'recording 1',
     deletes: [],
     unsigned: 0,
     nonces: new Set(),
@@ -122,7 +125,7 @@ export async function startRecordingProvider({ secret }) {
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(JSON.stringify(json));
       };
-      if (req.url === '/health') return answer(200, { ok: true, provider: 'local', app: 'recording' });
+      if (req.url === '/health') return answer(200, { ok: true, provider: 'local', app: 'recording', runtime_version: provider.runtimeVersion });
       if (!verify(secret, req.headers['x-coordinator-signature'], req.method, req.url, body, provider.nonces)) {
         provider.unsigned += 1;
         return answer(401, { error: { code: 'unauthorized', message: 'bad signature' } });
@@ -138,6 +141,14 @@ export async function startRecordingProvider({ secret }) {
         provider.snapshots.push(snapshot[1]);
         return answer(200, { snapshot_id: `snap-${provider.snapshots.length}` });
       }
+      if (req.method === 'POST' && req.url === '/images') {
+        const build = { ...JSON.parse(body), build_id: `bld-${provider.builds.length + 1}` };
+        provider.builds.push(build);
+        return answer(202, { build_id: build.build_id });
+      }
+      const built = /^\/images\/([^/]+)$/.exec(req.url);
+      const build = built && provider.builds.find((b) => b.build_id === built[1]);
+      if (req.method === 'GET' && build) return answer(200, { status: 'ready', image_id: `img-${build.build_id}`, commit: build.commit });
       const deleted = /^\/sandboxes\/([^/]+)$/.exec(req.url);
       if (req.method === 'DELETE' && deleted) {
         provider.deletes.push(deleted[1]);

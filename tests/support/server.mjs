@@ -197,6 +197,8 @@ export async function startServer({ persistDir, cwd = process.env.COORDINATOR_DI
       '--inspector-port', String(inspectorPort),
       '--persist-to', dir,
       '--show-interactive-dev-session=false',
+      // `GET /__scheduled?cron=…` fires the Worker's scheduled handler (tests/images.test.mjs).
+      '--test-scheduled',
       '--var', `ADMIN_KEY:${server.adminKey}`,
       '--var', `TOKEN_SECRET:${server.tokenSecret}`,
       ...Object.entries({ ENV: 'development', ...vars })

@@ -128,6 +128,68 @@ pub async fn clone(
         .map(drop)
 }
 
+/// An image's workspace: `source` (a repository on this machine) cloned into `dest`, with
+/// `branch` checked out at `commit`. No hard links into `source`: the image is copied into
+/// workspaces that another user may own.
+pub async fn clone_at(source: &Path, branch: &str, commit: &str, dest: &Path) -> Result<()> {
+    let mut cmd = git(dest);
+    cmd.args(["clone", "--quiet", "--no-hardlinks", "--no-checkout", "--"])
+        .arg(source)
+        .arg(".");
+    run_with(
+        cmd,
+        "git clone",
+        &Redactor::default(),
+        Some(NETWORK_TIMEOUT),
+    )
+    .await?;
+    let mut cmd = git(dest);
+    cmd.args(["checkout", "--quiet", "-B", branch, commit, "--"]);
+    run(cmd, "git checkout").await.map(drop)
+}
+
+/// The commit `refs/heads/<branch>` names in `repository` (a URL or a path), by `git ls-remote`;
+/// `None` when it has no such branch.
+pub async fn ls_remote_head(dir: &Path, repository: &str, branch: &str) -> Result<Option<String>> {
+    let mut cmd = git(dir);
+    cmd.args(["ls-remote", "--heads", "--", repository])
+        .arg(format!("refs/heads/{branch}"));
+    let listed = run_with(
+        cmd,
+        "git ls-remote",
+        &Redactor::default(),
+        Some(NETWORK_TIMEOUT),
+    )
+    .await?;
+    Ok(listed
+        .lines()
+        .find_map(|line| line.split_once('\t'))
+        .filter(|(_, name)| *name == format!("refs/heads/{branch}"))
+        .map(|(commit, _)| commit.to_string()))
+}
+
+/// Points `origin` at `url` (adding it when there is none).
+pub async fn set_origin(workspace: &Path, url: &str) -> Result<()> {
+    let verb = if has_origin(workspace).await? {
+        "set-url"
+    } else {
+        "add"
+    };
+    let mut cmd = git(workspace);
+    cmd.args(["remote", verb, "origin", url]);
+    run(cmd, "git remote").await.map(drop)
+}
+
+/// `git fetch origin <branch>` into `refs/remotes/origin/<branch>`, through the configured helper.
+pub async fn fetch_branch(workspace: &Path, branch: &str, redactor: &Redactor) -> Result<()> {
+    let mut cmd = git(workspace);
+    cmd.args(["fetch", "--quiet", "origin"])
+        .arg(format!("+refs/heads/{branch}:refs/remotes/origin/{branch}"));
+    run_with(cmd, "git fetch", redactor, Some(NETWORK_TIMEOUT))
+        .await
+        .map(drop)
+}
+
 /// Makes `helper` the workspace's only credential helper, asked with the repository's path.
 pub async fn configure_helper(workspace: &Path, helper: &str) -> Result<()> {
     // The empty value clears the helpers of the user's and the system's config.

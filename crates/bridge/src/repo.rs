@@ -28,6 +28,7 @@ pub async fn prepare(
     redactor: &Redactor,
 ) -> Prepared {
     let mut prepared = Prepared::default();
+    let from_image = workspace.join(".git").join(IMAGE_MARKER).is_file();
     if let Some(source) = source {
         if !workspace.join(".git").exists() {
             prepared = clone_into(workspace, source, helper, redactor).await;
@@ -40,7 +41,49 @@ pub async fn prepare(
             }
         }
     }
+    if let (true, Some(source)) = (from_image, source) {
+        prepared = take_up_image(workspace, source, redactor).await;
+    }
     prepared
+}
+
+/// Written by a provider into the `.git` of an image's repository (`provider/images.rs`).
+pub const IMAGE_MARKER: &str = "sandbox-image";
+
+/// A workspace copied from an image is this bridge's clone: `origin` is pointed at the clone
+/// URL and fetched (through the helper), and the marker goes, so a bridge started again in the
+/// same workspace does not take it up twice. The work tree stays at the image's commit: the
+/// session branch is taken up from there before the first prompt, as after a clone.
+async fn take_up_image(workspace: &Path, source: &CloneSource, redactor: &Redactor) -> Prepared {
+    let shown = redactor.redact(&source.url);
+    crate::log!(
+        "repo",
+        "the workspace comes from an image; fetching {shown}"
+    );
+    let marker = workspace.join(".git").join(IMAGE_MARKER);
+    let used = workspace.join(".git").join(format!("{IMAGE_MARKER}.used"));
+    if let Err(e) = std::fs::rename(&marker, &used) {
+        crate::log!("repo", "cannot put the image's marker aside: {e}");
+    }
+    let mut problem = None;
+    if let Err(e) = git::set_origin(workspace, &source.url).await {
+        problem = Some(format!(
+            "cannot point the image's repository at {shown}: {e}"
+        ));
+    } else if let Some(branch) = source.branch.as_deref() {
+        if let Err(e) = git::fetch_branch(workspace, branch, redactor).await {
+            problem = Some(format!(
+                "cannot fetch {shown}: {e}; the agent works on the image's commit"
+            ));
+        }
+    }
+    if let Some(problem) = &problem {
+        crate::log!("repo", "{problem}");
+    }
+    Prepared {
+        cloned: true,
+        problem,
+    }
 }
 
 async fn clone_into(

@@ -98,6 +98,90 @@ fn provider_with(root: &Path) -> Provider {
     )
 }
 
+/// `GET /images/:id` until the build is no longer building.
+async fn finished_build(provider: &Provider, build_id: &str) -> Value {
+    let path = format!("/images/{build_id}");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let (status, build) = provider.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{build}");
+        if build["status"] != "building" {
+            return build;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build did not finish: {build}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn heads_come_from_the_git_host_and_images_are_clones_at_a_commit() {
+    let root = git_root();
+    let provider = provider_with(&root);
+    let head = git(
+        &root.join("acme/demo.git"),
+        &["rev-parse", "refs/heads/main"],
+    );
+    let demo = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}});
+    assert_eq!(
+        provider.call("POST", "/heads", Some(&demo)).await,
+        (200, json!({"branch": "main", "commit": head}))
+    );
+    let other = json!({"repo": {"owner": "acme", "name": "demo", "branch": "nope"}});
+    assert_eq!(provider.call("POST", "/heads", Some(&other)).await.0, 404);
+    let empty = json!({"repo": {"owner": "acme", "name": "web", "branch": "main"}});
+    assert_eq!(provider.call("POST", "/heads", Some(&empty)).await.0, 404);
+
+    let ask = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}, "commit": head});
+    let (status, started) = provider.call("POST", "/images", Some(&ask)).await;
+    assert_eq!(status, 202, "{started}");
+    let build = finished_build(&provider, started["build_id"].as_str().unwrap()).await;
+    assert_eq!(build["status"], "ready", "{build}");
+    assert_eq!(build["commit"], head);
+    let image_id = build["image_id"].as_str().unwrap();
+    let image = provider.workspaces.join(".images").join(image_id);
+    assert_eq!(git(&image, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&image, &["rev-parse", "--abbrev-ref", "HEAD"]), "main");
+    let marker: Value =
+        serde_json::from_slice(&std::fs::read(image.join(".git/sandbox-image")).unwrap()).unwrap();
+    assert_eq!(
+        marker,
+        json!({"image_id": image_id, "commit": head, "repo": "acme/demo"})
+    );
+
+    // Only the newest three images of a repository are kept.
+    let mut newest = String::new();
+    for _ in 0..3 {
+        let (_, started) = provider.call("POST", "/images", Some(&ask)).await;
+        let build = finished_build(&provider, started["build_id"].as_str().unwrap()).await;
+        newest = build["image_id"].as_str().unwrap().to_string();
+    }
+    let images = provider.workspaces.join(".images");
+    let kept: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert!(
+        kept.contains(&newest) && !kept.contains(&image_id.to_string()),
+        "{kept:?}"
+    );
+
+    // A commit the repository does not have: the build fails with git's reason.
+    let missing = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}, "commit": "0".repeat(40)});
+    let (_, started) = provider.call("POST", "/images", Some(&missing)).await;
+    let build = finished_build(&provider, started["build_id"].as_str().unwrap()).await;
+    assert_eq!(build["status"], "failed", "{build}");
+    assert!(build["image_id"].is_null());
+    assert!(
+        build["error"].as_str().unwrap().contains("git checkout"),
+        "{build}"
+    );
+}
+
 /// What the fake coordinator answers credential requests with.
 #[derive(Clone)]
 enum Grant {

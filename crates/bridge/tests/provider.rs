@@ -262,16 +262,17 @@ async fn a_signed_request_is_accepted_once() {
         now_ms(),
         &fresh_nonce(),
         "GET",
-        "/images/local-noop",
+        "/images/bld_unknown",
         b"",
     );
     let headers = [(SIGNATURE_HEADER, signature.as_str())];
+    // Past the signature: the build is not known.
     let first = provider
-        .raw("GET", "/images/local-noop", &headers, None)
+        .raw("GET", "/images/bld_unknown", &headers, None)
         .await;
-    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(error_code(&first), (404, Some("not_found")));
     let replayed = provider
-        .raw("GET", "/images/local-noop", &headers, None)
+        .raw("GET", "/images/bld_unknown", &headers, None)
         .await;
     assert_eq!(error_code(&replayed), (401, Some("unauthorized")));
     assert!(
@@ -286,13 +287,14 @@ async fn a_signed_request_is_accepted_once() {
 #[tokio::test]
 async fn the_previous_secret_is_accepted_during_a_rotation() {
     let provider = Provider::start_with(&[("PROVIDER_SECRET_PREVIOUS", "the-secret-before")]);
-    let path = "/images/local-noop";
+    let path = "/images/bld_unknown";
     for secret in [SECRET.as_bytes(), b"the-secret-before"] {
         let signature = sign(secret, now_ms(), &fresh_nonce(), "GET", path, b"");
         let answer = provider
             .raw("GET", path, &[(SIGNATURE_HEADER, &signature)], None)
             .await;
-        assert_eq!(answer.0, 200, "{}", answer.1);
+        // Accepted (the route answers), where a wrong secret is 401.
+        assert_eq!(error_code(&answer), (404, Some("not_found")));
     }
     let other = sign(
         b"never-the-secret",
@@ -405,16 +407,47 @@ async fn unknown_sandboxes_and_routes_are_404_and_wrong_methods_405() {
 }
 
 #[tokio::test]
-async fn image_builds_are_ready_at_once() {
+async fn an_image_of_a_repository_the_git_host_does_not_have_fails_and_bad_bodies_are_refused() {
     let provider = Provider::start();
+    let check = |answer: (u16, Value), status: u16| {
+        assert_eq!(answer.0, status, "{}", answer.1);
+        assert!(answer.1["error"]["code"].is_string(), "{}", answer.1);
+    };
     let repo = json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}});
     let (status, build) = provider.call("POST", "/images", Some(&repo)).await;
-    assert_eq!(
-        (status, build["build_id"].as_str()),
-        (202, Some("local-noop"))
+    assert_eq!(status, 202, "{build}");
+    let path = format!("/images/{}", build["build_id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let image = loop {
+        let (status, image) = provider.call("GET", &path, None).await;
+        assert_eq!(status, 200, "{image}");
+        if image["status"] != "building" || std::time::Instant::now() > deadline {
+            break image;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(image["status"], "failed", "{image}");
+    assert!(
+        image["error"]
+            .as_str()
+            .unwrap()
+            .contains("no repository acme/demo"),
+        "{image}"
     );
-    let (status, image) = provider.call("GET", "/images/local-noop", None).await;
-    assert_eq!((status, image["status"].as_str()), (200, Some("ready")));
+    let bad_commit =
+        json!({"repo": {"owner": "acme", "name": "demo", "branch": "main"}, "commit": "main"});
+    check(
+        provider.call("POST", "/images", Some(&bad_commit)).await,
+        422,
+    );
+    let bad_owner = json!({"repo": {"owner": "..", "name": "demo", "branch": "main"}});
+    check(
+        provider.call("POST", "/images", Some(&bad_owner)).await,
+        422,
+    );
+    check(provider.call("POST", "/heads", Some(&bad_owner)).await, 422);
+    check(provider.call("POST", "/heads", Some(&repo)).await, 404);
+    check(provider.call("GET", "/heads", None).await, 405);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -320,11 +320,38 @@ pub struct SnapshotTaken {
     pub snapshot_id: String,
 }
 
-/// `POST /images`.
+/// A git commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub const COMMIT_PATTERN: &str = r"^([0-9a-f]{40}|[0-9a-f]{64})$";
+
+/// Whether `text` is a full commit id as [`COMMIT_PATTERN`] says.
+pub fn is_commit(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `POST /images`: an image of `repo.branch` at `commit`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct BuildImage {
     pub repo: RepoRef,
+    /// the commit to build, 40 or 64 lowercase hex digits; the branch's head when the build starts if absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(regex(pattern = COMMIT_PATTERN)))]
+    pub commit: Option<String>,
+}
+
+/// `POST /heads`: where `repo.branch` stands on the provider's git host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct HeadLookup {
+    pub repo: RepoRef,
+}
+
+/// The answer to `POST /heads`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Head {
+    pub branch: String,
+    pub commit: String,
 }
 
 /// The answer to `POST /images` (202).
@@ -347,6 +374,9 @@ pub struct ImageBuild {
     pub commit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_at: Option<String>,
+    /// Why a `failed` build failed, in words without credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The answer to `GET /health`.
@@ -360,6 +390,10 @@ pub struct ProviderHealth {
     /// Why it is not ok (configuration, or Modal refusing the app's credentials).
     #[serde(default)]
     pub problems: Vec<String>,
+    /// What sandboxes run besides the repository (the bridge, the base image); when it
+    /// changes, the coordinator has every repository's image built again.
+    #[serde(default)]
+    pub runtime_version: String,
 }
 
 #[cfg(test)]
@@ -566,6 +600,19 @@ mod tests {
         assert_eq!(parsed.snapshot_id, None);
     }
 
+    #[test]
+    fn commits() {
+        assert!(is_commit(&"a".repeat(40)));
+        assert!(is_commit(&"0123456789abcdef".repeat(4)));
+        for bad in ["", "abc", &"A".repeat(40), &"g".repeat(40), &"a".repeat(41)] {
+            assert!(!is_commit(bad), "{bad}");
+        }
+        let build: BuildImage =
+            serde_json::from_str(r#"{"repo":{"owner":"acme","name":"web","branch":"main"}}"#)
+                .unwrap();
+        assert_eq!(build.commit, None);
+    }
+
     const SCHEMA_PATH: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../modal/provider.schema.json"
@@ -583,6 +630,8 @@ mod tests {
         generator.subschema_for::<BuildImage>();
         generator.subschema_for::<ImageBuildStarted>();
         generator.subschema_for::<ImageBuild>();
+        generator.subschema_for::<HeadLookup>();
+        generator.subschema_for::<Head>();
         generator.subschema_for::<ProviderHealth>();
         let document = serde_json::json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -5,6 +5,7 @@ import { api } from '../api.js';
 import { h, clear, timeEl } from '../dom.js';
 import { describeError } from '../messages.js';
 import { pullRequestNumber, pullRequestState } from '../state/github.js';
+import { imageNote } from '../state/images.js';
 import { copyButton, topBar } from './chrome.js';
 
 export function homeView({ me, onSignOut }) {
@@ -66,7 +67,9 @@ function sessionItem(session) {
 function newSessionForm() {
   const repo = h('select', { id: 'new-repo', required: true }, h('option', { value: '' }, 'Loading repositories…'));
   const repoHelp = h('p', { id: 'new-repo-help', class: 'muted' });
-  repo.setAttribute('aria-describedby', 'new-repo-help');
+  // The repository's newest image build, a failure included (state/images.js).
+  const imageHelp = h('p', { id: 'new-repo-image', class: 'muted' });
+  repo.setAttribute('aria-describedby', 'new-repo-help new-repo-image');
   const branch = h('input', { id: 'new-branch', type: 'text', autocomplete: 'off', placeholder: 'default branch' });
   const title = h('input', { id: 'new-title', type: 'text', maxlength: '200', autocomplete: 'off' });
   const prompt = h('textarea', { id: 'new-prompt', rows: 3 });
@@ -94,13 +97,16 @@ function newSessionForm() {
   function showRepo() {
     const r = repos.get(repo.value);
     repoHelp.textContent = r ? [r.description, ...(r.hints ?? [])].filter(Boolean).join(' · ') : '';
+    const note = imageNote(r?.image);
+    imageHelp.textContent = note.text;
+    imageHelp.className = note.failed ? 'image-failed' : 'muted';
     branch.placeholder = r?.default_branch ? `${r.default_branch} (default)` : 'default branch';
   }
   repo.addEventListener('change', showRepo);
 
   const form = h('form', { class: 'card new-session', 'aria-labelledby': 'new-title-h' },
     h('h2', { id: 'new-title-h' }, 'Start a session'),
-    h('label', { for: 'new-repo' }, 'Repository'), repo, repoHelp,
+    h('label', { for: 'new-repo' }, 'Repository'), repo, repoHelp, imageHelp,
     h('div', { class: 'row' },
       h('div', {}, h('label', { for: 'new-title' }, 'Title'), title),
       h('div', {}, h('label', { for: 'new-branch' }, 'Branch (optional)'), branch)),

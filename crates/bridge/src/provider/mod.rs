@@ -2,9 +2,8 @@
 //! Each sandbox is a folder under the workspaces root and a `bridge run` process on this
 //! machine; every request but `GET /health` must carry the coordinator's signature.
 //!
-//! The local provider builds no images: `POST /images` answers `202 {"build_id":
-//! "local-noop"}` and `GET /images/local-noop` answers `{"status": "ready"}` with no image id,
-//! so a coordinator that asks for an image gets an answer and sandboxes start from a clone.
+//! Images are clones of the local git host's repositories at a commit, and `POST /heads`
+//! reads a branch's head from that git host ([`images`]).
 //!
 //! The same port serves the local git host under `/git/` (its own authentication: local git
 //! tokens, not the coordinator's signature).
@@ -12,9 +11,11 @@
 //! - [`sandboxes`]: workspaces and bridge processes.
 //! - [`allowlist`]: which coordinator URLs a bridge may be pointed at.
 //! - [`git_host`]: the local git host, git's `http-backend` behind a token check.
+//! - [`images`]: image builds and branch heads from the git host.
 
 pub mod allowlist;
 pub mod git_host;
+pub mod images;
 pub mod sandboxes;
 
 use crate::config::ProviderConfig;
@@ -28,9 +29,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use images::Images;
 use protocol::provider::{
-    CreateSandbox, CreatedSandbox, ImageBuild, ImageBuildStarted, NonceCache, ProviderHealth,
-    SnapshotTaken, SIGNATURE_HEADER,
+    BuildImage, CreateSandbox, CreatedSandbox, HeadLookup, ImageBuildStarted, NonceCache,
+    ProviderHealth, SnapshotTaken, SIGNATURE_HEADER,
 };
 use protocol::{ApiError, ErrorCode};
 use sandboxes::{BridgeSetup, Sandboxes, SNAPSHOTS};
@@ -49,7 +51,6 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// 413 instead of a reset connection.
 const MAX_DRAINED: usize = 4 * MAX_BODY;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-const NOOP_BUILD: &str = "local-noop";
 
 /// Response bodies: whole JSON answers, or git's streamed ones.
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -95,6 +96,7 @@ struct Provider {
     allowlist: Allowlist,
     sandboxes: Mutex<Sandboxes>,
     git_host: GitHost,
+    images: Images,
 }
 
 /// A response: status and JSON body.
@@ -145,6 +147,7 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         (config.workspaces.join(sandboxes::TOKENS), Some(passable)),
         (config.workspaces.join(sandboxes::OWNERS), Some(0o700)),
         (config.workspaces.join(sandboxes::HOMES), Some(passable)),
+        (config.workspaces.join(images::IMAGES), Some(0o700)),
     ] {
         let mode = match (mode, user) {
             (Some(mode), _) => Some(mode),
@@ -212,6 +215,7 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         secrets.push(previous.expose().as_bytes().to_vec());
     }
     let provider = Arc::new(Provider {
+        images: Images::new(root.clone(), git_root.clone()),
         git_host: GitHost {
             root: git_root,
             secret,
@@ -402,6 +406,7 @@ async fn route(
                 provider: "local".into(),
                 app: format!("bridge {}", env!("CARGO_PKG_VERSION")),
                 problems: Vec::new(),
+                runtime_version: images::runtime_version(),
             },
         );
     }
@@ -412,25 +417,32 @@ async fn route(
         ("POST", ["sandboxes"]) => create(provider, body).await,
         ("POST", ["sandboxes", id, "snapshot"]) => snapshot(provider, id).await,
         ("DELETE", ["sandboxes", id]) => delete(provider, id).await,
-        ("POST", ["images"]) => ok(
-            202,
-            &ImageBuildStarted {
-                build_id: NOOP_BUILD.into(),
+        ("POST", ["images"]) => match parse_body::<BuildImage>(body) {
+            Ok(request) => match provider.images.start(request) {
+                Ok(build_id) => ok(202, &ImageBuildStarted { build_id }),
+                Err(e) => error(e),
             },
-        ),
-        ("GET", ["images", id]) if *id == NOOP_BUILD => ok(
-            200,
-            &ImageBuild {
-                status: "ready".into(),
-                image_id: None,
-                commit: None,
-                built_at: None,
+            Err(e) => error(e),
+        },
+        ("GET", ["images", id]) => match provider.images.build(id) {
+            Some(build) => ok(200, &build),
+            None => error(ApiError::not_found("image build")),
+        },
+        ("POST", ["heads"]) => match parse_body::<HeadLookup>(body) {
+            Ok(lookup) => match provider.images.head(&lookup).await {
+                Ok(head) => ok(200, &head),
+                Err(e) => error(e),
             },
-        ),
-        ("GET", ["images", _]) => error(ApiError::not_found("image build")),
-        (_, ["sandboxes"] | ["sandboxes", _] | ["sandboxes", _, "snapshot"] | ["images"]) => {
-            error(ApiError::of(ErrorCode::MethodNotAllowed))
-        }
+            Err(e) => error(e),
+        },
+        (
+            _,
+            ["sandboxes"]
+            | ["sandboxes", _]
+            | ["sandboxes", _, "snapshot"]
+            | ["images"]
+            | ["heads"],
+        ) => error(ApiError::of(ErrorCode::MethodNotAllowed)),
         _ => error(ApiError::not_found("route")),
     }
 }
@@ -481,7 +493,7 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
                 )
             })?;
         }
-        sandboxes::prepare_workspace(&root, &dest, &request).await?;
+        sandboxes::prepare_workspace(&root, &dest, &request, &provider.images).await?;
         if let Some(user) = user {
             sandboxes::hand_over(&root, &dest, &request.sandbox_id, user)
                 .await

@@ -541,6 +541,7 @@ pub async fn prepare_workspace(
     root: &Path,
     dest: &Path,
     request: &CreateSandbox,
+    images: &super::images::Images,
 ) -> Result<(), ApiError> {
     if let Some(snapshot_id) = &request.snapshot_id {
         if !is_plain_id(snapshot_id) {
@@ -568,6 +569,21 @@ pub async fn prepare_workspace(
         ));
     }
     let title = format!("{}/{}", repo.owner, repo.name);
+    if let (Some(image_id), Some(_)) = (&request.image_id, clone_url(request)) {
+        // The bridge takes an image's repository up as its clone (remote, credentials, branch).
+        let copied = images
+            .copy_to(image_id, dest)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        if copied {
+            crate::log!(
+                "provider",
+                "sandbox {}: from image {image_id}",
+                request.sandbox_id
+            );
+            return Ok(());
+        }
+    }
     if clone_url(request).is_some() {
         return tokio::fs::create_dir_all(dest).await.map_err(|e| {
             ApiError::new(
