@@ -13,6 +13,8 @@
 //! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
 //! - [`metrics`]: the window and the answer of `GET /v1/metrics` (its SQL is in [`index`]).
+//! - [`warm`]: the warm pool (its rules are pure; its cron step and the rooms' claims).
+//! - `schedule`: the cron's steps (`#[event(scheduled)]`).
 //! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
 //!
 //! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
@@ -33,9 +35,12 @@ pub mod provider;
 #[cfg(target_arch = "wasm32")]
 pub mod respond;
 pub mod room;
+#[cfg(target_arch = "wasm32")]
+pub mod schedule;
 pub mod slack;
 pub mod time;
 pub mod url;
+pub mod warm;
 
 #[cfg(target_arch = "wasm32")]
 pub use room::SessionRoom;
@@ -71,4 +76,11 @@ async fn fetch(
         duration_ms: time::now_ms().saturating_sub(started),
     });
     response
+}
+
+/// The cron (`[triggers] crons`): the schedule's steps.
+#[cfg(target_arch = "wasm32")]
+#[worker::event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
+    schedule::run(env).await;
 }

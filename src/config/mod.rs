@@ -5,9 +5,11 @@
 mod git_host;
 pub mod github;
 pub mod slack;
+pub mod warm;
 
 pub use github::GithubConfig;
 pub use slack::SlackConfig;
+pub use warm::WarmConfig;
 
 use protocol::api::Repo;
 use protocol::token::DEFAULT_TTL_MS;
@@ -32,6 +34,8 @@ pub struct Config {
     pub github: Option<GithubConfig>,
     /// `None` when no Slack setting is given.
     pub slack: Option<SlackConfig>,
+    /// The warm pool (none by default).
+    pub warm: WarmConfig,
 }
 
 /// Which sandbox provider the coordinator asks for sandboxes, and how to reach it.
@@ -228,7 +232,9 @@ impl Config {
         let env = non_empty("ENV").unwrap_or_else(|| "production".into());
         let github = GithubConfig::from_lookup(&non_empty, env == "development")?;
         let slack = SlackConfig::from_lookup(&non_empty, env == "development")?;
+        let warm = WarmConfig::from_lookup(&non_empty)?;
         Ok(Config {
+            warm,
             github,
             slack,
             provider,

@@ -1,8 +1,8 @@
 //! The D1 index: users and API key hashes ([`users`]), sessions and who may enter them
 //! ([`sessions`]), and what GitHub needs kept ([`github`]: users' encrypted tokens, webhook
 //! deliveries, pull requests), what Slack needs kept ([`slack`]: handled event ids, each
-//! thread's session), and metrics ([`metrics`]: finished prompts, and the queries of
-//! `GET /v1/metrics`).
+//! thread's session), metrics ([`metrics`]: finished prompts, and the queries of
+//! `GET /v1/metrics`), and the warm pool ([`warm`]).
 //! **API Boundary**: only this module writes SQL against D1.
 
 mod github;
@@ -10,6 +10,7 @@ mod metrics;
 mod sessions;
 pub mod slack;
 mod users;
+mod warm;
 
 pub use github::{StoredToken, TokenWrite};
 pub use metrics::PromptRecord;
