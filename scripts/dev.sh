@@ -8,6 +8,9 @@
 #   ANTHROPIC_API_KEY, OPENAI_API_KEY, …  model keys, handed to the agent in each sandbox
 #   SANDBOX_ENV_PASSTHROUGH  which variables those are (comma-separated; default: the usual
 #                  model-provider keys, see README, Configuration)
+#   WARM_POOL      warm sandboxes kept per repository (JSON, default {"acme/demo":1}; "" for none),
+#                  refilled by the cron, which runs at start and every 5 minutes here
+#   WARM_MAX_AGE_MINUTES  how old a warm sandbox may get (default 25)
 #   GIT_HOST       where sandboxes clone and push (default: the local git host the provider
 #                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git; with
 #                  GITHUB_APP_ID set, GitHub itself, the Worker's own default)
@@ -126,10 +129,15 @@ if [ ${#slack_vars[@]} -gt 0 ]; then
   echo "dev: passing $(( ${#slack_vars[@]} / 2 )) Slack setting(s) from the environment to the Worker" >&2
 fi
 
+# The warm pool: one warm sandbox for the demo repository unless told otherwise.
+warm_vars=(--var "WARM_POOL:${WARM_POOL-{\"acme/demo\":1\}}")
+[ -z "${WARM_MAX_AGE_MINUTES:-}" ] || warm_vars+=(--var "WARM_MAX_AGE_MINUTES:$WARM_MAX_AGE_MINUTES")
+
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
-wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
+# wrangler dev runs no cron by itself: --test-scheduled lets this script fire it (below).
+wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false --test-scheduled "${persist[@]}" "${env_flags[@]}" \
   --var ENV:development --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
-  "${github_vars[@]}" "${slack_vars[@]}" &
+  "${github_vars[@]}" "${slack_vars[@]}" "${warm_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
 # and serves the repositories under .wrangler/git at /git/ on its port.
@@ -138,7 +146,8 @@ PROVIDER_SECRET=$(dev_var PROVIDER_SECRET) AGENT=$agent \
   target/debug/bridge provider --listen "127.0.0.1:$provider_port" --workspaces "$state/sandboxes" \
   --git-root "$git_root" &
 provider_pid=$!
-trap 'kill $wrangler_pid $provider_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
+cron_pid=
+trap 'kill $wrangler_pid $provider_pid $cron_pid 2>/dev/null; wait $wrangler_pid $provider_pid 2>/dev/null' EXIT INT TERM
 
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 120); do
@@ -147,6 +156,11 @@ for _ in $(seq 1 120); do
   kill -0 $provider_pid 2>/dev/null || { echo "dev: the local sandbox provider exited" >&2; exit 1; }
   sleep 0.5
 done
+
+# The cron ([triggers] in wrangler.toml), as Cloudflare would run it: now (the warm pool fills)
+# and every 5 minutes.
+(while curl -fsS "$base/__scheduled?cron=*/5+*+*+*+*" >/dev/null 2>&1 || true; do sleep 300; done) &
+cron_pid=$!
 
 # A dev user with access to every repo, created once through the admin API.
 mkdir -p "$state"
