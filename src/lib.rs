@@ -81,6 +81,10 @@ async fn fetch(
 /// The cron (`[triggers] crons`): the schedule's steps.
 #[cfg(target_arch = "wasm32")]
 #[worker::event(scheduled)]
-async fn scheduled(_event: worker::ScheduledEvent, env: worker::Env, _ctx: worker::ScheduleContext) {
+async fn scheduled(
+    _event: worker::ScheduledEvent,
+    env: worker::Env,
+    _ctx: worker::ScheduleContext,
+) {
     schedule::run(env).await;
 }

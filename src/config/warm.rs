@@ -97,9 +97,15 @@ mod tests {
         assert_eq!(c.size("acme/other"), 0);
         assert_eq!(c.max_age_ms, 180_000);
         for (vars, says) in [
-            (&[("WARM_POOL", "[1]")][..], "WARM_POOL must be a JSON object"),
+            (
+                &[("WARM_POOL", "[1]")][..],
+                "WARM_POOL must be a JSON object",
+            ),
             (&[("WARM_POOL", r#"{"acme": 1}"#)], "not owner/name"),
-            (&[("WARM_POOL", r#"{"acme/demo": -1}"#)], "WARM_POOL must be"),
+            (
+                &[("WARM_POOL", r#"{"acme/demo": -1}"#)],
+                "WARM_POOL must be",
+            ),
             (&[("WARM_POOL", r#"{"acme/demo": 21}"#)], "over the limit"),
             (&[("WARM_MAX_AGE_MINUTES", "0")], "WARM_MAX_AGE_MINUTES"),
         ] {

@@ -242,7 +242,11 @@ mod tests {
             typing_start_at: Some(1_000),
             ..RoomMeta::default()
         };
-        assert!(!typing_starts(&asked, false, 1_000 + TYPING_START_EVERY_MS - 1));
+        assert!(!typing_starts(
+            &asked,
+            false,
+            1_000 + TYPING_START_EVERY_MS - 1
+        ));
         assert!(typing_starts(&asked, false, 1_000 + TYPING_START_EVERY_MS));
         let backing_off = RoomMeta {
             retry_at: Some(5_000),
@@ -259,7 +263,10 @@ mod tests {
             start_wanted: Some(StartWanted::WarmOnly),
             ..RoomMeta::default()
         };
-        assert!(typing_starts(&creation, false, 1_000), "typing may also start a cold one");
+        assert!(
+            typing_starts(&creation, false, 1_000),
+            "typing may also start a cold one"
+        );
     }
 
     fn rules() -> Lifecycle {

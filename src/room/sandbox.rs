@@ -81,7 +81,16 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
         let claimed = crate::warm::claim(cx.env, cx.config, &session, cx.now).await;
         let cx = &cx.at(now_ms().max(cx.now));
         if let Some(claimed) = claimed {
-            if claim(cx, &client, token_secret, &session, &coordinator_url, &claimed).await? {
+            if claim(
+                cx,
+                &client,
+                token_secret,
+                &session,
+                &coordinator_url,
+                &claimed,
+            )
+            .await?
+            {
                 return Ok(());
             }
         }

@@ -157,7 +157,14 @@ mod tests {
         }
     }
 
-    fn check(targets: &[Target], rows: &[PoolRow], now: u64, retire: &[&str], delete: &[&str], start: u32) {
+    fn check(
+        targets: &[Target],
+        rows: &[PoolRow],
+        now: u64,
+        retire: &[&str],
+        delete: &[&str],
+        start: u32,
+    ) {
         let plan = plan(&config(), targets, rows, now);
         assert_eq!(plan.retire, retire, "retire");
         assert_eq!(plan.delete, delete, "delete");
@@ -190,7 +197,14 @@ mod tests {
             row("a", WarmStatus::Warm, 0, Some("im_1")),
             row("b", WarmStatus::Starting, 0, Some("im_1")),
         ];
-        check(&[target(2, Some("im_2"))], &rows, MINUTE, &["a", "b"], &[], 2);
+        check(
+            &[target(2, Some("im_2"))],
+            &rows,
+            MINUTE,
+            &["a", "b"],
+            &[],
+            2,
+        );
         check(&[target(2, Some("im_1"))], &rows, MINUTE, &[], &[], 0);
     }
 
@@ -218,7 +232,14 @@ mod tests {
         check(&[target(0, None)], &rows, MINUTE, &["1", "2", "3"], &[], 0);
         let stuck = [row("s", WarmStatus::Starting, 0, None)];
         check(&[target(1, None)], &stuck, START_TIMEOUT_MS, &["s"], &[], 1);
-        check(&[target(1, None)], &stuck, START_TIMEOUT_MS - 1, &[], &[], 0);
+        check(
+            &[target(1, None)],
+            &stuck,
+            START_TIMEOUT_MS - 1,
+            &[],
+            &[],
+            0,
+        );
         // Another branch than the default's is not claimable: retired.
         let mut other = row("o", WarmStatus::Warm, 0, None);
         other.branch = "dev".into();

@@ -134,7 +134,12 @@ impl RunConfig {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read the assignment {}: {e}", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the assignment {}: {e}",
+                    path.display()
+                ))
+            }
         };
         // A provider writes the file whole under a temporary name and renames it, so a file
         // that is there is complete.
@@ -145,7 +150,10 @@ impl RunConfig {
         plain_id(&assignment.session_id)?;
         coordinator_url(&assignment.coordinator_url)?;
         if assignment.sandbox_token.is_empty()
-            || !assignment.sandbox_token.chars().all(|c| c.is_ascii_graphic())
+            || !assignment
+                .sandbox_token
+                .chars()
+                .all(|c| c.is_ascii_graphic())
         {
             return Err("the assignment holds no sandbox token".into());
         }
@@ -865,6 +873,57 @@ mod tests {
         assert!(refusal(&with_file).contains("cannot read the token file"));
         std::fs::write(&file, "\n").unwrap();
         assert!(refusal(&with_file).contains("holds no token"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_warm_bridge_starts_without_a_session_and_takes_its_assignment_once() {
+        let dir =
+            std::env::temp_dir().join(format!("bridge-assignment-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("assignment");
+        let args = [
+            "run",
+            "--sandbox",
+            "b",
+            "--assignment-file",
+            file.to_str().unwrap(),
+        ];
+        let mut config = match parse_flags(&args) {
+            Ok(Command::Run(config)) => *config,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (config.session_id.as_str(), config.coordinator_url.as_str()),
+            ("", "")
+        );
+        assert_eq!(config.token.expose(), "");
+        // Nothing yet; then the provider's file, read and deleted.
+        assert_eq!(RunConfig::take_assignment(&file), Ok(None));
+        std::fs::write(
+            &file,
+            r#"{"session_id":"ses_1","coordinator_url":"http://127.0.0.1:8787","sandbox_token":"sbx1.t"}"#,
+        )
+        .unwrap();
+        let assignment = RunConfig::take_assignment(&file).unwrap().unwrap();
+        assert!(!file.exists(), "the assignment is deleted once read");
+        config.assign(assignment);
+        assert_eq!(config.session_id, "ses_1");
+        assert_eq!(config.coordinator_url, "http://127.0.0.1:8787");
+        assert_eq!(config.token.expose(), "sbx1.t");
+        assert_eq!(config.assignment, None);
+        for bad in [
+            "not json",
+            r#"{"session_id":"../x","coordinator_url":"http://x","sandbox_token":"t"}"#,
+            r#"{"session_id":"s","coordinator_url":"ftp://x","sandbox_token":"t"}"#,
+            r#"{"session_id":"s","coordinator_url":"http://x","sandbox_token":""}"#,
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(RunConfig::take_assignment(&file).is_err(), "{bad}");
+        }
+        // A warm bridge is given no session, URL or token file besides.
+        let both = [&args[..], &["--session", "s"]].concat();
+        assert!(parse_flags(&both).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

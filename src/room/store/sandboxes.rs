@@ -120,12 +120,10 @@ impl Store {
 
     /// Whether the sandbox came from the warm pool (rather than started for this session).
     pub fn is_warm(&self, id: &str) -> Result<bool> {
-        Ok(self
-            .number(
-                "SELECT COUNT(*) AS n FROM warm_claims WHERE sandbox_id = ?",
-                vec![s(id)],
-            )?
-            > 0)
+        Ok(self.number(
+            "SELECT COUNT(*) AS n FROM warm_claims WHERE sandbox_id = ?",
+            vec![s(id)],
+        )? > 0)
     }
 
     pub fn ack_seen(&self, sandbox_id: &str, ack_id: &str) -> Result<bool> {

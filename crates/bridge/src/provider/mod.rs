@@ -437,9 +437,7 @@ async fn route(
             | ["sandboxes", _, "snapshot" | "claim"]
             | ["images"]
             | ["warm-sandboxes"],
-        ) => {
-            error(ApiError::of(ErrorCode::MethodNotAllowed))
-        }
+        ) => error(ApiError::of(ErrorCode::MethodNotAllowed)),
         _ => error(ApiError::not_found("route")),
     }
 }
@@ -516,8 +514,7 @@ async fn claim(provider: &Provider, sandbox_id: &str, body: &[u8]) -> Reply {
         ));
     }
     let root = provider.sandboxes.lock().await.root().to_path_buf();
-    if let Err(e) =
-        sandboxes::record_owner(&root, "sandbox", sandbox_id, &request.session_id).await
+    if let Err(e) = sandboxes::record_owner(&root, "sandbox", sandbox_id, &request.session_id).await
     {
         return error(ApiError::new(ErrorCode::Internal, e.to_string()));
     }

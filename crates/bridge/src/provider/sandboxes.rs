@@ -203,10 +203,13 @@ fn write_assignment(
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let internal = |e: std::io::Error| {
-        ApiError::new(ErrorCode::Internal, format!("cannot write the assignment: {e}"))
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot write the assignment: {e}"),
+        )
     };
-    let json = serde_json::to_vec(claim)
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let json =
+        serde_json::to_vec(claim).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let temp = path.with_file_name(".assignment.tmp");
     let written = (|| {
         let mut file = std::fs::OpenOptions::new()
@@ -463,11 +466,7 @@ impl Sandboxes {
     /// A bridge that dies (a crash, a kill) is started again in the same workspace, where its
     /// journal lets it resend what the room had not acknowledged. One that exits by itself (a
     /// shutdown, or the room refusing it for good) or was ended by the provider is not.
-    pub fn start_bridge(
-        &mut self,
-        request: &CreateSandbox,
-        warm: bool,
-    ) -> Result<u32, ApiError> {
+    pub fn start_bridge(&mut self, request: &CreateSandbox, warm: bool) -> Result<u32, ApiError> {
         let warm = warm.then(|| Arc::new(std::sync::Mutex::new(WarmState::default())));
         let mut command = self.bridge_command(request);
         command.warm = warm.clone();
@@ -544,17 +543,29 @@ impl Sandboxes {
             return Err(ApiError::not_found("sandbox"));
         };
         let Some(warm) = &bridge.warm else {
-            return Err(ApiError::new(ErrorCode::Conflict, "this sandbox is not warm"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this sandbox is not warm",
+            ));
         };
         if !bridge.is_running() {
-            return Err(ApiError::new(ErrorCode::Conflict, "this warm sandbox has ended"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this warm sandbox has ended",
+            ));
         }
         let mut warm = warm.lock().unwrap_or_else(|e| e.into_inner());
         if warm.claim.is_some() {
-            return Err(ApiError::new(ErrorCode::Conflict, "this sandbox was claimed already"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this sandbox was claimed already",
+            ));
         }
         let Some(path) = warm.waiting_at.clone() else {
-            return Err(ApiError::new(ErrorCode::Conflict, "this warm sandbox is not waiting"));
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this warm sandbox is not waiting",
+            ));
         };
         write_assignment(&path, claim, self.setup.user)?;
         warm.claim = Some(claim.clone());
