@@ -16,11 +16,4 @@ mod step;
 
 pub use plan::{plan, Plan, PoolRow, WarmStatus};
 #[cfg(target_arch = "wasm32")]
-pub use step::{claim, retire_later, run, top_up_later, Claimed};
-
-/// The image new sandboxes of `repo` start from, if one was built. Images are recorded by the
-/// image step of the cron (`image_builds`); until then there is none, and a warm sandbox
-/// starts from a clone like a cold one.
-pub fn latest_image(_repo: &str) -> Option<String> {
-    None
-}
+pub use step::{claim, latest_image, retire_later, run, top_up_later, Claimed};

@@ -21,20 +21,28 @@ fn index(env: &Env) -> Result<Index> {
     Ok(Index::new(env.d1("DB")?))
 }
 
+/// The image new sandboxes of `repo` start from, if one was built. Images are recorded by the
+/// image step of the cron (`image_builds`); until one is, there is none, and a warm sandbox
+/// starts from a clone like a cold one. The one place the pool asks.
+pub async fn latest_image(_index: &Index, _repo: &str) -> Option<String> {
+    None
+}
+
 /// What each pooled repository should have (all of them, or `only` that one).
-fn targets(config: &Config, only: Option<&str>) -> Vec<Target> {
-    config
-        .warm
-        .pool
-        .iter()
-        .filter(|(repo, _)| only.is_none_or(|only| only.eq_ignore_ascii_case(repo)))
-        .map(|(repo, size)| Target {
+async fn targets(index: &Index, config: &Config, only: Option<&str>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (repo, size) in &config.warm.pool {
+        if only.is_some_and(|only| !only.eq_ignore_ascii_case(repo)) {
+            continue;
+        }
+        targets.push(Target {
             repo: repo.clone(),
             size: *size,
             branch: default_branch(config, repo),
-            image_id: super::latest_image(repo),
-        })
-        .collect()
+            image_id: latest_image(index, repo).await,
+        });
+    }
+    targets
 }
 
 fn default_branch(config: &Config, repo: &str) -> String {
@@ -56,7 +64,7 @@ pub async fn run(env: &Env, config: &Config, only: Option<&str>) -> Result<()> {
     };
     let index = index(env)?;
     let now = now_ms();
-    let targets = targets(config, only);
+    let targets = targets(&index, config, only).await;
     let rows = index.warm_pool(only).await?;
     let plan = plan(&config.warm, &targets, &rows, now);
     for id in &plan.retire {
@@ -101,7 +109,7 @@ async fn start(
 ) -> Result<()> {
     let sandbox_id = new_id("sbx")?;
     let branch = default_branch(config, repo);
-    let image_id = super::latest_image(repo);
+    let image_id = latest_image(index, repo).await;
     index
         .insert_warm(&sandbox_id, repo, &branch, image_id.as_deref(), now_ms())
         .await?;
@@ -135,11 +143,11 @@ pub async fn claim(env: &Env, config: &Config, session: &Session, now: u64) -> O
     if config.warm.size(&session.repo) == 0 {
         return None;
     }
-    let image_id = super::latest_image(&session.repo);
     // Not one that would be retired before it is handed over.
     let fresh_after = now.saturating_sub(config.warm.max_age_ms);
     let claimed = match index(env) {
         Ok(index) => {
+            let image_id = latest_image(&index, &session.repo).await;
             index
                 .claim_warm(
                     &session.repo,

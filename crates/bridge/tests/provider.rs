@@ -986,6 +986,17 @@ async fn a_warm_sandbox_waits_for_its_claim_then_serves_its_session() {
         .call("POST", "/sandboxes/sbx_w/claim", Some(&claim(&room.url)))
         .await;
     assert_eq!(error_code(&again), (409, Some("conflict")));
+    let mut foreign = claim(&room.url);
+    foreign["session_id"] = json!("ses_other");
+    let foreign = provider
+        .call("POST", "/sandboxes/sbx_w/claim", Some(&foreign))
+        .await;
+    assert_eq!(error_code(&foreign), (409, Some("conflict")));
+    assert_eq!(
+        std::fs::read_to_string(provider.workspaces.join(".owners/sandbox-sbx_w")).unwrap(),
+        "ses_warm",
+        "a refused claim changes no owner"
+    );
     let unknown = provider
         .call("POST", "/sandboxes/sbx_nope/claim", Some(&claim(&room.url)))
         .await;

@@ -513,12 +513,20 @@ async fn claim(provider: &Provider, sandbox_id: &str, body: &[u8]) -> Reply {
             "coordinator_url is not in this provider's allowlist",
         ));
     }
-    let root = provider.sandboxes.lock().await.root().to_path_buf();
+    // Held throughout, so two claims of the same sandbox cannot interleave: the owner is
+    // recorded only for a sandbox that can be claimed, and before its bridge learns its session.
+    let mut sandboxes = provider.sandboxes.lock().await;
+    if let Err(e) = sandboxes.claimable(sandbox_id) {
+        crate::log!("provider", "claiming sandbox {sandbox_id}: {}", e.message);
+        return error(e);
+    }
+    let root = sandboxes.root().to_path_buf();
     if let Err(e) = sandboxes::record_owner(&root, "sandbox", sandbox_id, &request.session_id).await
     {
         return error(ApiError::new(ErrorCode::Internal, e.to_string()));
     }
-    let claimed = provider.sandboxes.lock().await.claim(sandbox_id, &request);
+    let claimed = sandboxes.claim(sandbox_id, &request);
+    drop(sandboxes);
     match claimed {
         Ok(pid) => {
             crate::log!(

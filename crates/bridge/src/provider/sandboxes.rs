@@ -535,41 +535,45 @@ impl Sandboxes {
         Ok(first_pid)
     }
 
+    /// Whether the sandbox is warm, running, waiting and not claimed yet: what a claim needs.
+    pub fn claimable(&self, sandbox_id: &str) -> Result<(), ApiError> {
+        self.waiting(sandbox_id).map(drop)
+    }
+
+    /// A claimable sandbox's pid, its warm state and where its bridge waits.
+    fn waiting(
+        &self,
+        sandbox_id: &str,
+    ) -> Result<(u32, Arc<std::sync::Mutex<WarmState>>, PathBuf), ApiError> {
+        let Some(Slot::Live(bridge)) = self.slots.get(sandbox_id) else {
+            return Err(ApiError::not_found("sandbox"));
+        };
+        let conflict = |message: &str| Err(ApiError::new(ErrorCode::Conflict, message));
+        let Some(warm) = &bridge.warm else {
+            return conflict("this sandbox is not warm");
+        };
+        if !bridge.is_running() {
+            return conflict("this warm sandbox has ended");
+        }
+        let state = warm.lock().unwrap_or_else(|e| e.into_inner());
+        if state.claim.is_some() {
+            return conflict("this sandbox was claimed already");
+        }
+        let Some(path) = state.waiting_at.clone() else {
+            return conflict("this warm sandbox is not waiting");
+        };
+        Ok((*bridge.pgid.borrow(), warm.clone(), path))
+    }
+
     /// Hands a warm sandbox its assignment: the file its waiting bridge reads (written whole,
     /// then renamed into place, 0600 in the bridge's own 0700 folder). Returns the running
     /// bridge's pid.
     pub fn claim(&mut self, sandbox_id: &str, claim: &ClaimSandbox) -> Result<u32, ApiError> {
-        let Some(Slot::Live(bridge)) = self.slots.get(sandbox_id) else {
-            return Err(ApiError::not_found("sandbox"));
-        };
-        let Some(warm) = &bridge.warm else {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this sandbox is not warm",
-            ));
-        };
-        if !bridge.is_running() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this warm sandbox has ended",
-            ));
-        }
+        let (pid, warm, path) = self.waiting(sandbox_id)?;
         let mut warm = warm.lock().unwrap_or_else(|e| e.into_inner());
-        if warm.claim.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this sandbox was claimed already",
-            ));
-        }
-        let Some(path) = warm.waiting_at.clone() else {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "this warm sandbox is not waiting",
-            ));
-        };
         write_assignment(&path, claim, self.setup.user)?;
         warm.claim = Some(claim.clone());
-        Ok(*bridge.pgid.borrow())
+        Ok(pid)
     }
 
     /// Everything `bridge run` is started with, kept to start it again.
