@@ -5,7 +5,7 @@
 // Environment knobs (defaults are the full benchmark):
 //   BENCH_RUNS=3            runs per scenario (the median is reported, with min–max)
 //   BENCH_N=1,16,64,256     participants for scenarios 1 and 2
-//   BENCH_ONLY=fanout,ingest,replay,cold   scenarios to run
+//   BENCH_ONLY=fanout,ingest,replay,cold,warm   scenarios to run (warm: a warm sandbox against a cold one)
 //   BENCH_REPLAY=10000,100000              missed events for scenario 4
 //   COORDINATOR_DIR=path    benchmark another checkout's built Worker (its wrangler.toml,
 //                           build/ and migrations/) instead of this one's
@@ -24,6 +24,7 @@ import { cold } from './scenarios/cold.mjs';
 import { fanout } from './scenarios/fanout.mjs';
 import { ingest } from './scenarios/ingest.mjs';
 import { replay } from './scenarios/replay.mjs';
+import { warm } from './scenarios/warm.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH, '..');
@@ -40,7 +41,7 @@ const LIMITS = {
   frames_per_window: 1_000_000_000,
 };
 
-const only = list(process.env.BENCH_ONLY, ['fanout', 'ingest', 'replay', 'cold']);
+const only = list(process.env.BENCH_ONLY, ['fanout', 'ingest', 'replay', 'cold', 'warm']);
 const config = {
   runs: Number(process.env.BENCH_RUNS ?? 3),
   participants: list(process.env.BENCH_N, ['1', '16', '64', '256']).map(Number),
@@ -146,7 +147,7 @@ async function main() {
     floorModules,
     migrationsDir: path.join(COORDINATOR_DIR, 'migrations'),
   };
-  const scenarios = { fanout, ingest, replay, cold };
+  const scenarios = { fanout, ingest, replay, cold, warm };
   results.seconds = {};
   // How busy the whole machine was during each scenario (the benchmark and everyone else):
   // with 2 cores shared, other people's builds show up here and in the spreads.

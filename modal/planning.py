@@ -28,6 +28,7 @@ RESERVED_ENV = frozenset(
         "SANDBOX_TOKEN",
         "SANDBOX_TOKEN_FILE",
         "SANDBOX_TOKEN_DIR",
+        "SANDBOX_ASSIGNMENT_FILE",
         "REPO_OWNER",
         "REPO_NAME",
         "REPO_BRANCH",
@@ -179,3 +180,31 @@ def plan_sandbox(req: CreateRequest, config: Config, repo_image: dict | None = N
         dropped_env=dropped,
         secret_values=[req.sandbox_token, *passed.values()],
     )
+
+
+# Where a warm sandbox's bridge waits for its assignment; sandbox-entry makes the folder 0700.
+ASSIGNMENT_FILE = "/run/sandbox-assignment/assignment"
+
+
+def plan_warm(req: CreateRequest, config: Config, repo_image: dict | None = None) -> SandboxPlan:
+    """A warm sandbox (``POST /warm-sandboxes``): the plan of a cold one without any session secret.
+
+    No coordinator URL, session id or sandbox token goes in its environment: its bridge starts the
+    agent and waits for ``SANDBOX_ASSIGNMENT_FILE``, which the claim writes. It may reach every
+    coordinator of the allowlist (the one that claims it is not known yet) and the git host.
+    """
+    plan = plan_sandbox(req, config, repo_image)
+    for name in ("COORDINATOR_URL", "SESSION_ID", "SANDBOX_TOKEN"):
+        plan.env.pop(name, None)
+    plan.env["SANDBOX_ASSIGNMENT_FILE"] = ASSIGNMENT_FILE
+    coordinators = sorted(
+        (origin.split("://", 1)[-1].split(":", 1)[0] for origin in config.coordinator_allowlist)
+    )
+    domains, cidrs = network_policy(
+        req.block_network, req.allowed_hosts, [*coordinators, req.repo.clone_host()], config.extra_allowed_hosts
+    )
+    plan.outbound_domain_allowlist, plan.outbound_cidr_allowlist = domains, cidrs
+    plan.tags = {"role": "warm", "sandbox_id": req.sandbox_id, "repo": req.repo.full_name}
+    plan.session_id = ""
+    plan.secret_values = [v for v in plan.secret_values if v]
+    return plan

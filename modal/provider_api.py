@@ -2,6 +2,8 @@
 
     GET    /health                     unsigned
     POST   /sandboxes                  201 {sandbox_id, provider_id, workspace, image_id?, dropped_env?}
+    POST   /warm-sandboxes             201 {sandbox_id, provider_id}
+    POST   /sandboxes/{id}/claim       200 {sandbox_id, provider_id}
     POST   /sandboxes/{id}/snapshot    200 {snapshot_id}
     DELETE /sandboxes/{id}             200 {}
     POST   /images                     202 {build_id}
@@ -95,6 +97,18 @@ def health(provider: Context) -> dict:
 def create_sandbox(body: Body, provider: Context) -> dict:
     request = validation.parse_create(body, provider.config)
     return provisioning.create(request, provider.config, provider.store, provider.backend, provider.clock)
+
+
+@router.post("/warm-sandboxes", status_code=201)
+def start_warm_sandbox(body: Body, provider: Context) -> dict:
+    request = validation.parse_warm(body, provider.config)
+    return provisioning.start_warm(request, provider.config, provider.store, provider.backend, provider.clock)
+
+
+@router.post("/sandboxes/{sandbox_id}/claim")
+def claim_sandbox(sandbox_id: str, body: Body, provider: Context) -> dict:
+    request = validation.parse_claim(body)
+    return provisioning.claim(sandbox_id, request, provider.config, provider.store, provider.backend, provider.clock)
 
 
 @router.post("/sandboxes/{sandbox_id}/snapshot")

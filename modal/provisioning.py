@@ -9,12 +9,14 @@ Backend interface (duck-typed):
 - ``snapshot_sandbox(provider_id: str) -> str`` (the image object id)
 - ``terminate_sandbox(provider_id: str) -> None``
 - ``find_sandbox(sandbox_id: str) -> str | None`` (look-up by tag when the state has no record)
+- ``assign_sandbox(provider_id: str, path: str, text: str) -> None`` (a warm sandbox's assignment file)
 
 Backends raise `ProviderFailure` (or `ApiError`) with messages that are safe to show.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable
 
@@ -22,9 +24,9 @@ import builds
 import validation
 from config import Config
 from errors import ApiError, ProviderFailure, invalid
-from planning import plan_sandbox
+from planning import ASSIGNMENT_FILE, plan_sandbox, plan_warm
 from state import StateStore, iso_utc, sandbox_key, snapshot_key
-from validation import CreateRequest
+from validation import ClaimRequest, CreateRequest
 
 log = logging.getLogger("provisioning")
 
@@ -122,3 +124,55 @@ def delete(sandbox_id: str, store: StateStore, backend: Any, clock: Clock) -> di
         store.put(sandbox_key(sandbox_id), dict(record, ended_at=iso_utc(clock())))
         log.info("terminated sandbox %s (%s)", sandbox_id, provider_id)
     return {}
+
+
+def start_warm(req: CreateRequest, config: Config, store: StateStore, backend: Any, clock: Clock) -> dict:
+    """``POST /warm-sandboxes``: a sandbox bound to no session, from the latest repo image when there is one."""
+    existing = store.get(sandbox_key(req.sandbox_id))
+    if existing:
+        if not existing.get("warm"):
+            raise ApiError(409, "conflict", "sandbox_id is already used by another sandbox")
+        return {"sandbox_id": req.sandbox_id, "provider_id": existing["provider_id"]}
+    repo_image = None
+    if not req.image_id:
+        repo_image = builds.latest_image(store, req.repo.owner, req.repo.name, req.repo.branch)
+    plan = plan_warm(req, config, repo_image)
+    provider_id = backend.create_sandbox(plan)
+    store.put(
+        sandbox_key(req.sandbox_id),
+        {
+            "provider_id": provider_id,
+            "session_id": None,
+            "warm": True,
+            "repo": req.repo.full_name,
+            "image_kind": plan.image_kind,
+            "created_at": iso_utc(clock()),
+        },
+    )
+    log.info("started warm sandbox %s (repo %s, workspace %s) as %s", req.sandbox_id, req.repo.full_name, plan.workspace_mode, provider_id)
+    return {"sandbox_id": req.sandbox_id, "provider_id": provider_id}
+
+
+def claim(sandbox_id: str, req: ClaimRequest, config: Config, store: StateStore, backend: Any, clock: Clock) -> dict:
+    """``POST /sandboxes/:id/claim``: the assignment written into the running warm sandbox, once."""
+    if req.coordinator_origin not in config.coordinator_allowlist:
+        raise ApiError(403, "forbidden", f"coordinator_url {req.coordinator_origin} is not in COORDINATOR_ALLOWLIST")
+    if not validation.matches("CreateSandbox", "sandbox_id", sandbox_id):
+        raise ApiError(404, "not_found", "no such sandbox")
+    record = store.get(sandbox_key(sandbox_id))
+    if not record:
+        raise ApiError(404, "not_found", "no such sandbox")
+    if not record.get("warm") or record.get("ended_at"):
+        raise ApiError(409, "conflict", "this sandbox is not a waiting warm sandbox")
+    if record.get("session_id"):
+        if record["session_id"] == req.session_id:
+            # A retried claim: the assignment is written already.
+            return {"sandbox_id": sandbox_id, "provider_id": record["provider_id"]}
+        raise ApiError(409, "conflict", "this sandbox was claimed already")
+    assignment = json.dumps(
+        {"session_id": req.session_id, "coordinator_url": req.coordinator_url, "sandbox_token": req.sandbox_token}
+    )
+    backend.assign_sandbox(record["provider_id"], ASSIGNMENT_FILE, assignment)
+    store.put(sandbox_key(sandbox_id), dict(record, session_id=req.session_id, claimed_at=iso_utc(clock())))
+    log.info("warm sandbox %s claimed by session %s", sandbox_id, req.session_id)
+    return {"sandbox_id": sandbox_id, "provider_id": record["provider_id"]}

@@ -51,6 +51,15 @@ hand_token_to_bridge() {
 }
 hand_token_to_bridge
 
+# A warm sandbox (no session yet): the bridge starts its agent and waits for the assignment the
+# claim writes into this 0700 folder (session, coordinator URL, sandbox token), reads it and
+# deletes it. Until then no session secret is in the sandbox.
+if [ -n "${SANDBOX_ASSIGNMENT_FILE:-}" ]; then
+    assignment_dir=$(dirname "$SANDBOX_ASSIGNMENT_FILE")
+    (umask 077 && mkdir -p "$assignment_dir")
+    chmod 0700 "$assignment_dir"
+fi
+
 WORKSPACE="${WORKSPACE:-/workspace}"
 MEMORY_DIR="${MEMORY_DIR:-/memory}"
 MODE="${WORKSPACE_MODE:-clone}"

@@ -117,6 +117,29 @@ class ModalBackend:
                 return  # already gone: what a delete wants
             raise failure from None
 
+    def assign_sandbox(self, provider_id: str, path: str, text: str) -> None:
+        """Writes a warm sandbox's assignment where its bridge waits: a temporary file through
+        ``Sandbox.open``, then ``mv`` into place, so the bridge never reads half of it."""
+        sandbox = self._sandbox(provider_id, "Sandbox.from_id")
+        temp = f"{path}.tmp"
+        try:
+            if sandbox.poll() is not None:
+                raise ProviderFailure("the warm sandbox has already finished", status=409, code="conflict")
+            handle = sandbox.open(temp, "w")
+            try:
+                handle.write(text)
+            finally:
+                handle.close()
+            moved = sandbox.exec("mv", temp, path, timeout=30)
+            if moved.wait() != 0:
+                raise ProviderFailure("could not move the assignment into place")
+        except ProviderFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise self._failure("Sandbox.open", exc, [text]) from None
+        finally:
+            self._detach(sandbox)
+
     def check_app(self, app_name: str) -> None:
         """Looks the deployed app up by name: Modal takes this deployment's credentials (health)."""
         try:

@@ -304,3 +304,54 @@ def parse_create(body: bytes, config: Config) -> CreateRequest:
         allowed_hosts=hosts,
         env=dict(data.get("env", {})),
     )
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """``POST /sandboxes/:id/claim``: a warm sandbox's session, coordinator and token."""
+
+    session_id: str
+    coordinator_url: str
+    coordinator_origin: str
+    sandbox_token: str = field(repr=False)
+
+
+def parse_warm(body: bytes, config: Config) -> CreateRequest:
+    """``POST /warm-sandboxes``: a `CreateRequest` with no session, coordinator or token (empty)."""
+    data = parse_json(body)
+    check("StartWarmSandbox", data)
+    resources, network = data["resources"], data["network"]
+    hosts = [_host(h, f"network.allowed_hosts[{i}]") for i, h in enumerate(network.get("allowed_hosts", []))]
+    return CreateRequest(
+        session_id="",
+        sandbox_id=data["sandbox_id"],
+        coordinator_url="",
+        coordinator_origin="",
+        coordinator_host="",
+        sandbox_token="",
+        repo=_typed_repo(data["repo"], "repo"),
+        image_id=data.get("image_id"),
+        snapshot_id=None,
+        cpu=float(_at_most(resources["cpu"], config.max_cpu, "cpu")),
+        memory_mb=_at_most(resources["memory_mb"], config.max_memory_mb, "memory_mb"),
+        disk_mb=resources["disk_mb"],
+        timeout_s=_at_most(resources["timeout_s"], config.max_timeout_s, "timeout_s"),
+        block_network=network["block_network"],
+        allowed_hosts=hosts,
+        env=dict(data.get("env", {})),
+    )
+
+
+def parse_claim(body: bytes) -> ClaimRequest:
+    """``POST /sandboxes/:id/claim``."""
+    data = parse_json(body)
+    check("ClaimSandbox", data)
+    origin = normalize_origin(data["coordinator_url"])
+    if origin is None:
+        raise invalid("coordinator_url is not a valid URL")
+    return ClaimRequest(
+        session_id=data["session_id"],
+        coordinator_url=data["coordinator_url"].rstrip("/"),
+        coordinator_origin=origin,
+        sandbox_token=data["sandbox_token"],
+    )

@@ -8,6 +8,9 @@
 #   ANTHROPIC_API_KEY, OPENAI_API_KEY, …  model keys, handed to the agent in each sandbox
 #   SANDBOX_ENV_PASSTHROUGH  which variables those are (comma-separated; default: the usual
 #                  model-provider keys, see README, Configuration)
+#   WARM_POOL      warm sandboxes kept per repository (JSON, default {"acme/demo":1}; "" for none),
+#                  refilled by the cron, which runs at start and every 5 minutes here
+#   WARM_MAX_AGE_MINUTES  how old a warm sandbox may get (default 25)
 #   GIT_HOST       where sandboxes clone and push (default: the local git host the provider
 #                  serves from .wrangler/git, http://127.0.0.1:PROVIDER_PORT/git; with
 #                  GITHUB_APP_ID set, GitHub itself, the Worker's own default)
@@ -131,9 +134,11 @@ if [ ${#slack_vars[@]} -gt 0 ]; then
 fi
 
 other_vars=()
-for name in IMAGE_REFRESH_MINUTES; do
+for name in IMAGE_REFRESH_MINUTES WARM_MAX_AGE_MINUTES; do
   if [ -n "${!name:-}" ]; then other_vars+=(--var "$name:${!name}"); fi
 done
+# The warm pool: one warm sandbox for the demo repository unless told otherwise (WARM_POOL= for none).
+other_vars+=(--var "WARM_POOL:${WARM_POOL-{\"acme/demo\":1\}}")
 
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
 # --test-scheduled: GET /__scheduled fires the cron (below), as the platform does when deployed.
@@ -160,8 +165,8 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
-# The cron, as the platform would fire it when deployed: at once (the first images), then every
-# DEV_CRON_SECONDS.
+# The cron, as the platform would fire it when deployed: at once (the first images, and the warm
+# pool fills), then every DEV_CRON_SECONDS (300, as wrangler.toml's */5).
 cron_every=${DEV_CRON_SECONDS:-300}
 if [ "$cron_every" -gt 0 ] 2>/dev/null; then
   ( while kill -0 $wrangler_pid 2>/dev/null; do

@@ -13,7 +13,8 @@
 //! - [`crypto`]: AES-256-GCM and RS256 through WebCrypto; PEM keys to PKCS#8.
 //! - [`respond`]: building responses and reading bodies.
 //! - [`metrics`]: the window and the answer of `GET /v1/metrics` (its SQL is in [`index`]).
-//! - [`schedule`]: the cron's steps; [`images`]: repository images rebuilt when the branch moves.
+//! - [`schedule`]: the cron's steps; [`images`]: repository images rebuilt when the branch moves;
+//!   [`warm`]: the warm pool (its rules are pure; its cron step and the rooms' claims).
 //! - [`error`], [`ids`], [`time`], [`log`], [`url`]: small shared pieces.
 //!
 //! Only the modules that touch the Workers runtime are compiled for wasm alone; the rest
@@ -40,6 +41,7 @@ pub mod schedule;
 pub mod slack;
 pub mod time;
 pub mod url;
+pub mod warm;
 
 #[cfg(target_arch = "wasm32")]
 pub use room::SessionRoom;

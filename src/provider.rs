@@ -8,8 +8,8 @@ use crate::config::ProviderConfig;
 use crate::time::now_ms;
 use futures_util::future::{select, Either};
 use protocol::provider::{
-    sign, BuildImage, CreateSandbox, CreatedSandbox, Head, HeadLookup, ImageBuild,
-    ImageBuildStarted, ProviderHealth, SnapshotTaken, SIGNATURE_HEADER,
+    sign, BuildImage, ClaimSandbox, CreateSandbox, CreatedSandbox, Head, HeadLookup, ImageBuild,
+    ImageBuildStarted, ProviderHealth, SnapshotTaken, StartWarmSandbox, SIGNATURE_HEADER,
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -37,6 +37,27 @@ impl<'a> ProviderClient<'a> {
     pub async fn create(&self, request: &CreateSandbox) -> Result<CreatedSandbox, ProviderError> {
         let body = serde_json::to_vec(request).map_err(|e| ProviderError(e.to_string()))?;
         self.call(Method::Post, "/sandboxes", body, 30_000).await
+    }
+
+    /// Starts a sandbox for the warm pool, bound to no session.
+    pub async fn start_warm(
+        &self,
+        request: &StartWarmSandbox,
+    ) -> Result<CreatedSandbox, ProviderError> {
+        let body = serde_json::to_vec(request).map_err(|e| ProviderError(e.to_string()))?;
+        self.call(Method::Post, "/warm-sandboxes", body, 30_000)
+            .await
+    }
+
+    /// Hands a warm sandbox its session, its coordinator and its own token.
+    pub async fn claim(
+        &self,
+        sandbox_id: &str,
+        request: &ClaimSandbox,
+    ) -> Result<CreatedSandbox, ProviderError> {
+        let body = serde_json::to_vec(request).map_err(|e| ProviderError(e.to_string()))?;
+        let path = format!("/sandboxes/{sandbox_id}/claim");
+        self.call(Method::Post, &path, body, 15_000).await
     }
 
     pub async fn snapshot(&self, sandbox_id: &str) -> Result<SnapshotTaken, ProviderError> {

@@ -1,6 +1,7 @@
 // Operations: GET /v1/metrics over a scripted set of sessions (three authors, api, web,
-// extension and Slack sources, a prompt cancelled before it started, a merged and a closed pull request
-// through the fake GitHub's webhooks) against figures computed here by hand from what the API
+// extension and Slack sources, a prompt cancelled before it started, cold starts and a warm one
+// claimed from the pool that the cron filled, a merged and a closed pull request through the fake
+// GitHub's webhooks) against figures computed here by hand from what the API
 // shows; the metrics page in Chromium (with a screenshot); deep health against fakes of the
 // provider, GitHub, Slack and the classifier; and the JSON log lines, with no secret in them.
 //
@@ -13,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, addMember, allEvents, api, createSession, createUser, eventually, rid, sleep, useServer } from './support/server.mjs';
+import { ROOT, addMember, allEvents, api, createSession, createUser, eventually, fireCron, rid, sleep, useServer } from './support/server.mjs';
 import { dialBridge, nthCreate, startRecordingProvider } from './support/sandbox.mjs';
 import { appKeyPair, startFakeGithub, webhookSignature } from './support/fake-github.mjs';
 import { slackHeaders, startFakeSlack } from './support/fake-slack.mjs';
@@ -75,6 +76,7 @@ const ctx = useServer({
       CLASSIFIER_URL: `${classifier.url}/v1`,
       CLASSIFIER_MODEL: 'fast',
       CLASSIFIER_API_KEY: classifierKey,
+      WARM_POOL: JSON.stringify({ 'acme/demo': 1 }),
     };
   },
 });
@@ -102,6 +104,17 @@ async function sandboxOf(sid, creates) {
   const timer = setInterval(() => bridge.isOpen && bridge.send({ type: 'heartbeat' }), 500);
   bridge.closed.then(() => clearInterval(timer));
   return { create, bridge, seen: new Set() };
+}
+
+/** The warm sandbox the session claimed (the `n`th claim), with the test speaking as its bridge. */
+async function claimedSandboxOf(sid, n) {
+  const claim = await eventually(() => provider.claims[n - 1], { what: `claim ${n}` });
+  assert.equal(claim.session_id, sid);
+  const bridge = ctx.clients.add(await dialBridge(ctx.server, sid, { token: claim.sandbox_token, sandboxId: claim.sandbox_id }));
+  bridge.send({ type: 'ready', sandbox_id: claim.sandbox_id, agent: 'test', agent_version: '1' });
+  const timer = setInterval(() => bridge.isOpen && bridge.send({ type: 'heartbeat' }), 500);
+  bridge.closed.then(() => clearInterval(timer));
+  return { create: claim, bridge, seen: new Set() };
 }
 
 /** Runs the next prompt as the bridge: a first token after `tokenAfterMs`, a push if asked,
@@ -177,9 +190,17 @@ function figures({ sessions, prompts, created, merged }) {
     multiplayer_share: share(multiplayer, sessions.length),
     prompts: prompts.length,
     unique_users: new Set(prompts.map((p) => p.author)).size,
-    // No warm pool yet: every prompt's start is unknown, so cold and warm are empty.
-    time_to_first_token_ms: { all: bucketedLatency(started.map((p) => p.firstToken - p.queued)), cold: none, warm: none },
-    time_to_prompt_started_ms: { all: bucketedLatency(started.map((p) => p.started - p.queued)), cold: none, warm: none },
+    // Cold and warm by the sandbox each prompt ran on.
+    time_to_first_token_ms: {
+      all: bucketedLatency(started.map((p) => p.firstToken - p.queued)),
+      cold: bucketedLatency(started.filter((p) => p.warm === false).map((p) => p.firstToken - p.queued)),
+      warm: bucketedLatency(started.filter((p) => p.warm === true).map((p) => p.firstToken - p.queued)),
+    },
+    time_to_prompt_started_ms: {
+      all: bucketedLatency(started.map((p) => p.started - p.queued)),
+      cold: bucketedLatency(started.filter((p) => p.warm === false).map((p) => p.started - p.queued)),
+      warm: bucketedLatency(started.filter((p) => p.warm === true).map((p) => p.started - p.queued)),
+    },
     prs_created: created.length,
     prs_merged: merged.length,
     merge_rate: share(created.filter((pr) => pr.merged_at).length, created.length),
@@ -201,6 +222,7 @@ async function readBack(sessions) {
     const owner = session.owner;
     const messages = (await api(ctx.server).get(`/v1/sessions/${session.id}/messages?limit=500`, { key: owner.key })).json.messages;
     const events = await allEvents(ctx.server, owner, session.id);
+    const { sandbox } = (await api(ctx.server).get(`/v1/sessions/${session.id}`, { key: owner.key })).json;
     for (const m of messages) {
       const token = events.find((e) => e.type === 'token' && e.message_id === m.id);
       prompts.push({
@@ -210,6 +232,8 @@ async function readBack(sessions) {
         queued: Date.parse(m.created_at),
         started: m.started_at ? Date.parse(m.started_at) : null,
         firstToken: token ? Date.parse(token.ts) : null,
+        // One sandbox per scripted session: claimed from the pool or started for it.
+        warm: sandbox?.warm ?? null,
       });
     }
   }
@@ -266,6 +290,18 @@ describe('metrics', () => {
     const cancelled = await api(ctx.server).post(`/v1/sessions/${waiting.session.id}/cancel`, { key: alice.key, body: { message_id: waiting.message_id } });
     assert.equal(cancelled.status, 200, cancelled.text);
 
+    // Demo, warm: the cron fills the pool; Bob's session claims the warm sandbox, which only
+    // then learns its session and gets its token.
+    await fireCron(ctx.server);
+    await eventually(() => provider.warmStarts.length >= 1, { what: 'the cron started a warm sandbox' });
+    assert.equal(provider.warmStarts[0].sandbox_token, undefined, 'a warm sandbox gets no token');
+    assert.equal(provider.warmStarts[0].session_id, undefined, 'nor a session');
+    const warm = await createSession(ctx.server, bob, { repo: 'acme/demo', title: 'Warm start', prompt: 'Start warm' });
+    const warmId = warm.session.id;
+    const warmBox = await claimedSandboxOf(warmId, 1);
+    assert.equal(warmBox.create.sandbox_id, provider.warmStarts[0].sandbox_id);
+    await runPrompt(warmBox, { tokenAfterMs: 40 });
+
     // GitHub says: the demo pull request merged an hour and a bit after it was opened; the web one closed.
     const [demoRow] = d1(`SELECT created_at FROM pull_requests WHERE number = ${demoPr.number}`);
     const mergedAt = new Date(Math.ceil(Date.parse(demoRow.created_at) / 1000) * 1000 + 3_600_000).toISOString().replace('.000Z', 'Z');
@@ -276,14 +312,15 @@ describe('metrics', () => {
     await deliver('pull_request', { action: 'closed', number: webPr.number, pull_request: closed, repository: { full_name: 'acme/web' } });
 
     const sessions = [];
-    for (const [id, owner] of [[demoId, alice], [webId, carol], [slackId, carol], [waiting.session.id, alice]]) {
+    for (const [id, owner] of [[demoId, alice], [webId, carol], [slackId, carol], [waiting.session.id, alice], [warmId, bob]]) {
       const { session } = (await api(ctx.server).get(`/v1/sessions/${id}`, { key: owner.key })).json;
       sessions.push({ id, owner, repo: session.repo, created: Date.parse(session.created_at) });
     }
     const pulls = d1('SELECT repo, created_at, merged_at FROM pull_requests ORDER BY created_at');
     script = { sessions, prompts: await readBack(sessions), pulls };
-    assert.equal(script.prompts.length, 6);
-    assert.equal(script.prompts.filter((p) => p.started !== null && p.firstToken !== null).length, 5);
+    assert.equal(script.prompts.length, 7);
+    assert.equal(script.prompts.filter((p) => p.started !== null && p.firstToken !== null).length, 6);
+    assert.deepEqual(script.prompts.filter((p) => p.started !== null).map((p) => p.warm), [false, false, false, false, false, true]);
   });
 
   /** The figures of `script` for one repository or one day, or all of it. */
@@ -315,7 +352,9 @@ describe('metrics', () => {
     assert.equal(answer.totals.multiplayer_sessions, 1, 'the demo session had two authors');
     assert.equal(answer.totals.prs_merged, 1);
     assert.equal(answer.totals.merge_rate, 0.5);
-    assert.equal(answer.totals.time_to_first_token_ms.all.n, 5, 'the cancelled prompt never started');
+    assert.equal(answer.totals.time_to_first_token_ms.all.n, 6, 'the cancelled prompt never started');
+    assert.equal(answer.totals.time_to_prompt_started_ms.cold.n, 5);
+    assert.equal(answer.totals.time_to_prompt_started_ms.warm.n, 1, 'the prompt on the claimed sandbox');
     assert.equal(answer.humans_prompting_now, 3);
     assert.deepEqual(answer.repos.map((r) => r.repo), ['acme/demo', 'acme/web']);
     for (const r of answer.repos) assert.deepEqual(strip(r), expected({ repo: r.repo }), r.repo);
@@ -332,7 +371,8 @@ describe('metrics', () => {
     const demoId = script.sessions[0].id;
     assert.deepEqual(d1(`SELECT participants, prompt_authors FROM sessions WHERE id = '${demoId}'`), [{ participants: 2, prompt_authors: 2 }]);
     const sources = d1(`SELECT source, COUNT(*) AS n FROM prompt_metrics GROUP BY source ORDER BY source`);
-    assert.deepEqual(sources, [{ source: 'api', n: 2 }, { source: 'extension', n: 1 }, { source: 'slack', n: 1 }, { source: 'web', n: 2 }]);
+    assert.deepEqual(sources, [{ source: 'api', n: 3 }, { source: 'extension', n: 1 }, { source: 'slack', n: 1 }, { source: 'web', n: 2 }]);
+    assert.deepEqual(d1('SELECT warm, COUNT(*) AS n FROM prompt_metrics WHERE to_started_ms IS NOT NULL GROUP BY warm ORDER BY warm'), [{ warm: 0, n: 5 }, { warm: 1, n: 1 }]);
   });
 
   test('who may read metrics, and bad windows', async () => {
@@ -361,8 +401,8 @@ describe('metrics', () => {
       await page.locator('.bar-row').nth(1).waitFor();
       assert.deepEqual(await page.locator('.bar-name').allTextContents(), ['acme/demo', 'acme/web']);
       const shown = Object.fromEntries(await page.locator('.figure').evaluateAll((els) => els.map((el) => [el.querySelector('dt').textContent, el.querySelector('dd').textContent])));
-      assert.equal(shown.Prompts, '6');
-      assert.equal(shown.Sessions, '4');
+      assert.equal(shown.Prompts, '7');
+      assert.equal(shown.Sessions, '5');
       assert.equal(shown['Pull requests merged'], '1 of 2 opened');
       assert.equal(shown['Merge rate'], '50%');
       assert.equal(await page.locator('.chart svg path.series').count(), 5, 'three daily series and two latency lines');

@@ -93,6 +93,16 @@ export function rows(results) {
     const f = results.replay.floor.fill;
     add('4 replay', 'filling: events/s (once)', '', c.events_per_s, f.events_per_s);
   }
+  // Scenario 6 compares a warm start with a cold one: the warm figure stands in the first
+  // column, the cold one in the second (the floor plays no part).
+  for (const [agent, w] of Object.entries(results.warm ?? {})) {
+    if (w.skipped) {
+      out.push({ scenario: '6 warm', metric: `${agent}: skipped* (${w.skipped})`, n: '', coordinator: '–', floor: '–', ratio: '–', cpu: '' });
+      continue;
+    }
+    add('6 warm', `${agent}: send → prompt_started ms, warm | cold`, '', w.warm.started_ms, w.cold.started_ms);
+    add('6 warm', `${agent}: client wall ms, warm | cold`, '', w.warm.wall_ms, w.cold.wall_ms);
+  }
   const cold = results.cold;
   if (cold) {
     add('5 cold', 'runtime start ms', '', cold.coordinator.start_ms, cold.floor.start_ms);

@@ -59,6 +59,7 @@ class FakeSandbox:
         self.kwargs = kwargs
         self.returncode = None
         self.terminated = False
+        self.files = {}
 
     def poll(self):
         return self.returncode
@@ -77,8 +78,25 @@ class FakeSandbox:
             raise self.world.fail_next.pop("snapshot_filesystem")
         return FakeImage(f"im-snap{next(self.world.ids)}", source="snapshot")
 
+    def open(self, path, mode="r"):
+        """The sandbox filesystem API (`Sandbox.open`): files kept in ``self.files``."""
+        self.world.calls.append(("Sandbox.open", self.object_id, path, mode))
+        sandbox = self
+
+        class FakeFile:
+            def write(self, text):
+                sandbox.files[path] = sandbox.files.get(path, "") + text
+
+            def close(self):
+                pass
+
+        self.files.setdefault(path, "")
+        return FakeFile()
+
     def exec(self, *args, **kwargs):
         self.world.calls.append(("Sandbox.exec", self.object_id, args, kwargs))
+        if args[:1] == ("mv",) and len(args) == 3 and args[1] in self.files:
+            self.files[args[2]] = self.files.pop(args[1])
         for prefix, result in self.world.exec_results:
             if tuple(args[: len(prefix)]) == tuple(prefix):
                 return result

@@ -29,6 +29,8 @@ TOKEN = "sbxtok_5f2d8c1e9a7b4e3d2c1b0a99"
 ANSWERS = [
     ("GET", re.compile(r"^/health$"), "ProviderHealth"),
     ("POST", re.compile(r"^/sandboxes$"), "CreatedSandbox"),
+    ("POST", re.compile(r"^/warm-sandboxes$"), "CreatedSandbox"),
+    ("POST", re.compile(r"^/sandboxes/[^/]+/claim$"), "CreatedSandbox"),
     ("POST", re.compile(r"^/sandboxes/[^/]+/snapshot$"), "SnapshotTaken"),
     ("POST", re.compile(r"^/images$"), "ImageBuildStarted"),
     ("GET", re.compile(r"^/images/[^/]+$"), "ImageBuild"),

@@ -182,7 +182,7 @@ export class Timeline {
         return this.promptFinished(event, live);
       case 'sandbox_status':
         return this.top(this.systemLine(event,
-          `Sandbox ${SANDBOX_STATUS_TEXT[event.status] ?? String(event.status ?? 'changed')}${event.detail ? `: ${preview(event.detail, 200)}` : ''}`,
+          `Sandbox ${SANDBOX_STATUS_TEXT[event.status] ?? String(event.status ?? 'changed')}${event.warm === true ? ' (warm, from the pool)' : ''}${event.detail ? `: ${preview(event.detail, 200)}` : ''}`,
           'sandbox'));
       case 'session_error': {
         const line = this.systemLine(event, describeSessionError(event), 'error');

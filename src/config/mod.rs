@@ -5,9 +5,11 @@
 mod git_host;
 pub mod github;
 pub mod slack;
+pub mod warm;
 
 pub use github::GithubConfig;
 pub use slack::SlackConfig;
+pub use warm::WarmConfig;
 
 use protocol::api::Repo;
 use protocol::token::DEFAULT_TTL_MS;
@@ -35,6 +37,8 @@ pub struct Config {
     /// How often each repository's head is looked up for a new image (`IMAGE_REFRESH_MINUTES`,
     /// default 30; 0 looks at every run of the cron).
     pub image_refresh_ms: u64,
+    /// The warm pool (none by default).
+    pub warm: WarmConfig,
 }
 
 /// `IMAGE_REFRESH_MINUTES` when unset.
@@ -245,7 +249,9 @@ impl Config {
         let env = non_empty("ENV").unwrap_or_else(|| "production".into());
         let github = GithubConfig::from_lookup(&non_empty, env == "development")?;
         let slack = SlackConfig::from_lookup(&non_empty, env == "development")?;
+        let warm = WarmConfig::from_lookup(&non_empty)?;
         Ok(Config {
+            warm,
             github,
             slack,
             provider,

@@ -2,7 +2,8 @@
 //! ([`sessions`]), and what GitHub needs kept ([`github`]: users' encrypted tokens, webhook
 //! deliveries, pull requests), what Slack needs kept ([`slack`]: handled event ids, each
 //! thread's session), metrics ([`metrics`]: finished prompts, and the queries of
-//! `GET /v1/metrics`), and repository images ([`images`]: builds and head checks).
+//! `GET /v1/metrics`), repository images ([`images`]: builds and head checks), and the warm pool
+//! ([`warm`]).
 //! **API Boundary**: only this module writes SQL against D1.
 
 mod github;
@@ -11,6 +12,7 @@ mod metrics;
 mod sessions;
 pub mod slack;
 mod users;
+mod warm;
 
 pub use github::{StoredToken, TokenWrite};
 pub use images::{ImageRow, NewBuild};

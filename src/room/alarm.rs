@@ -115,7 +115,7 @@ fn situation(cx: &Ctx, tokens: &RefCell<Coalescer>) -> Result<Situation> {
     let running = cx.store.running()?;
     let waiting = cx.store.count_waiting()?;
     Ok(Situation {
-        spawn_wanted: waiting > 0
+        spawn_wanted: (waiting > 0 || meta.start_wanted.is_some())
             && sandbox.is_none()
             && cx.config.provider.kind != ProviderKind::None,
         sandbox: sandbox.map(|s| LiveSandbox {

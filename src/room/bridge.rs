@@ -9,7 +9,6 @@
 use super::context::Ctx;
 use super::hub;
 use super::prompts;
-use super::sandbox::status_event;
 use super::store::SandboxRow;
 use super::tokens::{Coalescer, Held, TokenBatch};
 use crate::error::Result;
@@ -363,7 +362,11 @@ fn ready(
         cx.store.sandbox_idle_since(sandbox_id, cx.now)?;
         cx.store.update_lifecycle(|meta| meta.failures.clear())?;
         let detail = format!("{agent} {agent_version}").trim().to_owned();
-        cx.emit(status_event(SandboxState::Ready, Some(detail)))?;
+        cx.emit(EventBody::SandboxStatus {
+            status: SandboxState::Ready,
+            detail: Some(detail),
+            warm: cx.store.is_warm(sandbox_id)?,
+        })?;
     }
     if let Some(running) = cx.store.running()? {
         if working_on.as_deref() != Some(running.id.as_str()) {

@@ -54,6 +54,35 @@ pub struct RoomMeta {
     /// After a failed delete: when to ask again, and how many times it failed in a row.
     pub cleanup_retry_at: Option<u64>,
     pub cleanup_failures: u32,
+    /// A sandbox is wanted before any prompt waits: at the session's creation (a warm one
+    /// only) or on its first `typing` (warm, else cold). Cleared when the spawn is tried.
+    pub start_wanted: Option<StartWanted>,
+    /// When `typing` last asked for a sandbox, so typing asks at most once a minute.
+    pub typing_start_at: Option<u64>,
+}
+
+/// Why a sandbox is wanted with no prompt waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartWanted {
+    /// The session was created: claim a warm sandbox if there is one, else wait for a prompt.
+    WarmOnly,
+    /// Someone typed: a warm sandbox, else a cold one.
+    Any,
+}
+
+/// How often `typing` may ask for a sandbox (one that failed is not asked for again sooner).
+pub const TYPING_START_EVERY_MS: u64 = 60_000;
+
+/// Whether a `typing` frame should start the session's sandbox: none is up or starting, the
+/// provider is not backing off, and typing has not asked within the last minute.
+pub fn typing_starts(meta: &RoomMeta, sandbox_live: bool, now_ms: u64) -> bool {
+    !sandbox_live
+        && meta.start_wanted != Some(StartWanted::Any)
+        && meta.retry_at.is_none_or(|at| at <= now_ms)
+        && meta
+            .typing_start_at
+            .is_none_or(|at| now_ms.saturating_sub(at) >= TYPING_START_EVERY_MS)
 }
 
 /// Everything the deadlines depend on, read fresh each time.
@@ -203,6 +232,42 @@ pub fn after_provider_failure(failures: &mut Vec<u64>, now: u64) -> AfterFailure
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typing_starts_a_sandbox_at_most_once_a_minute() {
+        let fresh = RoomMeta::default();
+        assert!(typing_starts(&fresh, false, 1_000));
+        assert!(!typing_starts(&fresh, true, 1_000), "one is up already");
+        let asked = RoomMeta {
+            typing_start_at: Some(1_000),
+            ..RoomMeta::default()
+        };
+        assert!(!typing_starts(
+            &asked,
+            false,
+            1_000 + TYPING_START_EVERY_MS - 1
+        ));
+        assert!(typing_starts(&asked, false, 1_000 + TYPING_START_EVERY_MS));
+        let backing_off = RoomMeta {
+            retry_at: Some(5_000),
+            ..RoomMeta::default()
+        };
+        assert!(!typing_starts(&backing_off, false, 4_999));
+        assert!(typing_starts(&backing_off, false, 5_000));
+        let wanted = RoomMeta {
+            start_wanted: Some(StartWanted::Any),
+            ..RoomMeta::default()
+        };
+        assert!(!typing_starts(&wanted, false, 1_000), "asked for already");
+        let creation = RoomMeta {
+            start_wanted: Some(StartWanted::WarmOnly),
+            ..RoomMeta::default()
+        };
+        assert!(
+            typing_starts(&creation, false, 1_000),
+            "typing may also start a cold one"
+        );
+    }
 
     fn rules() -> Lifecycle {
         Lifecycle {

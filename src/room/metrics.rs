@@ -180,8 +180,11 @@ fn record(
                 .unwrap_or(cx.now)
                 .saturating_sub(started)
         }),
-        // No warm pool yet: whether a sandbox was warm is not known.
-        warm: None,
+        // The sandbox that ran it (the newest, live or ended): claimed from the pool or not.
+        warm: match (started_at, cx.store.latest_sandbox()?) {
+            (Some(_), Some(sandbox)) => Some(cx.store.is_warm(&sandbox.id)?),
+            _ => None,
+        },
         participants: cx.store.participants()?.len() as u64,
     }))
 }

@@ -10,7 +10,8 @@
 //! - `members`: participants, removal, archive, the session's description.
 //! - `prompts`: the queue: submit, cancel, dispatch, finish, stop, timeout.
 //! - `bridge`: the sandbox's socket and its frames, acks, token batching.
-//! - `sandbox`: spawn, end, snapshot and delete through the provider.
+//! - `sandbox`: spawn (a warm sandbox claimed, else a cold one), end, snapshot and delete
+//!   through the provider; typing and creation asking for a sandbox.
 //! - `alarm`: the one alarm: the next deadline, and what it does when it fires.
 //! - `history`: reading the log back (replay, pages, `history` frames, SSE).
 //! - `artifacts`: selections and the agent's artifacts, created and updated.
@@ -57,7 +58,7 @@ mod prompts;
 #[cfg(target_arch = "wasm32")]
 mod pulls;
 #[cfg(target_arch = "wasm32")]
-mod sandbox;
+pub(crate) mod sandbox;
 #[cfg(target_arch = "wasm32")]
 mod slack;
 #[cfg(target_arch = "wasm32")]

@@ -13,7 +13,7 @@ use super::hub::{self, Hub, SocketOwner};
 use super::ratelimit::RateLimits;
 use super::store::Store;
 use super::tokens::Coalescer;
-use super::{artifacts, git, history, members, prompts, pulls, slack, sockets};
+use super::{artifacts, git, history, members, prompts, pulls, sandbox, slack, sockets};
 use crate::config::{Config, ProviderKind};
 use crate::error::{Error, Result};
 use crate::respond;
@@ -368,6 +368,9 @@ impl SessionRoom {
                 .update_lifecycle(|meta| meta.origin = Some(init.origin.clone()))?;
         }
         let participant = members::ensure_participant(cx, &owner)?;
+        if prompt.is_none() && self.config.provider.kind != ProviderKind::None {
+            sandbox::start_on_creation(cx)?;
+        }
         let message_id = match prompt {
             Some(input) => {
                 Some(prompts::submit(cx, &self.rates, &participant, input, Source::Api)?.0)

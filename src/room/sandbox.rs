@@ -7,12 +7,13 @@
 use super::bridge::to_bridge;
 use super::context::Ctx;
 use super::lifecycle::{
-    after_provider_failure, cleanup_retry, AfterFailure, FAILURE_WINDOW_MS, MAX_CLEANUP_FAILURES,
-    MAX_FAILURES,
+    after_provider_failure, cleanup_retry, typing_starts, AfterFailure, StartWanted,
+    FAILURE_WINDOW_MS, MAX_CLEANUP_FAILURES, MAX_FAILURES,
 };
 use super::prompts;
 use super::store::SandboxRow;
 use super::tokens::Coalescer;
+use crate::config::Config;
 use crate::error::Result;
 use crate::ids::{new_id, new_secret_token};
 use crate::provider::ProviderClient;
@@ -20,12 +21,16 @@ use crate::time::now_ms;
 use protocol::bridge::ToBridge;
 use protocol::crypto::sha256_hex;
 use protocol::event::{EventBody, PromptStatus, SandboxState, SessionErrorCode};
-use protocol::provider::{CreateSandbox, Network, RepoRef, Resources};
+use protocol::provider::{ClaimSandbox, CreateSandbox, Network, RepoRef, Resources};
 use serde_json::Value;
 use std::cell::RefCell;
 
 pub fn status_event(status: SandboxState, detail: Option<String>) -> EventBody {
-    EventBody::SandboxStatus { status, detail }
+    EventBody::SandboxStatus {
+        status,
+        detail,
+        warm: false,
+    }
 }
 
 fn provider_error(message: String) -> EventBody {
@@ -35,27 +40,31 @@ fn provider_error(message: String) -> EventBody {
     }
 }
 
-/// The latest ready image of the session's repository and branch (`crate::images`), if D1 has
-/// one; a D1 failure only means a sandbox that clones.
+/// The latest ready image of the session's repository and branch, if D1 has one.
 async fn latest_image(cx: &Ctx<'_>, repo: &str, branch: &str) -> Option<String> {
-    let found = match cx.env.d1("DB") {
-        Ok(db) => {
-            crate::index::Index::new(db)
-                .latest_image(repo, branch)
-                .await
+    match cx.env.d1("DB") {
+        Ok(db) => crate::warm::latest_image(&crate::index::Index::new(db), repo, branch).await,
+        Err(error) => {
+            crate::log::error(&format!("no image for {repo}: {error:?}"));
+            None
         }
-        Err(error) => Err(error.into()),
-    };
-    found.unwrap_or_else(|error| {
-        crate::log::error(&format!("no image for {repo}: {error:?}"));
-        None
-    })
+    }
 }
 
-/// Asks the provider for a sandbox for the waiting prompts. The bridge reports readiness by
-/// dialling in; until then the sandbox is `spawning`.
+/// Asks the provider for a sandbox for the waiting prompts (or because the session was just
+/// created, or someone typed: [`StartWanted`]): a warm one claimed from the pool first, else a
+/// cold one. The bridge reports readiness by dialling in; until then the sandbox is `spawning`.
 pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
     let session = cx.store.existing_session()?;
+    let mut wanted = None;
+    let meta = cx.store.update_lifecycle(|meta| {
+        meta.retry_at = None;
+        wanted = meta.start_wanted.take();
+    })?;
+    if session.is_archived() {
+        return Ok(());
+    }
+    let cold_allowed = cx.store.count_waiting()? > 0 || wanted == Some(StartWanted::Any);
     let client = match ProviderClient::new(&cx.config.provider, &cx.config.env) {
         Ok(client) => client,
         Err(refusal) => {
@@ -70,23 +79,43 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
         cx.emit(provider_error(refusal.into()))?;
         return prompts::fail_waiting(cx, refusal);
     };
-    let meta = cx.store.update_lifecycle(|meta| meta.retry_at = None)?;
-    let sandbox_id = new_id("sbx")?;
-    // Bound to this session and sandbox, so the Worker can refuse a foreign token unaided.
-    let token = protocol::sandbox_token::mint(
-        &protocol::sandbox_token::key(token_secret.as_bytes()),
-        &session.id,
-        &sandbox_id,
-        &new_secret_token()?,
-    )
-    .ok_or_else(|| {
-        crate::error::Error::Runtime("a sandbox token cannot carry this session id".into())
-    })?;
+    let coordinator_url = cx
+        .config
+        .provider
+        .coordinator_url
+        .clone()
+        .or_else(|| meta.origin.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8787".into());
     let restored_from = meta.latest_snapshot.clone();
+    // A workspace to restore needs a sandbox of its own; otherwise a warm one will do.
+    if restored_from.is_none() {
+        let claimed = crate::warm::claim(cx.env, cx.config, &session, cx.now).await;
+        let cx = &cx.at(now_ms().max(cx.now));
+        if let Some(claimed) = claimed {
+            if claim(
+                cx,
+                &client,
+                token_secret,
+                &session,
+                &coordinator_url,
+                &claimed,
+            )
+            .await?
+            {
+                return Ok(());
+            }
+        }
+    }
+    if !cold_allowed {
+        return Ok(());
+    }
     let image_id = match restored_from {
         Some(_) => None,
         None => latest_image(cx, &session.repo, &session.branch).await,
     };
+    let cx = &cx.at(now_ms().max(cx.now));
+    let sandbox_id = new_id("sbx")?;
+    let token = mint_token(token_secret, &session.id, &sandbox_id)?;
     cx.store.insert_sandbox(
         &sandbox_id,
         &sha256_hex(token.as_bytes()),
@@ -103,13 +132,7 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
     let request = CreateSandbox {
         session_id: session.id.clone(),
         sandbox_id: sandbox_id.clone(),
-        coordinator_url: cx
-            .config
-            .provider
-            .coordinator_url
-            .clone()
-            .or_else(|| meta.origin.clone())
-            .unwrap_or_else(|| "http://127.0.0.1:8787".into()),
+        coordinator_url,
         sandbox_token: token,
         repo: RepoRef {
             owner: owner.to_owned(),
@@ -119,14 +142,8 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
         },
         image_id,
         snapshot_id: restored_from.clone(),
-        resources: Resources {
-            timeout_s: (cx.config.lifecycle.prompt_timeout_ms / 1000 * 4).clamp(600, 86_400) as u32,
-            ..Resources::default()
-        },
-        network: Network {
-            block_network: false,
-            allowed_hosts: cx.config.provider.allowed_hosts.clone(),
-        },
+        resources: resources(cx.config, 0),
+        network: network(cx.config),
         env: Default::default(),
     };
     let outcome = client.create(&request).await;
@@ -163,6 +180,119 @@ pub async fn spawn(cx: &Ctx<'_>) -> Result<()> {
             provider_failed(cx, &error.0)
         }
     }
+}
+
+/// Hands a warm sandbox claimed in D1 its session: a token minted for its id, then the
+/// provider's claim call. `false` when the provider refused or failed: the warm row is
+/// retired, the sandbox deleted, and the caller goes on cold (this is not a provider failure
+/// that backs off: the cold path has not been tried).
+async fn claim(
+    cx: &Ctx<'_>,
+    client: &ProviderClient<'_>,
+    token_secret: &str,
+    session: &protocol::api::Session,
+    coordinator_url: &str,
+    claimed: &crate::warm::Claimed,
+) -> Result<bool> {
+    let sandbox_id = &claimed.sandbox_id;
+    let token = mint_token(token_secret, &session.id, sandbox_id)?;
+    cx.store
+        .insert_sandbox(sandbox_id, &sha256_hex(token.as_bytes()), None, cx.now)?;
+    cx.store.mark_warm(sandbox_id, cx.now)?;
+    cx.emit(status_event(
+        SandboxState::Spawning,
+        Some("claimed a warm sandbox".to_owned()),
+    ))?;
+    let request = ClaimSandbox {
+        session_id: session.id.clone(),
+        coordinator_url: coordinator_url.to_owned(),
+        sandbox_token: token,
+    };
+    let outcome = client.claim(sandbox_id, &request).await;
+    let cx = &cx.at(now_ms().max(cx.now));
+    match outcome {
+        Ok(created) => {
+            cx.store
+                .set_sandbox_provider_id(sandbox_id, &created.provider_id)?;
+            // The pool has one fewer: refill it now rather than at the next cron.
+            crate::warm::top_up_later(cx.state, cx.env, cx.config, &session.repo);
+            Ok(true)
+        }
+        Err(error) => {
+            crate::log::error(&format!(
+                "claiming warm sandbox {sandbox_id} failed, starting a cold one: {}",
+                error.0
+            ));
+            crate::warm::retire_later(cx.state, cx.env, sandbox_id);
+            let reason = format!("the warm sandbox could not be claimed: {}", error.0);
+            cx.store
+                .end_sandbox(sandbox_id, SandboxState::Failed, Some(&reason), cx.now)?;
+            cx.store
+                .update_lifecycle(|meta| meta.to_delete.push(sandbox_id.clone()))?;
+            cx.emit(status_event(SandboxState::Failed, Some(reason)))?;
+            Ok(false)
+        }
+    }
+}
+
+/// A sandbox token bound to this session and sandbox, so the Worker can refuse a foreign
+/// token unaided.
+fn mint_token(token_secret: &str, session_id: &str, sandbox_id: &str) -> Result<String> {
+    protocol::sandbox_token::mint(
+        &protocol::sandbox_token::key(token_secret.as_bytes()),
+        session_id,
+        sandbox_id,
+        &new_secret_token()?,
+    )
+    .ok_or_else(|| {
+        crate::error::Error::Runtime("a sandbox token cannot carry this session id".into())
+    })
+}
+
+/// What a sandbox may use; a warm one lives `extra_ms` longer, its time in the pool.
+pub fn resources(config: &Config, extra_ms: u64) -> Resources {
+    let timeout_s = (config.lifecycle.prompt_timeout_ms / 1000 * 4).clamp(600, 86_400);
+    Resources {
+        timeout_s: (timeout_s + extra_ms / 1000).min(86_400) as u32,
+        ..Resources::default()
+    }
+}
+
+pub fn network(config: &Config) -> Network {
+    Network {
+        block_network: false,
+        allowed_hosts: config.provider.allowed_hosts.clone(),
+    }
+}
+
+/// A `typing` frame: starts the session's sandbox (warm, else cold) if none is up or starting
+/// and typing has not asked within the last minute. Whether the alarm must be set.
+pub fn start_on_typing(cx: &Ctx) -> Result<bool> {
+    if cx.config.provider.kind == crate::config::ProviderKind::None {
+        return Ok(false);
+    }
+    let live = cx.store.live_sandbox_id()?.is_some();
+    if !typing_starts(&cx.store.lifecycle()?, live, cx.now) {
+        return Ok(false);
+    }
+    cx.store.update_lifecycle(|meta| {
+        meta.start_wanted = Some(StartWanted::Any);
+        meta.typing_start_at = Some(cx.now);
+    })?;
+    Ok(true)
+}
+
+/// The session was just created: a warm sandbox is claimed for it if the pool has one (a
+/// cold one waits for a prompt or for typing).
+pub fn start_on_creation(cx: &Ctx) -> Result<()> {
+    if cx.config.warm.size(&cx.store.existing_session()?.repo) == 0 {
+        return Ok(());
+    }
+    cx.store
+        .update_lifecycle(|meta| {
+            meta.start_wanted.get_or_insert(StartWanted::WarmOnly);
+        })
+        .map(drop)
 }
 
 /// Counts a failure to get a sandbox: retry later, or give up on the waiting prompts.
@@ -326,6 +456,7 @@ pub fn describe(cx: &Ctx) -> Result<Value> {
         Some(sandbox) => {
             let mut json = sandbox.to_json();
             json["connected"] = Value::Bool(cx.hub.bridge(cx.state, &sandbox.id).is_some());
+            json["warm"] = Value::Bool(cx.store.is_warm(&sandbox.id)?);
             json
         }
         None => Value::Null,

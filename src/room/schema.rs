@@ -62,6 +62,14 @@ pub const MIGRATIONS: &[Migration] = &[
         CREATE INDEX IF NOT EXISTS slack_prompts_due ON slack_prompts(done, next_at);
     ",
     },
+    Migration {
+        version: 4,
+        description: "sandboxes claimed from the warm pool",
+        sql: "
+        CREATE TABLE IF NOT EXISTS warm_claims (
+            sandbox_id TEXT PRIMARY KEY, claimed_at INTEGER NOT NULL);
+    ",
+    },
 ];
 
 /// The bookkeeping table itself, created before any step.

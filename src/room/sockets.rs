@@ -127,7 +127,7 @@ pub fn on_frame(
             return false;
         }
     };
-    let changes_queue = matches!(
+    let mut changes_queue = matches!(
         frame,
         ClientFrame::Prompt(_) | ClientFrame::Cancel { .. } | ClientFrame::Stop
     );
@@ -150,7 +150,12 @@ pub fn on_frame(
                 },
             )
         }
-        ClientFrame::Typing => cx.hub.typing(cx.state, cx.store, &participant, cx.now),
+        ClientFrame::Typing => cx
+            .hub
+            .typing(cx.state, cx.store, &participant, cx.now)
+            // Typing warms: the sandbox starts while the prompt is being written.
+            .and_then(|()| super::sandbox::start_on_typing(cx))
+            .map(|start| changes_queue |= start),
         ClientFrame::Cancel { message_id } => prompts::cancel(cx, &message_id),
         ClientFrame::Stop => prompts::stop(cx, tokens),
         ClientFrame::History { before_seq, limit } => {

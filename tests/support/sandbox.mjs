@@ -106,6 +106,9 @@ export async function startLocalProvider({ port, secret, env = {}, gitRoot }) {
 export async function startRecordingProvider({ secret }) {
   const provider = {
     creates: [],
+    /** `POST /warm-sandboxes` bodies, and `POST /sandboxes/:id/claim` bodies with their `sandbox_id`. */
+    warmStarts: [],
+    claims: [],
     snapshots: [],
     /** POST /images bodies, each with the build id it was given; every build is ready at once. */
     builds: [],
@@ -135,6 +138,17 @@ export async function startRecordingProvider({ secret }) {
         const create = JSON.parse(body);
         provider.creates.push(create);
         return answer(201, { sandbox_id: create.sandbox_id, provider_id: `rec-${provider.creates.length}` });
+      }
+      if (req.method === 'POST' && req.url === '/warm-sandboxes') {
+        const start = JSON.parse(body);
+        provider.warmStarts.push(start);
+        return answer(201, { sandbox_id: start.sandbox_id, provider_id: `rec-warm-${provider.warmStarts.length}` });
+      }
+      const claim = /^\/sandboxes\/([^/]+)\/claim$/.exec(req.url);
+      if (req.method === 'POST' && claim) {
+        if (!provider.warmStarts.some((w) => w.sandbox_id === claim[1])) return answer(404, { error: { code: 'not_found', message: 'no such warm sandbox' } });
+        provider.claims.push({ sandbox_id: claim[1], ...JSON.parse(body) });
+        return answer(200, { sandbox_id: claim[1], provider_id: `rec-claimed-${provider.claims.length}` });
       }
       const snapshot = /^\/sandboxes\/([^/]+)\/snapshot$/.exec(req.url);
       if (req.method === 'POST' && snapshot) {

@@ -144,6 +144,22 @@ export async function applyMigrations(persistDir, { cwd = ROOT } = {}) {
   });
 }
 
+/** Runs SQL on the local D1 database under `persistDir` (beside a running server) → its rows. */
+export async function d1Execute(persistDir, sql, { cwd = ROOT } = {}) {
+  const out = await run(WRANGLER, ['d1', 'execute', 'DB', '--local', '--persist-to', persistDir, '--json', '--command', sql], {
+    timeoutMs: 60_000,
+    cwd,
+  });
+  const json = JSON.parse(out.slice(out.indexOf('[')));
+  return json.flatMap((result) => result.results ?? []);
+}
+
+/** Fires the Worker's cron handler (`wrangler dev --test-scheduled`). */
+export async function fireCron(server, cron = '*/5 * * * *') {
+  const res = await fetch(`${server.url}/__scheduled?cron=${encodeURIComponent(cron)}`);
+  if (!res.ok) throw new Error(`/__scheduled answered ${res.status}: ${await res.text()}`);
+}
+
 // ---------------------------------------------------------------------------
 // The server
 

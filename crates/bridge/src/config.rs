@@ -11,6 +11,7 @@
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use protocol::provider::Assignment;
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::fmt;
@@ -121,6 +122,51 @@ pub struct RunConfig {
     pub agent_env: AgentEnv,
     /// What to clone into an empty workspace.
     pub repo: Option<CloneSource>,
+    /// A warm sandbox's assignment file: until it appears, `coordinator_url`, `session_id`
+    /// and `token` are empty ([`RunConfig::assign`] fills them).
+    pub assignment: Option<PathBuf>,
+}
+
+impl RunConfig {
+    /// A warm sandbox's assignment, if the provider has written it: read, deleted, checked.
+    /// `Ok(None)` while there is none.
+    pub fn take_assignment(path: &std::path::Path) -> Result<Option<Assignment>, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the assignment {}: {e}",
+                    path.display()
+                ))
+            }
+        };
+        // A provider writes the file whole under a temporary name and renames it, so a file
+        // that is there is complete.
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot delete the assignment {}: {e}", path.display()))?;
+        let assignment: Assignment = serde_json::from_str(&text)
+            .map_err(|e| format!("the assignment is not what the protocol says: {e}"))?;
+        plain_id(&assignment.session_id)?;
+        coordinator_url(&assignment.coordinator_url)?;
+        if assignment.sandbox_token.is_empty()
+            || !assignment
+                .sandbox_token
+                .chars()
+                .all(|c| c.is_ascii_graphic())
+        {
+            return Err("the assignment holds no sandbox token".into());
+        }
+        Ok(Some(assignment))
+    }
+
+    /// The sandbox was claimed: from now on it is an ordinary sandbox of the session.
+    pub fn assign(&mut self, assignment: Assignment) {
+        self.coordinator_url = assignment.coordinator_url;
+        self.session_id = assignment.session_id;
+        self.token = Secret::new(assignment.sandbox_token);
+        self.assignment = None;
+    }
 }
 
 /// A repository to clone: its URL (never with credentials in it) and the branch to check out
@@ -237,11 +283,19 @@ struct CredentialArgs {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// The coordinator's base URL (http://, https://, ws:// or wss://).
-    #[arg(long = "url", env = "COORDINATOR_URL", value_name = "URL", value_parser = coordinator_url)]
-    coordinator_url: String,
+    #[arg(long = "url", env = "COORDINATOR_URL", value_name = "URL", value_parser = coordinator_url,
+          required_unless_present = "assignment_file")]
+    coordinator_url: Option<String>,
     /// The session the sandbox works for.
-    #[arg(long = "session", env = "SESSION_ID", value_name = "ID", value_parser = plain_id)]
-    session_id: String,
+    #[arg(long = "session", env = "SESSION_ID", value_name = "ID", value_parser = plain_id,
+          required_unless_present = "assignment_file")]
+    session_id: Option<String>,
+    /// A warm sandbox: the file its assignment (session, coordinator URL, sandbox token) will
+    /// appear in when the sandbox is claimed. The agent starts meanwhile; the bridge reads and
+    /// deletes the file, then dials the room. Instead of the session, URL and token.
+    #[arg(long = "assignment-file", env = "SANDBOX_ASSIGNMENT_FILE", value_name = "PATH",
+          conflicts_with_all = ["session_id", "coordinator_url", "token_file"])]
+    assignment_file: Option<PathBuf>,
     /// This sandbox's id.
     #[arg(long = "sandbox", env = "SANDBOX_ID", value_name = "ID", value_parser = plain_id)]
     sandbox_id: String,
@@ -499,6 +553,8 @@ impl RunArgs {
             Err(refusal) => return Err(refusal),
         };
         let token = match (self.token_file, from_env) {
+            // A warm sandbox gets its token with its assignment.
+            _ if self.assignment_file.is_some() => Secret::new(String::new()),
             (Some(path), _) => {
                 take_token_file(&path).map_err(|m| (ErrorKind::ValueValidation, m))?
             }
@@ -510,8 +566,9 @@ impl RunArgs {
             )),
         };
         Ok(RunConfig {
-            coordinator_url: self.coordinator_url,
-            session_id: self.session_id,
+            coordinator_url: self.coordinator_url.unwrap_or_default(),
+            session_id: self.session_id.unwrap_or_default(),
+            assignment: self.assignment_file,
             sandbox_id: self.sandbox_id,
             token,
             workspace: self.workspace,
@@ -816,6 +873,57 @@ mod tests {
         assert!(refusal(&with_file).contains("cannot read the token file"));
         std::fs::write(&file, "\n").unwrap();
         assert!(refusal(&with_file).contains("holds no token"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_warm_bridge_starts_without_a_session_and_takes_its_assignment_once() {
+        let dir =
+            std::env::temp_dir().join(format!("bridge-assignment-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("assignment");
+        let args = [
+            "run",
+            "--sandbox",
+            "b",
+            "--assignment-file",
+            file.to_str().unwrap(),
+        ];
+        let mut config = match parse_flags(&args) {
+            Ok(Command::Run(config)) => *config,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (config.session_id.as_str(), config.coordinator_url.as_str()),
+            ("", "")
+        );
+        assert_eq!(config.token.expose(), "");
+        // Nothing yet; then the provider's file, read and deleted.
+        assert_eq!(RunConfig::take_assignment(&file), Ok(None));
+        std::fs::write(
+            &file,
+            r#"{"session_id":"ses_1","coordinator_url":"http://127.0.0.1:8787","sandbox_token":"sbx1.t"}"#,
+        )
+        .unwrap();
+        let assignment = RunConfig::take_assignment(&file).unwrap().unwrap();
+        assert!(!file.exists(), "the assignment is deleted once read");
+        config.assign(assignment);
+        assert_eq!(config.session_id, "ses_1");
+        assert_eq!(config.coordinator_url, "http://127.0.0.1:8787");
+        assert_eq!(config.token.expose(), "sbx1.t");
+        assert_eq!(config.assignment, None);
+        for bad in [
+            "not json",
+            r#"{"session_id":"../x","coordinator_url":"http://x","sandbox_token":"t"}"#,
+            r#"{"session_id":"s","coordinator_url":"ftp://x","sandbox_token":"t"}"#,
+            r#"{"session_id":"s","coordinator_url":"http://x","sandbox_token":""}"#,
+        ] {
+            std::fs::write(&file, bad).unwrap();
+            assert!(RunConfig::take_assignment(&file).is_err(), "{bad}");
+        }
+        // A warm bridge is given no session, URL or token file besides.
+        let both = [&args[..], &["--session", "s"]].concat();
+        assert!(parse_flags(&both).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -158,7 +158,51 @@ struct Bridge {
 /// How many finished prompts the journal remembers.
 const N_FINISHED_JOURNALED: usize = 32;
 
-pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
+/// How often a warm bridge looks for its assignment.
+const ASSIGNMENT_POLL: Duration = Duration::from_millis(20);
+
+/// A warm sandbox: the agent starts (OpenCode takes seconds), then the bridge waits for the
+/// provider to write its assignment. `false` if a signal ended the wait, or the assignment was
+/// unreadable (the bridge then exits; the room's claim times out and it starts another).
+async fn wait_for_assignment(
+    config: &mut RunConfig,
+    path: &std::path::Path,
+    agent: &mut Box<dyn Agent>,
+    signals: &mut Signals,
+) -> bool {
+    crate::log!("run", "warm: starting the {} agent", agent.name());
+    if let Err(e) = agent.start().await {
+        crate::log!("run", "the {} agent did not start: {e}", agent.name());
+    }
+    crate::log!("run", "warm: waiting for an assignment");
+    loop {
+        match RunConfig::take_assignment(path) {
+            Ok(Some(assignment)) => {
+                config.assign(assignment);
+                crate::log!("run", "claimed by session {}", config.session_id);
+                return true;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                crate::log!("run", "{e}");
+                return false;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ASSIGNMENT_POLL) => {}
+            _ = signals.recv() => return false,
+        }
+    }
+}
+
+pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
+    let mut signals = Signals::new();
+    let warm = config.assignment.clone();
+    if let Some(path) = &warm {
+        if !wait_for_assignment(&mut config, path, &mut agent, &mut signals).await {
+            return EXIT_OK;
+        }
+    }
     let url = match sandbox_ws_url(&config.coordinator_url, &config.session_id) {
         Ok(url) => url,
         Err(e) => {
@@ -196,8 +240,10 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         &redactor,
     )
     .await;
-    if let Err(e) = agent.start().await {
-        crate::log!("run", "the {} agent did not start: {e}", agent.name());
+    if warm.is_none() {
+        if let Err(e) = agent.start().await {
+            crate::log!("run", "the {} agent did not start: {e}", agent.name());
+        }
     }
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
@@ -242,7 +288,6 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         ),
     };
     let worker = tokio::spawn(worker.work(jobs_rx, frames_tx));
-    let mut signals = Signals::new();
     let mut backoff = Backoff::default();
     let code = loop {
         crate::log!(

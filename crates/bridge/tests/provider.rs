@@ -938,3 +938,101 @@ async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed
     assert_eq!(note.uid(), 65534);
     provider.assert_no_token_logged();
 }
+
+/// A warm sandbox: started with no session, no coordinator and no token; it dials only after
+/// the claim, with the claim's token, and serves that session from then on.
+#[tokio::test]
+async fn a_warm_sandbox_waits_for_its_claim_then_serves_its_session() {
+    let mut provider = Provider::start();
+    let room = Room::start().await;
+    let warm = json!({
+        "sandbox_id": "sbx_w",
+        "repo": {"owner": "acme", "name": "demo", "branch": "main"},
+        "resources": {"cpu": 1, "memory_mb": 512, "disk_mb": 1024, "timeout_s": 600},
+        "network": {"block_network": false, "allowed_hosts": []},
+        "env": {}
+    });
+    let (status, created) = provider.call("POST", "/warm-sandboxes", Some(&warm)).await;
+    assert_eq!(status, 201, "{created}");
+    // Its token folder holds nothing and no session owns it; it has dialled nobody.
+    let tokens = provider.workspaces.join(".tokens");
+    let folders: Vec<_> = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("sbx_w-")
+        })
+        .collect();
+    assert_eq!(folders.len(), 1);
+    assert_eq!(std::fs::read_dir(&folders[0]).unwrap().count(), 0);
+    assert!(!provider.workspaces.join(".owners/sandbox-sbx_w").exists());
+    let no_dial = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        room.listener.accept(),
+    )
+    .await;
+    assert!(
+        no_dial.is_err(),
+        "a warm bridge dials no room before its claim"
+    );
+
+    // A claim naming a coordinator outside the allowlist is refused, and changes nothing.
+    let claim = |url: &str| json!({"session_id": "ses_warm", "coordinator_url": url, "sandbox_token": "token-of-sbx_w"});
+    let refused = provider
+        .call(
+            "POST",
+            "/sandboxes/sbx_w/claim",
+            Some(&claim("https://evil.example")),
+        )
+        .await;
+    assert_eq!(error_code(&refused), (403, Some("forbidden")));
+    let (status, claimed) = provider
+        .call("POST", "/sandboxes/sbx_w/claim", Some(&claim(&room.url)))
+        .await;
+    assert_eq!(status, 200, "{claimed}");
+    assert_eq!(
+        claimed["provider_id"], created["provider_id"],
+        "the same bridge"
+    );
+    let (mut socket, path, headers) = room.accept(None).await.expect("the bridge dials in");
+    assert_eq!(path, "/v1/sessions/ses_warm/sandbox");
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "authorization" && v == "Bearer token-of-sbx_w"));
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    assert_eq!(
+        std::fs::read_dir(&folders[0]).unwrap().count(),
+        0,
+        "the bridge deleted its assignment"
+    );
+    assert_eq!(
+        std::fs::read_to_string(provider.workspaces.join(".owners/sandbox-sbx_w")).unwrap(),
+        "ses_warm"
+    );
+    let frames = run_prompt(&mut socket, "m1", "hello warm").await;
+    assert_eq!(frames.last().unwrap()["ok"], true, "{frames:?}");
+    // Claimed once: a second claim is a conflict; a cold sandbox is not claimable.
+    let again = provider
+        .call("POST", "/sandboxes/sbx_w/claim", Some(&claim(&room.url)))
+        .await;
+    assert_eq!(error_code(&again), (409, Some("conflict")));
+    let mut foreign = claim(&room.url);
+    foreign["session_id"] = json!("ses_other");
+    let foreign = provider
+        .call("POST", "/sandboxes/sbx_w/claim", Some(&foreign))
+        .await;
+    assert_eq!(error_code(&foreign), (409, Some("conflict")));
+    assert_eq!(
+        std::fs::read_to_string(provider.workspaces.join(".owners/sandbox-sbx_w")).unwrap(),
+        "ses_warm",
+        "a refused claim changes no owner"
+    );
+    let unknown = provider
+        .call("POST", "/sandboxes/sbx_nope/claim", Some(&claim(&room.url)))
+        .await;
+    assert_eq!(error_code(&unknown), (404, Some("not_found")));
+    provider.assert_no_token_logged();
+}

@@ -223,6 +223,10 @@ pub enum EventBody {
         status: SandboxState,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+        /// On `ready`: the sandbox came from the warm pool (claimed, not started for this
+        /// session). Absent otherwise.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        warm: bool,
     },
     SessionError {
         code: SessionErrorCode,
@@ -330,6 +334,7 @@ mod tests {
             EventBody::SandboxStatus {
                 status: SandboxState::Spawning,
                 detail: None,
+                warm: false,
             },
             EventBody::SessionError {
                 code: SessionErrorCode::AgentError,

@@ -305,6 +305,65 @@ pub struct CreateSandbox {
     pub env: BTreeMap<String, String>,
 }
 
+/// `POST /warm-sandboxes`: a sandbox for the warm pool, bound to no session. It gets no
+/// session id, no sandbox token, no git credentials and no author: the provider prepares its
+/// workspace as far as it can without them (the image's clone), starts the bridge waiting for
+/// its assignment (it may start the agent meanwhile), and answers with a [`CreatedSandbox`].
+/// `env` is the pool's, not a session's: the agent may already run when the sandbox is claimed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct StartWarmSandbox {
+    /// 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit
+    #[cfg_attr(test, schemars(regex(pattern = ID_PATTERN)))]
+    pub sandbox_id: String,
+    pub repo: RepoRef,
+    /// 1-128 letters, digits, '_' or '-', starting with a letter or digit
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, schemars(regex(pattern = OBJECT_ID_PATTERN)))]
+    pub image_id: Option<String>,
+    pub resources: Resources,
+    pub network: Network,
+    /// environment variables for the sandbox; the provider passes only those it allows
+    #[serde(default)]
+    #[cfg_attr(test, schemars(extend(
+        "maxProperties" = MAX_ENV_ENTRIES,
+        "propertyNames" = {
+            "pattern": ENV_NAME_PATTERN,
+            "description": "at most 128 letters, digits or '_', not starting with a digit"
+        },
+        "additionalProperties" = {
+            "type": "string",
+            "maxLength": MAX_ENV_VALUE_CHARS,
+            "pattern": ENV_VALUE_PATTERN,
+            "description": "a string without NUL"
+        }
+    )))]
+    pub env: BTreeMap<String, String>,
+}
+
+/// `POST /sandboxes/:id/claim`: a warm sandbox's assignment. Only now does it learn its
+/// session, where to dial and its own sandbox token (with which it asks for git credentials);
+/// the author's identity comes with each prompt. Answered with a [`CreatedSandbox`]; 404 for
+/// a sandbox the provider does not know, 409 for one already claimed or not warm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ClaimSandbox {
+    /// 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit
+    #[cfg_attr(test, schemars(regex(pattern = ID_PATTERN)))]
+    pub session_id: String,
+    /// an http(s) URL without credentials, query or fragment
+    #[cfg_attr(test, schemars(length(max = 2048), regex(pattern = HTTP_URL_PATTERN)))]
+    pub coordinator_url: String,
+    /// 1-4096 printable ASCII characters without spaces
+    #[cfg_attr(test, schemars(regex(pattern = TOKEN_PATTERN)))]
+    pub sandbox_token: String,
+}
+
+/// What a warm sandbox's bridge reads from its assignment file (the local provider) when it
+/// is claimed: the [`ClaimSandbox`] body, written by the provider into the bridge's own 0700
+/// folder and deleted by the bridge once read.
+pub type Assignment = ClaimSandbox;
+
 /// The answer to `POST /sandboxes` (201).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -626,6 +685,8 @@ mod tests {
             .into_generator();
         generator.subschema_for::<CreateSandbox>();
         generator.subschema_for::<CreatedSandbox>();
+        generator.subschema_for::<StartWarmSandbox>();
+        generator.subschema_for::<ClaimSandbox>();
         generator.subschema_for::<SnapshotTaken>();
         generator.subschema_for::<BuildImage>();
         generator.subschema_for::<ImageBuildStarted>();

@@ -110,6 +110,22 @@ impl Store {
         )
     }
 
+    /// Records that the sandbox came from the warm pool.
+    pub fn mark_warm(&self, id: &str, now_ms: u64) -> Result<()> {
+        self.run(
+            "INSERT OR IGNORE INTO warm_claims (sandbox_id, claimed_at) VALUES (?, ?)",
+            vec![s(id), int(now_ms)],
+        )
+    }
+
+    /// Whether the sandbox came from the warm pool (rather than started for this session).
+    pub fn is_warm(&self, id: &str) -> Result<bool> {
+        Ok(self.number(
+            "SELECT COUNT(*) AS n FROM warm_claims WHERE sandbox_id = ?",
+            vec![s(id)],
+        )? > 0)
+    }
+
     pub fn ack_seen(&self, sandbox_id: &str, ack_id: &str) -> Result<bool> {
         Ok(self.number(
             "SELECT COUNT(*) AS n FROM acks WHERE sandbox_id = ? AND ack_id = ?",

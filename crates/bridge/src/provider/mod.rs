@@ -31,8 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use images::Images;
 use protocol::provider::{
-    BuildImage, CreateSandbox, CreatedSandbox, HeadLookup, ImageBuildStarted, NonceCache,
-    ProviderHealth, SnapshotTaken, SIGNATURE_HEADER,
+    BuildImage, ClaimSandbox, CreateSandbox, CreatedSandbox, HeadLookup, ImageBuildStarted,
+    NonceCache, ProviderHealth, SnapshotTaken, StartWarmSandbox, SIGNATURE_HEADER,
 };
 use protocol::{ApiError, ErrorCode};
 use sandboxes::{BridgeSetup, Sandboxes, SNAPSHOTS};
@@ -415,6 +415,8 @@ async fn route(
     }
     match (method, segments.as_slice()) {
         ("POST", ["sandboxes"]) => create(provider, body).await,
+        ("POST", ["warm-sandboxes"]) => start_warm(provider, body).await,
+        ("POST", ["sandboxes", id, "claim"]) => claim(provider, id, body).await,
         ("POST", ["sandboxes", id, "snapshot"]) => snapshot(provider, id).await,
         ("DELETE", ["sandboxes", id]) => delete(provider, id).await,
         ("POST", ["images"]) => match parse_body::<BuildImage>(body) {
@@ -439,9 +441,10 @@ async fn route(
             _,
             ["sandboxes"]
             | ["sandboxes", _]
-            | ["sandboxes", _, "snapshot"]
+            | ["sandboxes", _, "snapshot" | "claim"]
             | ["images"]
-            | ["heads"],
+            | ["heads"]
+            | ["warm-sandboxes"],
         ) => error(ApiError::of(ErrorCode::MethodNotAllowed)),
         _ => error(ApiError::not_found("route")),
     }
@@ -472,6 +475,90 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
             "coordinator_url is not in this provider's allowlist",
         ));
     }
+    start_sandbox(provider, request, false).await
+}
+
+/// `POST /warm-sandboxes`: a sandbox bound to no session. Its workspace is prepared as for a
+/// cold one (the clone waits for the claim: it needs the sandbox token's git credentials) and
+/// its bridge starts waiting for an assignment, starting the agent meanwhile.
+async fn start_warm(provider: &Provider, body: &[u8]) -> Reply {
+    let warm: StartWarmSandbox = match parse_body(body) {
+        Ok(request) => request,
+        Err(e) => return error(e),
+    };
+    // The same preparation as a cold sandbox, with no session, coordinator or token in it.
+    let request = CreateSandbox {
+        session_id: String::new(),
+        sandbox_id: warm.sandbox_id,
+        coordinator_url: String::new(),
+        sandbox_token: String::new(),
+        repo: warm.repo,
+        image_id: warm.image_id,
+        snapshot_id: None,
+        resources: warm.resources,
+        network: warm.network,
+        env: warm.env,
+    };
+    start_sandbox(provider, request, true).await
+}
+
+/// `POST /sandboxes/:id/claim`: a warm sandbox learns its session, where to dial and its
+/// token; it belongs to that session from now on (its snapshots too).
+async fn claim(provider: &Provider, sandbox_id: &str, body: &[u8]) -> Reply {
+    let request: ClaimSandbox = match parse_body(body) {
+        Ok(request) => request,
+        Err(e) => return error(e),
+    };
+    if !crate::config::is_plain_id(&request.session_id) {
+        return error(ApiError::invalid_field("session_id is not a valid id"));
+    }
+    if request.sandbox_token.is_empty() {
+        return error(ApiError::invalid_field("sandbox_token must not be empty"));
+    }
+    if !provider.allowlist.allows(&request.coordinator_url) {
+        return error(ApiError::new(
+            ErrorCode::Forbidden,
+            "coordinator_url is not in this provider's allowlist",
+        ));
+    }
+    // Held throughout, so two claims of the same sandbox cannot interleave: the owner is
+    // recorded only for a sandbox that can be claimed, and before its bridge learns its session.
+    let mut sandboxes = provider.sandboxes.lock().await;
+    if let Err(e) = sandboxes.claimable(sandbox_id) {
+        crate::log!("provider", "claiming sandbox {sandbox_id}: {}", e.message);
+        return error(e);
+    }
+    let root = sandboxes.root().to_path_buf();
+    if let Err(e) = sandboxes::record_owner(&root, "sandbox", sandbox_id, &request.session_id).await
+    {
+        return error(ApiError::new(ErrorCode::Internal, e.to_string()));
+    }
+    let claimed = sandboxes.claim(sandbox_id, &request);
+    drop(sandboxes);
+    match claimed {
+        Ok(pid) => {
+            crate::log!(
+                "provider",
+                "warm sandbox {sandbox_id} claimed by session {}",
+                request.session_id
+            );
+            ok(
+                200,
+                &CreatedSandbox {
+                    sandbox_id: sandbox_id.to_owned(),
+                    provider_id: format!("local-{pid}"),
+                },
+            )
+        }
+        Err(e) => {
+            crate::log!("provider", "claiming sandbox {sandbox_id}: {}", e.message);
+            error(e)
+        }
+    }
+}
+
+/// Prepares the workspace and starts the bridge: a cold sandbox of a session, or a warm one.
+async fn start_sandbox(provider: &Provider, request: CreateSandbox, warm: bool) -> Reply {
     let (root, dest, user) = {
         let mut sandboxes = provider.sandboxes.lock().await;
         if let Err(e) = sandboxes.reserve(&request.sandbox_id) {
@@ -499,21 +586,33 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
                 .await
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         }
+        if warm {
+            // Its owner is recorded when it is claimed.
+            return Ok(());
+        }
         sandboxes::record_owner(&root, "sandbox", &request.sandbox_id, &request.session_id)
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
     }
     .await;
     let mut sandboxes = provider.sandboxes.lock().await;
-    let started = prepared.and_then(|()| sandboxes.start_bridge(&request));
+    let started = prepared.and_then(|()| sandboxes.start_bridge(&request, warm));
     match started {
         Ok(pid) => {
-            crate::log!(
-                "provider",
-                "sandbox {} for session {}: bridge pid {pid}",
-                request.sandbox_id,
-                request.session_id
-            );
+            if warm {
+                crate::log!(
+                    "provider",
+                    "warm sandbox {}: bridge pid {pid}",
+                    request.sandbox_id
+                );
+            } else {
+                crate::log!(
+                    "provider",
+                    "sandbox {} for session {}: bridge pid {pid}",
+                    request.sandbox_id,
+                    request.session_id
+                );
+            }
             ok(
                 201,
                 &CreatedSandbox {

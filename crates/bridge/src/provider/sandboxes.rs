@@ -4,7 +4,7 @@
 use crate::config::{is_env_name, is_plain_id, AgentEnv, AgentKind, Secret, PASSTHROUGH_VAR};
 use crate::error::{Error, Result};
 use crate::process::signal_group;
-use protocol::provider::CreateSandbox;
+use protocol::provider::{ClaimSandbox, CreateSandbox};
 use protocol::{ApiError, ErrorCode};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -69,6 +69,8 @@ enum Slot {
 struct Bridge {
     /// The process group of the bridge running now (a restarted one has a new one).
     pgid: watch::Receiver<u32>,
+    /// A warm sandbox's assignment, shared with the supervisor that restarts its bridge.
+    warm: Option<Arc<std::sync::Mutex<WarmState>>>,
     exited: watch::Receiver<bool>,
     /// Set when the provider ends the sandbox, so the supervisor does not start it again.
     ending: Arc<AtomicBool>,
@@ -106,6 +108,20 @@ pub struct SandboxUser {
     pub gid: u32,
 }
 
+/// A warm sandbox (`POST /warm-sandboxes`): its bridge waits for an assignment file, which
+/// the provider writes when the sandbox is claimed (`POST /sandboxes/:id/claim`). A bridge
+/// started again after the claim starts as an ordinary one of the session.
+#[derive(Default)]
+pub struct WarmState {
+    /// The claim, once made.
+    claim: Option<ClaimSandbox>,
+    /// Where the waiting bridge looks for its assignment (in its own 0700 folder).
+    waiting_at: Option<PathBuf>,
+}
+
+/// The file a warm bridge waits for, in its folder.
+const ASSIGNMENT: &str = "assignment";
+
 /// How a sandbox's `bridge run` is started. Its token is handed over in a file written just
 /// before each start (a restarted bridge gets a new one), never in the environment.
 struct BridgeCommand {
@@ -115,12 +131,33 @@ struct BridgeCommand {
     token_dir: PathBuf,
     sandbox_id: String,
     user: Option<SandboxUser>,
+    /// A warm sandbox: no session, URL or token until claimed.
+    warm: Option<Arc<std::sync::Mutex<WarmState>>>,
 }
 
 impl BridgeCommand {
+    /// A fresh 0700 folder of the bridge's user in the tokens folder, named for the sandbox.
+    fn private_dir(&self) -> Result<PathBuf, ApiError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let internal = |e: String| ApiError::new(ErrorCode::Internal, e);
+        let suffix = crate::ids::random_u64().map_err(|e| internal(e.to_string()))?;
+        let dir = self
+            .token_dir
+            .join(format!("{}-{suffix:016x}", self.sandbox_id));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| internal(format!("cannot make the token folder: {e}")))?;
+        if let Some(user) = self.user {
+            std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))
+                .map_err(|e| internal(format!("cannot hand the token folder over: {e}")))?;
+        }
+        Ok(dir)
+    }
+
     /// A fresh 0600 file holding the token, alone in a fresh 0700 folder, both the bridge's
     /// user's; the bridge deletes the file once read.
-    fn write_token_file(&self) -> Result<PathBuf, ApiError> {
+    fn write_token_file(&self, token: &Secret) -> Result<PathBuf, ApiError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let internal = |e: String| ApiError::new(ErrorCode::Internal, e);
@@ -139,7 +176,7 @@ impl BridgeCommand {
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)?;
-            file.write_all(self.token.expose().as_bytes())?;
+            file.write_all(token.expose().as_bytes())?;
             if let Some(user) = self.user {
                 std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
                 std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
@@ -154,6 +191,42 @@ impl BridgeCommand {
             }
         }
     }
+}
+
+/// Writes a warm bridge's assignment where it waits for it: a temporary name first, then a
+/// rename, so the bridge never reads half of it.
+fn write_assignment(
+    path: &Path,
+    claim: &ClaimSandbox,
+    user: Option<SandboxUser>,
+) -> Result<(), ApiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let internal = |e: std::io::Error| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot write the assignment: {e}"),
+        )
+    };
+    let json =
+        serde_json::to_vec(claim).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let temp = path.with_file_name(".assignment.tmp");
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(&json)?;
+        if let Some(user) = user {
+            std::os::unix::fs::chown(&temp, Some(user.uid), Some(user.gid))?;
+        }
+        std::fs::rename(&temp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        internal(e)
+    })
 }
 
 /// Removes a token file's folder, whatever the bridge left of it.
@@ -225,7 +298,6 @@ fn spawn_bridge(
     command: &BridgeCommand,
     bridge_bin: &Path,
 ) -> Result<(tokio::process::Child, PathBuf), ApiError> {
-    let token_file = command.write_token_file()?;
     let mut cmd = tokio::process::Command::new(bridge_bin);
     if let Some(user) = command.user {
         // std drops the supplementary groups too when a root parent sets the uid.
@@ -234,9 +306,36 @@ fn spawn_bridge(
     cmd.arg("run")
         .current_dir(&command.workspace)
         .env_clear()
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .env("SANDBOX_TOKEN_FILE", &token_file)
-        .stdin(Stdio::null())
+        .envs(command.env.iter().map(|(k, v)| (k, v)));
+    let claim = command
+        .warm
+        .as_ref()
+        .map(|warm| warm.lock().unwrap_or_else(|e| e.into_inner()).claim.clone());
+    let token_file = match claim {
+        // Warm and unclaimed: the bridge waits for its assignment; it holds no secret.
+        Some(None) => {
+            let path = command.private_dir()?.join(ASSIGNMENT);
+            if let Some(warm) = &command.warm {
+                warm.lock().unwrap_or_else(|e| e.into_inner()).waiting_at = Some(path.clone());
+            }
+            cmd.env("SANDBOX_ASSIGNMENT_FILE", &path);
+            path
+        }
+        // Claimed, started again: an ordinary bridge of the session.
+        Some(Some(claim)) => {
+            let path = command.write_token_file(&Secret::new(claim.sandbox_token.clone()))?;
+            cmd.env("COORDINATOR_URL", &claim.coordinator_url)
+                .env("SESSION_ID", &claim.session_id)
+                .env("SANDBOX_TOKEN_FILE", &path);
+            path
+        }
+        None => {
+            let path = command.write_token_file(&command.token)?;
+            cmd.env("SANDBOX_TOKEN_FILE", &path);
+            path
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -367,8 +466,10 @@ impl Sandboxes {
     /// A bridge that dies (a crash, a kill) is started again in the same workspace, where its
     /// journal lets it resend what the room had not acknowledged. One that exits by itself (a
     /// shutdown, or the room refusing it for good) or was ended by the provider is not.
-    pub fn start_bridge(&mut self, request: &CreateSandbox) -> Result<u32, ApiError> {
-        let command = self.bridge_command(request);
+    pub fn start_bridge(&mut self, request: &CreateSandbox, warm: bool) -> Result<u32, ApiError> {
+        let warm = warm.then(|| Arc::new(std::sync::Mutex::new(WarmState::default())));
+        let mut command = self.bridge_command(request);
+        command.warm = warm.clone();
         make_private_dir(&self.home(&request.sandbox_id))?;
         let (mut child, mut token_file) = spawn_bridge(&command, &self.setup.bridge_bin)?;
         let first_pid = child.id().unwrap_or(0);
@@ -426,11 +527,53 @@ impl Sandboxes {
             request.sandbox_id.clone(),
             Slot::Live(Bridge {
                 pgid,
+                warm,
                 exited,
                 ending,
             }),
         );
         Ok(first_pid)
+    }
+
+    /// Whether the sandbox is warm, running, waiting and not claimed yet: what a claim needs.
+    pub fn claimable(&self, sandbox_id: &str) -> Result<(), ApiError> {
+        self.waiting(sandbox_id).map(drop)
+    }
+
+    /// A claimable sandbox's pid, its warm state and where its bridge waits.
+    fn waiting(
+        &self,
+        sandbox_id: &str,
+    ) -> Result<(u32, Arc<std::sync::Mutex<WarmState>>, PathBuf), ApiError> {
+        let Some(Slot::Live(bridge)) = self.slots.get(sandbox_id) else {
+            return Err(ApiError::not_found("sandbox"));
+        };
+        let conflict = |message: &str| Err(ApiError::new(ErrorCode::Conflict, message));
+        let Some(warm) = &bridge.warm else {
+            return conflict("this sandbox is not warm");
+        };
+        if !bridge.is_running() {
+            return conflict("this warm sandbox has ended");
+        }
+        let state = warm.lock().unwrap_or_else(|e| e.into_inner());
+        if state.claim.is_some() {
+            return conflict("this sandbox was claimed already");
+        }
+        let Some(path) = state.waiting_at.clone() else {
+            return conflict("this warm sandbox is not waiting");
+        };
+        Ok((*bridge.pgid.borrow(), warm.clone(), path))
+    }
+
+    /// Hands a warm sandbox its assignment: the file its waiting bridge reads (written whole,
+    /// then renamed into place, 0600 in the bridge's own 0700 folder). Returns the running
+    /// bridge's pid.
+    pub fn claim(&mut self, sandbox_id: &str, claim: &ClaimSandbox) -> Result<u32, ApiError> {
+        let (pid, warm, path) = self.waiting(sandbox_id)?;
+        let mut warm = warm.lock().unwrap_or_else(|e| e.into_inner());
+        write_assignment(&path, claim, self.setup.user)?;
+        warm.claim = Some(claim.clone());
+        Ok(pid)
     }
 
     /// Everything `bridge run` is started with, kept to start it again.
@@ -447,10 +590,17 @@ impl Sandboxes {
             }
         }
         let passthrough = self.setup.passthrough.join(",");
+        // A warm sandbox has neither (empty here) until it is claimed.
         for (name, value) in [
             ("COORDINATOR_URL", request.coordinator_url.as_str()),
             ("SESSION_ID", &request.session_id),
-            ("SANDBOX_ID", &request.sandbox_id),
+        ] {
+            if !value.is_empty() {
+                env.push((name.to_string(), value.into()));
+            }
+        }
+        for (name, value) in [
+            ("SANDBOX_ID", request.sandbox_id.as_str()),
             ("AGENT", self.setup.agent.as_str()),
             (PASSTHROUGH_VAR, &passthrough),
         ] {
@@ -473,6 +623,7 @@ impl Sandboxes {
             token_dir: self.root.join(TOKENS),
             sandbox_id: request.sandbox_id.clone(),
             user: self.setup.user,
+            warm: None,
         }
     }
 
