@@ -189,10 +189,29 @@ pub fn update(answer: Answer, started_ms: u64, now_ms: u64) -> Update {
     }
 }
 
-/// An error as stored and shown: one line, at most 500 characters.
+/// An error as stored and shown to everyone who may see the repository: one line, at most 500
+/// characters, and no userinfo in a URL (`https://user:token@host` → `https://***@host`), in
+/// case a provider or git repeated a URL that carried a credential.
 pub fn error_text(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    line.chars().take(500).collect()
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line.as_str();
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c == '/' || c == '\'' || c == '"' || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out.chars().take(500).collect()
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -355,5 +374,12 @@ mod tests {
         assert_eq!(Status::parse("done"), None);
         assert_eq!(error_text("fatal:\n  bad\tobject"), "fatal: bad object");
         assert_eq!(error_text(&"x".repeat(600)).len(), 500);
+        assert_eq!(
+            error_text(
+                "fatal: could not read from https://x-access-token:ghs_abc@github.com/acme/web.git"
+            ),
+            "fatal: could not read from https://***@github.com/acme/web.git"
+        );
+        assert_eq!(error_text("see http://host/a@b"), "see http://host/a@b");
     }
 }
