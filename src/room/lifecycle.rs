@@ -54,6 +54,10 @@ pub struct RoomMeta {
     /// After a failed delete: when to ask again, and how many times it failed in a row.
     pub cleanup_retry_at: Option<u64>,
     pub cleanup_failures: u32,
+    /// The live sandbox's first prompt: (sandbox id, message id). That prompt carries the
+    /// session's transcript (again, should the bridge reconnect and be sent it once more);
+    /// no later prompt of the same sandbox does.
+    pub first_prompt: Option<(String, String)>,
 }
 
 /// Everything the deadlines depend on, read fresh each time.

@@ -251,7 +251,10 @@ fn job(id: &str, content: &str, selections: Vec<Value>) -> PromptJob {
             email: "ada@example.com".into(),
         },
         attachments: vec![],
-        context: PromptContext { selections },
+        context: PromptContext {
+            selections,
+            ..PromptContext::default()
+        },
         push_branch: None,
     }
 }

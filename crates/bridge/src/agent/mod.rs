@@ -321,7 +321,10 @@ mod tests {
                 email: "ada@example.com".into(),
             },
             attachments,
-            context: PromptContext { selections },
+            context: PromptContext {
+                selections,
+                ..PromptContext::default()
+            },
             push_branch: None,
         }
     }
