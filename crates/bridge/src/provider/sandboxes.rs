@@ -43,7 +43,15 @@ const INHERITED: &[&str] = &[
     "OPENCODE_SERVER_PASSWORD",
     "HEARTBEAT_SECS",
     "GIT_ATTRIBUTION",
+    "CHROMIUM_PATH",
+    "GITHUB_MCP_URL",
+    "SENTRY_MCP_URL",
+    "LINEAR_MCP_URL",
 ];
+
+/// The agents' memories, one folder per repository and session owner, in this folder of the
+/// root; it outlives every sandbox (the Modal app keeps them in a Volume).
+pub const MEMORY: &str = ".memory";
 
 /// Set by the provider for each bridge; a request's `env` cannot override them.
 const RESERVED: &[&str] = &[
@@ -55,6 +63,7 @@ const RESERVED: &[&str] = &[
     "WORKSPACE",
     "HOME",
     "AGENT",
+    "AGENT_MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
     PASSTHROUGH_VAR,
@@ -460,6 +469,10 @@ impl Sandboxes {
         env.push((
             "HOME".into(),
             self.home(&request.sandbox_id).into_os_string(),
+        ));
+        env.push((
+            "AGENT_MEMORY_DIR".into(),
+            self.root.join(MEMORY).into_os_string(),
         ));
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
