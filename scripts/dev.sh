@@ -73,9 +73,13 @@ case "$agent" in
   dev) ;;
   opencode)
     if [ -z "${OPENCODE_BIN:-}" ]; then
-      if [ ! -x node_modules/.bin/opencode ]; then
-        echo "dev: installing opencode-ai 1.18.33 for AGENT=opencode" >&2
-        npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 >&2
+      if [ ! -x node_modules/.bin/opencode ] || [ ! -x node_modules/.bin/mcp-server-memory ]; then
+        # The MCP servers of the agent's configuration too (crates/bridge/agent-config/), the
+        # versions the Modal image installs, so the agent runs here as it does there.
+        echo "dev: installing opencode-ai 1.18.33 and the MCP servers for AGENT=opencode" >&2
+        # shellcheck disable=SC2046
+        npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 \
+          $(grep -v '^#' crates/bridge/agent-config/mcp-packages.txt) >&2
       fi
       export OPENCODE_BIN="$PWD/node_modules/.bin/opencode"
     fi ;;

@@ -140,8 +140,7 @@ describe('with OpenCode', () => {
     }
     const model = await startStubModel();
     const port = await freePort();
-    // Its own provider on its own port, with OpenCode as the agent and the stub model as its
-    // model (a workspace opencode.json the bridge does not write).
+    // Its own Worker and provider, with OpenCode as the agent and the stub model as its model.
     const { startServer } = await import('./support/server.mjs');
     const server = await startServer({
       vars: {
@@ -160,7 +159,9 @@ describe('with OpenCode', () => {
         AGENT: 'opencode',
         OPENCODE_BIN: bin,
         OPENCODE_MODEL: 'stub/stub-model',
-        OPENCODE_EXTRA_CONFIG: JSON.stringify(model.providerConfig),
+        // The stub model reaches OpenCode as inline config, passed through to the agent.
+        SANDBOX_ENV_PASSTHROUGH: 'OPENCODE_CONFIG_CONTENT',
+        OPENCODE_CONFIG_CONTENT: JSON.stringify(model.providerConfig),
       },
     });
     try {

@@ -39,7 +39,7 @@ pub const REQUIREMENTS: &[(&str, Requirement)] = &[
     ),
     (
         "playwright",
-        Requirement::Programs(&["mcp-server-playwright", "@CHROMIUM@"]),
+        Requirement::Programs(&["playwright-mcp", "@CHROMIUM@"]),
     ),
     ("github", Requirement::Key("GITHUB_TOKEN")),
     ("sentry", Requirement::Key("SENTRY_ACCESS_TOKEN")),
@@ -280,7 +280,7 @@ mod tests {
         let only_github_and_memory = opencode_config(
             &settings(),
             |key| key == "GITHUB_TOKEN",
-            |program| program == "mcp-server-memory" || program == "mcp-server-playwright",
+            |program| program == "mcp-server-memory" || program == "playwright-mcp",
         );
         // Playwright without a browser is left out.
         assert_eq!(servers(&only_github_and_memory), ["github", "memory"]);

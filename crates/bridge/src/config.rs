@@ -49,7 +49,7 @@ const NOT_PASSED_THROUGH: &[&str] = &[
     "SANDBOX_ID",
     "WORKSPACE",
     "AGENT",
-    "AGENT_MEMORY_DIR",
+    "MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
     PASSTHROUGH_VAR,
@@ -312,7 +312,7 @@ struct RunArgs {
     repo_branch: Option<String>,
     /// The provider's persistent folder of agent memories (one per repository and session
     /// owner); without it the memory server keeps its file in the sandbox alone.
-    #[arg(long = "memory-dir", env = "AGENT_MEMORY_DIR", value_name = "DIR")]
+    #[arg(long = "memory-dir", env = "MEMORY_DIR", value_name = "DIR")]
     memory_dir: Option<PathBuf>,
     /// The browser the playwright MCP server drives.
     #[arg(

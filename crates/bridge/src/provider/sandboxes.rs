@@ -63,7 +63,7 @@ const RESERVED: &[&str] = &[
     "WORKSPACE",
     "HOME",
     "AGENT",
-    "AGENT_MEMORY_DIR",
+    "MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
     PASSTHROUGH_VAR,
@@ -470,10 +470,7 @@ impl Sandboxes {
             "HOME".into(),
             self.home(&request.sandbox_id).into_os_string(),
         ));
-        env.push((
-            "AGENT_MEMORY_DIR".into(),
-            self.root.join(MEMORY).into_os_string(),
-        ));
+        env.push(("MEMORY_DIR".into(), self.root.join(MEMORY).into_os_string()));
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
             env.push(("REPO_CLONE_URL".into(), url.into()));
