@@ -130,10 +130,18 @@ if [ ${#slack_vars[@]} -gt 0 ]; then
   echo "dev: passing $(( ${#slack_vars[@]} / 2 )) Slack setting(s) from the environment to the Worker" >&2
 fi
 
+# The sandbox lifecycle settings the same way (SANDBOX_IDLE_SECONDS=10 shows a replaced
+# sandbox's agent starting with the session's transcript without a long wait).
+lifecycle_vars=()
+for name in SANDBOX_IDLE_SECONDS SANDBOX_HEARTBEAT_TIMEOUT_SECONDS SANDBOX_SPAWN_TIMEOUT_SECONDS \
+  PROMPT_TIMEOUT_SECONDS; do
+  if [ -n "${!name:-}" ]; then lifecycle_vars+=(--var "$name:${!name}"); fi
+done
+
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
 wrangler dev --ip 127.0.0.1 --port "$port" --show-interactive-dev-session=false "${persist[@]}" "${env_flags[@]}" \
   --var ENV:development --var PROVIDER:local --var "PROVIDER_URL:http://127.0.0.1:$provider_port" "${git_host_var[@]}" \
-  "${github_vars[@]}" "${slack_vars[@]}" &
+  "${github_vars[@]}" "${slack_vars[@]}" "${lifecycle_vars[@]}" &
 wrangler_pid=$!
 # The provider starts a `bridge run` per sandbox, each in a workspace under .wrangler/sandboxes,
 # and serves the repositories under .wrangler/git at /git/ on its port.

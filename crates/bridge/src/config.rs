@@ -216,6 +216,8 @@ struct Cli {
     command: Sub,
 }
 
+// Parsed once at start and taken apart at once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Inside a sandbox: dial the session room and drive the agent, one prompt at a time.

@@ -117,6 +117,9 @@ pub struct PromptJob {
 }
 
 /// Coordinator → bridge.
+// A frame is made, serialised and dropped (or parsed and taken apart) at once: boxing the
+// prompt would add an allocation and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToBridge {

@@ -172,7 +172,8 @@ fn forget_token_file(path: &Path) {
     }
 }
 
-/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's user.
+/// Gives a prepared workspace, a fresh home folder beside it, and the memory folder to the
+/// sandbox's user.
 pub async fn hand_over(
     root: &Path,
     workspace: &Path,
@@ -188,11 +189,17 @@ pub async fn hand_over(
     tokio::fs::create_dir_all(&home)
         .await
         .map_err(Error::io("cannot create the home folder"))?;
+    // The agents' memories too: every bridge runs as this user and links its memory there.
+    let memory = root.join(MEMORY);
+    tokio::fs::create_dir_all(&memory)
+        .await
+        .map_err(Error::io("cannot create the memory folder"))?;
     let output = tokio::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", user.uid, user.gid))
         .arg(workspace)
         .arg(&home)
+        .arg(&memory)
         .stdin(Stdio::null())
         .output()
         .await
