@@ -5,7 +5,7 @@
 # Usage: scripts/setup.sh [--browser] [--pytest] [--fuzz] [--opencode]
 #   --browser  also installs Chromium for the browser tests (Debian's package)
 #   --pytest   also installs modal/requirements-test.txt (pytest, FastAPI, jsonschema…) for the Modal app's tests
-#   --opencode also installs opencode-ai 1.18.33 (not saved in package.json) for the OpenCode tests
+#   --opencode also installs opencode-ai 1.18.33 and the agent's MCP servers (not saved in package.json) for the OpenCode tests
 #   --fuzz     also installs cargo-fuzz (pinned) for the fuzz targets in fuzz/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,9 +81,14 @@ if $want_pytest && ! python3 -c "import pytest, fastapi, jsonschema, regress, ht
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r modal/requirements-test.txt
 fi
 
-if $want_opencode && [ ! -x node_modules/.bin/opencode ]; then
-  say "installing opencode-ai 1.18.33 for the OpenCode tests"
-  npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 >&2 || say "opencode-ai could not be installed; the OpenCode tests will say so and skip"
+# With the MCP servers of the agent's configuration (the versions the Modal image installs),
+# in one install: npm drops unsaved packages it is not told about again.
+if $want_opencode && { [ ! -x node_modules/.bin/opencode ] || [ ! -x node_modules/.bin/mcp-server-memory ]; }; then
+  say "installing opencode-ai 1.18.33 and the MCP servers for the OpenCode tests"
+  # shellcheck disable=SC2046
+  npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 \
+    $(grep -v '^#' crates/bridge/agent-config/mcp-packages.txt) >&2 \
+    || say "opencode-ai could not be installed; the OpenCode tests will say so and skip"
 fi
 
 # cargo-fuzz drives libFuzzer (built from source by the libfuzzer-sys crate, no download).

@@ -10,7 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { allEvents, api, createSession, createUser, addMember, freePort, rid, sleep, useServer } from './support/server.mjs';
 import { startLocalProvider } from './support/sandbox.mjs';
-import { openCodeBin, startStubModel } from './support/stub-model.mjs';
+import { openCodeBin, startStubModel, toolNames } from './support/stub-model.mjs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 
 const secret = randomBytes(24).toString('base64url');
 let providerPort;
@@ -138,7 +140,18 @@ describe('with OpenCode', () => {
       t.skip('opencode-ai 1.18.33 is not installed (npm install --no-save opencode-ai@1.18.33); the OpenCode case did not run');
       return;
     }
-    const model = await startStubModel();
+    // The first prompt makes the model call the memory server (when the configuration has it).
+    const remember = (request) => {
+      const tool = toolNames(request).find((name) => /^memory_create_entities$/.test(name));
+      const messages = request.messages ?? [];
+      const asked = JSON.stringify(messages.filter((m) => m.role === 'user')).includes('Remember the word periwinkle-42');
+      if (!tool || !asked || messages.some((m) => m.role === 'tool')) return null;
+      return { tool, args: { entities: [{ name: 'periwinkle-42', entityType: 'word', observations: ['the word to remember'] }] } };
+    };
+    const model = await startStubModel({ script: remember });
+    // The MCP servers of the agent's configuration, where `npm run dev` and `npm test` install them.
+    const bin_dir = path.dirname(bin);
+    const mcpInstalled = ['mcp-server-memory', 'mcp-server-filesystem', 'playwright-mcp'].every((p) => existsSync(path.join(bin_dir, p)));
     const port = await freePort();
     // Its own Worker and provider, with OpenCode as the agent and the stub model as its model.
     const { startServer } = await import('./support/server.mjs');
@@ -156,6 +169,7 @@ describe('with OpenCode', () => {
       secret,
       env: {
         HEARTBEAT_SECS: '1',
+        PATH: `${bin_dir}:${process.env.PATH}`,
         AGENT: 'opencode',
         OPENCODE_BIN: bin,
         OPENCODE_MODEL: 'stub/stub-model',
@@ -188,6 +202,20 @@ describe('with OpenCode', () => {
       const first = await post('Remember the word periwinkle-42');
       const end1 = await wait(first);
       assert.equal(end1.status, 'completed', `${end1.error}\n${ocProvider.log().slice(-4000)}`);
+      if (mcpInstalled) {
+        // OpenCode runs with the bridge's configuration: the MCP servers' tools are offered
+        // to the model, and the memory server wrote to the session owner's memory folder.
+        const offered = new Set(model.requests.flatMap(toolNames));
+        for (const prefix of ['memory_', 'filesystem_', 'playwright_']) {
+          assert.ok([...offered].some((name) => name.startsWith(prefix)), `${prefix}* offered: ${[...offered].join(', ')}`);
+        }
+        const calls = (await allEvents(server, alice, sid)).filter((e) => e.type === 'tool_call' && e.message_id === first);
+        assert.ok(calls.some((c) => c.tool === 'memory_create_entities' && c.status === 'completed'), JSON.stringify(calls));
+        const memoryFile = path.join(ocProvider.workspaces, '.memory', 'acme__demo', alice.id, 'memory.jsonl');
+        assert.match(readFileSync(memoryFile, 'utf8'), /periwinkle-42/);
+      } else {
+        t.diagnostic('the MCP servers are not installed (scripts/setup.sh --opencode installs them); their part was not checked');
+      }
       const sandbox1 = (await state()).id;
       const deadline = Date.now() + 30_000;
       while ((await state()).status !== 'stopped') {

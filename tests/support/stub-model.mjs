@@ -1,7 +1,7 @@
 // A model at the network boundary for OpenCode: an OpenAI-compatible `POST
 // /v1/chat/completions` that answers every request with the same short text (streamed as
-// `chat.completion.chunk`s when asked to stream) and records every request body, so a test can
-// see what reached the model. `openCodeBin()` finds opencode-ai 1.18.33 where `npm run dev`
+// `chat.completion.chunk`s when asked to stream), or with a scripted tool call, and records
+// every request body, so a test can see what reached the model. `openCodeBin()` finds opencode-ai 1.18.33 where `npm run dev`
 // installs it (node_modules/.bin/opencode), or at OPENCODE_BIN.
 
 import { existsSync } from 'node:fs';
@@ -14,7 +14,14 @@ export function openCodeBin() {
   return existsSync(bin) ? bin : null;
 }
 
-export async function startStubModel({ answer = 'Understood, stub model here.' } = {}) {
+/** The names of the tools a request offers the model. */
+export const toolNames = (request) => (request.tools ?? []).map((t) => t.function?.name ?? t.name).filter(Boolean);
+
+/**
+ * `script(request)` may return `{ tool, args }` to answer with a call of that tool instead of
+ * text (OpenCode runs it and asks again with its result).
+ */
+export async function startStubModel({ answer = 'Understood, stub model here.', script = () => null } = {}) {
   const requests = [];
   const server = http.createServer((req, res) => {
     let body = '';
@@ -46,6 +53,13 @@ export async function startStubModel({ answer = 'Understood, stub model here.' }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
       const chunk = (delta, finish = null, extra = {}) =>
         `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: 'stub-model', choices: [{ index: 0, delta, finish_reason: finish }], ...extra })}\n\n`;
+      const call = script(json);
+      if (call) {
+        res.write(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: `call_${requests.length}`, type: 'function', function: { name: call.tool, arguments: JSON.stringify(call.args) } }] }));
+        res.write(chunk({}, 'tool_calls', { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+        res.end('data: [DONE]\n\n');
+        return;
+      }
       res.write(chunk({ role: 'assistant', content: '' }));
       for (const word of answer.split(/(?<= )/)) res.write(chunk({ content: word }));
       res.write(chunk({}, 'stop', { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));

@@ -139,14 +139,18 @@ pub fn installed(program: &str, path: Option<&OsString>) -> bool {
     path.is_some_and(|path| std::env::split_paths(path).any(|dir| executable(&dir.join(program))))
 }
 
-/// The memory server's file: a stable path in the sandbox's `HOME`, linked to
-/// `<memory dir>/<repo>/<owner>/memory.jsonl` once the session is known. Without a memory
-/// folder (a provider that keeps none) the file stays a plain one in `HOME`, for this sandbox
-/// alone.
+/// The memory server's file: a stable path in the sandbox's `HOME`
+/// (`~/.local/share/agent-memory/memory.jsonl`) whose folder is a link to
+/// `<memory dir>/<repo>/<owner>` once the session is known. The folder is linked, not the
+/// file: the server writes a temporary file beside it and renames it over, which would replace
+/// a linked file. Without a memory folder (a provider that keeps none) the folder is a plain
+/// one in `HOME`, for this sandbox alone.
 #[derive(Debug)]
 pub struct Memory {
     /// Where the memory server reads and writes.
     pub file: PathBuf,
+    /// The stable folder of `file`.
+    folder: PathBuf,
     /// The provider's persistent memory folder, if any.
     dir: Option<PathBuf>,
     linked: Option<MemoryScope>,
@@ -154,36 +158,46 @@ pub struct Memory {
 
 impl Memory {
     pub fn new(home: &Path, dir: Option<PathBuf>) -> Self {
+        let folder = home.join(".local/share/agent-memory");
         Memory {
-            file: home.join(".local/share/agent-memory/memory.jsonl"),
+            file: folder.join("memory.jsonl"),
+            folder,
             dir,
             linked: None,
         }
     }
 
-    /// Points the stable file at `scope`'s memory; once per scope (a sandbox serves one
+    /// Points the stable folder at `scope`'s memory; once per scope (a sandbox serves one
     /// session, so in practice once).
     pub fn link(&mut self, scope: &MemoryScope) -> Result<()> {
         if self.linked.as_ref() == Some(scope) {
             return Ok(());
         }
         let Some(dir) = &self.dir else {
+            std::fs::create_dir_all(&self.folder)
+                .map_err(Error::io("cannot create the memory folder"))?;
             self.linked = Some(scope.clone());
             return Ok(());
         };
-        let folder = dir.join(scope.relative_dir());
-        std::fs::create_dir_all(&folder)
-            .map_err(Error::io(format!("cannot create {}", folder.display())))?;
-        if let Some(parent) = self.file.parent() {
+        let target = dir.join(scope.relative_dir());
+        std::fs::create_dir_all(&target)
+            .map_err(Error::io(format!("cannot create {}", target.display())))?;
+        if let Some(parent) = self.folder.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(Error::io("cannot create the memory link's folder"))?;
         }
-        // A new link beside the old path, renamed over it: the server never sees none.
-        let staged = self.file.with_extension("jsonl.link");
+        // A folder in its place holds nothing of a session (none was known): it goes.
+        if std::fs::symlink_metadata(&self.folder).is_ok_and(|m| m.is_dir()) {
+            std::fs::remove_dir_all(&self.folder)
+                .map_err(Error::io("cannot replace the memory folder"))?;
+        }
+        // A new link beside the old one, renamed over it: the server never finds none.
+        let staged = self.folder.with_extension("link");
         let _ = std::fs::remove_file(&staged);
-        std::os::unix::fs::symlink(folder.join("memory.jsonl"), &staged)
-            .map_err(Error::io("cannot link the memory file"))?;
-        std::fs::rename(&staged, &self.file).map_err(Error::io("cannot link the memory file"))?;
+        std::os::unix::fs::symlink(&target, &staged)
+            .map_err(Error::io("cannot link the memory folder"))?;
+        std::fs::rename(&staged, &self.folder)
+            .map_err(Error::io("cannot link the memory folder"))?;
         self.linked = Some(scope.clone());
         Ok(())
     }
@@ -339,7 +353,10 @@ mod tests {
             owner: "usr_ada".into(),
         };
         memory.link(&ada).unwrap();
-        std::fs::write(&memory.file, "{\"type\":\"entity\"}\n").unwrap();
+        // As the memory server writes: a temporary file beside it, renamed over it.
+        let temp = memory.file.with_extension("jsonl.tmp");
+        std::fs::write(&temp, "{\"type\":\"entity\"}\n").unwrap();
+        std::fs::rename(&temp, &memory.file).unwrap();
         let ada_file = memories.join("acme__demo/usr_ada/memory.jsonl");
         assert_eq!(
             std::fs::read_to_string(&ada_file).unwrap(),
@@ -369,6 +386,12 @@ mod tests {
         let mut local = Memory::new(&root.join("home3"), None);
         local.link(&ada).unwrap();
         assert!(!local.file.exists());
+        assert!(local.file.parent().unwrap().is_dir());
+        std::fs::write(&local.file, "local\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&ada_file).unwrap(),
+            "{\"type\":\"entity\"}\n"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
