@@ -97,7 +97,7 @@ describe('with the dev agent', () => {
     assert.ok(sandbox2.restored_from, `restored from the snapshot: ${JSON.stringify(sandbox2)}`);
     assert.equal(
       two.text,
-      'Context: 1 earlier prompt\nWorking on: What did we do before?\nEarlier prompt by Alice: Paint the front door blue\n',
+      'Context: 1 earlier prompts\nWorking on: What did we do before?\nEarlier prompt by Alice: Paint the front door blue\n',
     );
 
     // The next prompt of that sandbox carries no transcript; its agent still knows both.

@@ -17,6 +17,8 @@ pub const ANSWER_END_BYTES: usize = 3 * 1024;
 pub const TOOL_CALLS: usize = 30;
 pub const FILES: usize = 50;
 pub const TOOL_INPUT_BYTES: usize = 200;
+/// At most this many earlier prompts are read, however small: each costs a few reads of the log.
+pub const MAX_PROMPTS: u32 = 50;
 
 /// One earlier prompt as the store reads it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -72,7 +74,7 @@ impl Builder {
     /// Adds the next older prompt; false once the transcript is full (this one included: it
     /// did not fit), so the caller stops reading.
     pub fn push(&mut self, earlier: EarlierPrompt) -> bool {
-        if self.full || self.prompts.len() as u32 >= self.total {
+        if self.full || self.prompts.len() as u32 >= self.total.min(MAX_PROMPTS) {
             self.full = true;
             return false;
         }
@@ -298,6 +300,18 @@ mod tests {
         assert_eq!(first.files_edited.len(), FILES);
         assert!(first.answer.contains("[… part of the answer left out …]"));
         assert!(first.answer.len() <= 2 * ANSWER_END_BYTES + 64);
+    }
+
+    #[test]
+    fn at_most_so_many_prompts_are_read() {
+        let mut builder = Builder::new(500);
+        let mut pushed = 0;
+        while builder.push(earlier(pushed, "ok")) {
+            pushed += 1;
+        }
+        assert_eq!(pushed, MAX_PROMPTS as usize);
+        let transcript = builder.finish().unwrap();
+        assert_eq!(transcript.omitted, 500 - MAX_PROMPTS);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What a new sandbox's transcript is read from: the prompts that ran before a message,
 //! newest first, and each one's answer, tool calls and edited files as the log holds them.
-//! The reads are bounded per prompt (token events at the start and the end of the answer,
-//! at most 200 tool call events, 100 edits); [`crate::room::transcript`] cuts them to size.
+//! The reads are bounded per prompt (its own stretch of the log; token events at the start
+//! and the end of the answer, at most 200 tool call events, 100 edits) and in number
+//! ([`crate::room::transcript::MAX_PROMPTS`]); [`crate::room::transcript`] cuts them to size.
 
 use super::{int, s, MessageRow, Store};
 use crate::error::Result;
@@ -12,6 +13,11 @@ const ANSWER_EVENTS: u64 = 32;
 
 /// What "ran" means: started, and finished since.
 const RAN: &str = "started_at IS NOT NULL AND status NOT IN ('queued', 'running')";
+
+#[derive(serde::Deserialize)]
+struct Seq {
+    seq: u64,
+}
 
 #[derive(serde::Deserialize)]
 struct Delta {
@@ -56,10 +62,19 @@ impl Store {
         )
     }
 
-    /// One earlier prompt's work, from the events after its own.
+    /// One earlier prompt's work, from the events between its own and its `prompt_finished`
+    /// (found first, scanning forward from the prompt and stopping there), so each prompt costs
+    /// reads over its own stretch of the log, not the log after it.
     pub fn earlier_prompt(&self, message: &MessageRow) -> Result<EarlierPrompt> {
-        let of_prompt = "seq > ? AND json_extract(json, '$.message_id') = ?";
-        let at = || vec![int(message.seq), s(&message.id)];
+        let end = self
+            .first::<Seq>(
+                "SELECT seq FROM events WHERE seq > ? AND type = 'prompt_finished'
+                 AND json_extract(json, '$.message_id') = ? ORDER BY seq LIMIT 1",
+                vec![int(message.seq), s(&message.id)],
+            )?
+            .map_or(i64::MAX as u64, |row| row.seq);
+        let of_prompt = "seq > ? AND seq < ? AND json_extract(json, '$.message_id') = ?";
+        let at = || vec![int(message.seq), int(end), s(&message.id)];
         let head: Vec<Delta> = self.rows(
             &format!(
                 "SELECT seq, json_extract(json, '$.delta') AS delta FROM events
@@ -74,7 +89,7 @@ impl Store {
                      WHERE type = 'token' AND seq > ? AND {of_prompt} ORDER BY seq DESC LIMIT {}",
                     ANSWER_EVENTS + 1
                 ),
-                vec![int(last.seq), int(message.seq), s(&message.id)],
+                vec![int(last.seq), int(message.seq), int(end), s(&message.id)],
             )?,
             _ => Vec::new(),
         };

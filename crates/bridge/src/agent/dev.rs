@@ -129,11 +129,11 @@ impl DevAgent {
             .rev()
             .map(|p| (p.author.clone(), first_line(&p.content).to_owned()))
             .collect();
+        // One fixed form, `prompts` even for one, so the line is easy to look for.
         let n = transcript.prompts.len();
-        let noun = if n == 1 { "prompt" } else { "prompts" };
         Some(match transcript.omitted {
-            0 => format!("Context: {n} earlier {noun}\n"),
-            left_out => format!("Context: {n} earlier {noun} ({left_out} more left out)\n"),
+            0 => format!("Context: {n} earlier prompts\n"),
+            left_out => format!("Context: {n} earlier prompts ({left_out} more left out)\n"),
         })
     }
 
