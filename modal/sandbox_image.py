@@ -4,7 +4,9 @@
     python modal/sandbox_image.py --bridge-binary PATH    # or copy a prebuilt Linux x86-64 binary
 
 The image: ``node:22-bookworm`` (git, curl, a C toolchain, Python 3) + ``opencode-ai@1.18.33`` + ripgrep
-+ the ``bridge`` binary + the ``sandbox-entry`` script. By default the bridge is compiled inside the
++ the MCP servers the agent's ``opencode.json`` names (memory, filesystem, playwright with Debian's
+Chromium; see ``crates/bridge/agent-config/``) + the ``bridge`` binary + the ``sandbox-entry`` script.
+The bridge writes the agent's configuration itself, from the same templates the local provider uses. By default the bridge is compiled inside the
 image build from the repository's Cargo workspace (``Cargo.toml``, ``Cargo.lock``, ``src/``, ``crates/``)
 with a throw-away rustup toolchain that is deleted in the same layer, so nothing but a clone of the
 repository and ``pip install modal`` is needed locally.
@@ -27,6 +29,14 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 
 OPENCODE_VERSION = "1.18.33"
+# The npm packages of the MCP servers crates/bridge/agent-config/opencode.json runs, pinned in
+# one list that `AGENT=opencode npm run dev` installs too.
+MCP_PACKAGES = tuple(
+    line.strip()
+    for line in (REPO_ROOT / "crates/bridge/agent-config/mcp-packages.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+CHROMIUM_PATH = "/usr/bin/chromium"
 BASE_REGISTRY_IMAGE = "node:22-bookworm"
 DEFAULT_IMAGE_NAME = "session-coordinator-sandbox"
 BUILDER_APP_NAME = "session-coordinator-image-builds"
@@ -53,10 +63,13 @@ def base_image(modal, *, bridge_binary: str | os.PathLike | None = None, repo_ro
     image = (
         modal.Image.from_registry(BASE_REGISTRY_IMAGE)
         .entrypoint([])  # the node image's docker-entrypoint.sh is not wanted in front of our command
-        .apt_install("ripgrep", "jq")
+        .apt_install("ripgrep", "jq", "chromium")
         .run_commands(
             f"npm install -g --no-audit --no-fund opencode-ai@{OPENCODE_VERSION}",
             "opencode --version",
+            f"npm install -g --no-audit --no-fund {' '.join(MCP_PACKAGES)}",
+            "command -v mcp-server-memory mcp-server-filesystem playwright-mcp",
+            f"{CHROMIUM_PATH} --version",
         )
     )
     if bridge_binary:
@@ -73,7 +86,7 @@ def base_image(modal, *, bridge_binary: str | os.PathLike | None = None, repo_ro
     return (
         image.add_local_file(HERE / "sandbox_entry.sh", "/usr/local/bin/sandbox-entry", copy=True)
         .run_commands("chmod 0755 /usr/local/bin/sandbox-entry", "mkdir -p /workspace /memory")
-        .env({"WORKSPACE": "/workspace", "MEMORY_DIR": "/memory"})
+        .env({"WORKSPACE": "/workspace", "MEMORY_DIR": "/memory", "CHROMIUM_PATH": CHROMIUM_PATH})
     )
 
 

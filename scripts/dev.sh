@@ -80,9 +80,13 @@ case "$agent" in
   dev) ;;
   opencode)
     if [ -z "${OPENCODE_BIN:-}" ]; then
-      if [ ! -x node_modules/.bin/opencode ]; then
-        echo "dev: installing opencode-ai 1.18.33 for AGENT=opencode" >&2
-        npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 >&2
+      if [ ! -x node_modules/.bin/opencode ] || [ ! -x node_modules/.bin/mcp-server-memory ]; then
+        # The MCP servers of the agent's configuration too (crates/bridge/agent-config/), the
+        # versions the Modal image installs, so the agent runs here as it does there.
+        echo "dev: installing opencode-ai 1.18.33 and the MCP servers for AGENT=opencode" >&2
+        # shellcheck disable=SC2046
+        npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 \
+          $(grep -v '^#' crates/bridge/agent-config/mcp-packages.txt) >&2
       fi
       export OPENCODE_BIN="$PWD/node_modules/.bin/opencode"
     fi ;;
@@ -134,7 +138,10 @@ if [ ${#slack_vars[@]} -gt 0 ]; then
 fi
 
 other_vars=()
-for name in IMAGE_REFRESH_MINUTES WARM_MAX_AGE_MINUTES; do
+# The sandbox lifecycle settings too (SANDBOX_IDLE_SECONDS=10 shows a replaced sandbox's agent
+# starting with the session's transcript without a long wait).
+for name in IMAGE_REFRESH_MINUTES WARM_MAX_AGE_MINUTES SANDBOX_IDLE_SECONDS SANDBOX_HEARTBEAT_TIMEOUT_SECONDS \
+  SANDBOX_SPAWN_TIMEOUT_SECONDS PROMPT_TIMEOUT_SECONDS; do
   if [ -n "${!name:-}" ]; then other_vars+=(--var "$name:${!name}"); fi
 done
 # The warm pool: one warm sandbox for the demo repository unless told otherwise (WARM_POOL= for none).

@@ -2,9 +2,10 @@
 # Installs what building, running and testing the coordinator need, and skips what is there:
 # the wasm target, worker-build and the wasm-bindgen CLI (pinned), and the npm packages
 # (wrangler, a project-local Node 22, binaryen's wasm-opt).
-# Usage: scripts/setup.sh [--browser] [--pytest] [--fuzz]
+# Usage: scripts/setup.sh [--browser] [--pytest] [--fuzz] [--opencode]
 #   --browser  also installs Chromium for the browser tests (Debian's package)
 #   --pytest   also installs modal/requirements-test.txt (pytest, FastAPI, jsonschema…) for the Modal app's tests
+#   --opencode also installs opencode-ai 1.18.33 and the agent's MCP servers (not saved in package.json) for the OpenCode tests
 #   --fuzz     also installs cargo-fuzz (pinned) for the fuzz targets in fuzz/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,12 +57,13 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   touch node_modules/.package-lock.json
 fi
 
-want_browser=false want_pytest=false want_fuzz=false
+want_browser=false want_pytest=false want_fuzz=false want_opencode=false
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=true ;;
     --pytest) want_pytest=true ;;
     --fuzz) want_fuzz=true ;;
+    --opencode) want_opencode=true ;;
     *) say "unknown option $arg"; exit 2 ;;
   esac
 done
@@ -77,6 +79,16 @@ fi
 if $want_pytest && ! python3 -c "import pytest, fastapi, jsonschema, regress, httpx2" >/dev/null 2>&1; then
   say "installing modal/requirements-test.txt for the Modal app's tests"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r modal/requirements-test.txt
+fi
+
+# With the MCP servers of the agent's configuration (the versions the Modal image installs),
+# in one install: npm drops unsaved packages it is not told about again.
+if $want_opencode && { [ ! -x node_modules/.bin/opencode ] || [ ! -x node_modules/.bin/mcp-server-memory ]; }; then
+  say "installing opencode-ai 1.18.33 and the MCP servers for the OpenCode tests"
+  # shellcheck disable=SC2046
+  npm install --no-save --no-audit --no-fund --loglevel=error opencode-ai@1.18.33 \
+    $(grep -v '^#' crates/bridge/agent-config/mcp-packages.txt) >&2 \
+    || say "opencode-ai could not be installed; the OpenCode tests will say so and skip"
 fi
 
 # cargo-fuzz drives libFuzzer (built from source by the libfuzzer-sys crate, no download).

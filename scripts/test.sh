@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-bash scripts/setup.sh --browser --pytest
+bash scripts/setup.sh --browser --pytest --opencode
 source scripts/env.sh
 
 echo "== cargo test (native)"

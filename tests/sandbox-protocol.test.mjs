@@ -202,12 +202,20 @@ describe('the bridge socket', () => {
     const firstCreate = await nthCreate(provider, before + 1);
     const first = await bridgeFor(firstCreate);
     const job = await first.waitFor((f) => f.type === 'prompt');
-    first.send({ type: 'done', message_id: job.message_id, ok: true, ack_id: 'd1' });
+    // The first prompt of a session has nothing before it; every prompt names its memory.
+    assert.equal(job.context.transcript, undefined);
+    assert.deepEqual(job.context.memory, { repo: 'acme/demo', owner: alice.id });
+    first.send({ type: 'token', message_id: job.message_id, delta: 'did the first thing', offset: 0 });
+    first.send({ type: 'tool_call', message_id: job.message_id, call_id: 'c1', tool: 'bash', status: 'running', input: { command: 'make' }, ack_id: 't1' });
+    first.send({ type: 'tool_call', message_id: job.message_id, call_id: 'c1', tool: 'bash', status: 'completed', output: 'ok', ack_id: 't2' });
+    first.send({ type: 'file_edit', message_id: job.message_id, path: 'src/first.rs', diff: '+x', ack_id: 'f1' });
+    first.send({ type: 'done', message_id: job.message_id, ok: true, text_bytes: 19, ack_id: 'd1' });
     await client.waitFor(eventOf('sandbox_status', (f) => f.status === 'idle'));
 
     // The second prompt runs on the same sandbox, which then goes silent.
     client.send({ type: 'prompt', content: 'second', client_request_id: rid() });
     const second = await first.waitFor((f) => f.type === 'prompt' && f.content === 'second');
+    assert.equal(second.context.transcript, undefined, 'the same sandbox knows the session already');
     first.goSilent();
     const failed = await client.waitFor(eventOf('prompt_finished', (f) => f.message_id === second.message_id), 15_000);
     assert.equal(failed.status, 'failed');
@@ -221,7 +229,27 @@ describe('the bridge socket', () => {
     assert.notEqual(nextCreate.sandbox_id, firstCreate.sandbox_id);
     assert.match(nextCreate.snapshot_id, /^snap-/);
     const next = await bridgeFor(nextCreate);
-    assert.equal((await next.waitFor((f) => f.type === 'prompt')).content, 'third');
+    const third = await next.waitFor((f) => f.type === 'prompt');
+    assert.equal(third.content, 'third');
+    // The new sandbox's first prompt brings the session so far, most recent first.
+    const transcript = third.context.transcript;
+    assert.equal(transcript.omitted, 0);
+    assert.deepEqual(transcript.prompts.map((p) => [p.content, p.status, p.author]), [['second', 'failed', 'Alice'], ['first', 'completed', 'Alice']]);
+    const earliest = transcript.prompts[1];
+    assert.equal(earliest.message_id, job.message_id);
+    assert.equal(earliest.answer, 'did the first thing');
+    assert.deepEqual(earliest.tool_calls, [{ tool: 'bash', status: 'completed', input: '{"command":"make"}' }]);
+    assert.deepEqual(earliest.files_edited, ['src/first.rs']);
+    // A newer connection of the same sandbox, before the prompt ran, gets it again with the same transcript.
+    const again = await bridgeFor(nextCreate);
+    const resent = await again.waitFor((f) => f.type === 'prompt');
+    assert.equal(resent.message_id, third.message_id);
+    assert.deepEqual(resent.context.transcript, transcript);
+    again.send({ type: 'done', message_id: third.message_id, ok: true, ack_id: 'd3' });
+    await client.waitFor(eventOf('prompt_finished', (f) => f.message_id === third.message_id));
+    client.send({ type: 'prompt', content: 'fourth', client_request_id: rid() });
+    const fourth = await again.waitFor((f) => f.type === 'prompt' && f.content === 'fourth');
+    assert.equal(fourth.context.transcript, undefined, 'only the first prompt of a sandbox carries it');
     const state = await ctx.http.get(`/v1/sessions/${sid}`, { key: alice.key });
     assert.equal(state.json.sandbox.id, nextCreate.sandbox_id);
     assert.equal(state.json.sandbox.restored_from, nextCreate.snapshot_id);

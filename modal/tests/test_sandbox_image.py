@@ -33,3 +33,24 @@ def test_base_image_can_copy_a_prebuilt_bridge(fake_modal, tmp_path):
     text = flat(steps)
     assert "cargo" not in text
     assert ("add_local_file", (binary, "/usr/local/bin/bridge"), {"copy": True}) in steps
+
+
+def test_base_image_carries_what_the_agent_configuration_runs(fake_modal):
+    """Every program the bridge's opencode.json template names is installed, and Chromium for playwright."""
+    import json
+    from pathlib import Path
+
+    steps = sandbox_image.base_image(fake_modal).steps
+    text = flat(steps)
+    assert ("apt_install", ("ripgrep", "jq", "chromium"), {}) in steps
+    for package in sandbox_image.MCP_PACKAGES:
+        assert package in text
+    template = json.loads(
+        (Path(sandbox_image.REPO_ROOT) / "crates/bridge/agent-config/opencode.json").read_text()
+    )
+    programs = {server["command"][0] for server in template["mcp"].values() if server["type"] == "local"}
+    assert programs == {"mcp-server-memory", "mcp-server-filesystem", "playwright-mcp"}
+    assert f"command -v {' '.join(sorted(programs, key=['mcp-server-memory', 'mcp-server-filesystem', 'playwright-mcp'].index))}" in text
+    env = [s for s in steps if s[0] == "env"][-1][1][0]
+    assert env["MEMORY_DIR"] == "/memory"
+    assert env["CHROMIUM_PATH"] == "/usr/bin/chromium"

@@ -372,7 +372,7 @@ fn ready(
         if working_on.as_deref() != Some(running.id.as_str()) {
             hub::send(
                 socket,
-                &to_bridge(&ToBridge::Prompt(prompts::job(cx, &running)?)),
+                &to_bridge(&ToBridge::Prompt(prompts::job(cx, &running, sandbox_id)?)),
             );
         } else {
             // The bridge goes on with it: it sends again what the room does not hold.

@@ -59,6 +59,10 @@ pub struct RoomMeta {
     pub start_wanted: Option<StartWanted>,
     /// When `typing` last asked for a sandbox, so typing asks at most once a minute.
     pub typing_start_at: Option<u64>,
+    /// The live sandbox's first prompt: (sandbox id, message id). That prompt carries the
+    /// session's transcript (again, should the bridge reconnect and be sent it once more);
+    /// no later prompt of the same sandbox does.
+    pub first_prompt: Option<(String, String)>,
 }
 
 /// Why a sandbox is wanted with no prompt waiting.

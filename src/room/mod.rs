@@ -23,7 +23,8 @@
 //! - `store`: SQLite (migrations in [`schema`]).
 //! - Pure rules, tested natively: [`lifecycle`] (deadlines, back-off), [`tokens`] (answer
 //!   text by offset, exactly once, and its batching), [`queue`] (admission, cancellation),
-//!   [`presence`] (who is online and typing), [`ratelimit`] (token buckets).
+//!   [`presence`] (who is online and typing), [`ratelimit`] (token buckets), [`transcript`]
+//!   (what a new sandbox's agent is told of the session so far).
 
 pub mod api;
 pub mod lifecycle;
@@ -32,6 +33,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod schema;
 pub mod tokens;
+pub mod transcript;
 
 #[cfg(target_arch = "wasm32")]
 mod alarm;

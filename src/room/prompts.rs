@@ -8,9 +8,10 @@ use super::queue::{self, MessageStatus};
 use super::ratelimit::RateLimits;
 use super::store::{MessageRow, NewMessage, Participant};
 use super::tokens::Coalescer;
+use super::transcript::Builder;
 use crate::error::Result;
 use crate::ids::new_sortable_id;
-use protocol::bridge::{GitAuthor, PromptContext, PromptJob, ToBridge};
+use protocol::bridge::{GitAuthor, MemoryScope, PromptContext, PromptJob, ToBridge, Transcript};
 use protocol::event::{EventBody, MessageEvent, PromptStatus, SandboxState, Source};
 use protocol::frames::PromptInput;
 use protocol::{ApiError, ErrorCode};
@@ -158,10 +159,12 @@ pub fn fail_waiting(cx: &Ctx, reason: &str) -> Result<()> {
     Ok(())
 }
 
-/// What the bridge receives for a prompt: its text, its author's git identity, attachments,
-/// the DOM selections it names, and the branch to push its work to.
-pub fn job(cx: &Ctx, message: &MessageRow) -> Result<PromptJob> {
+/// What the bridge of `sandbox_id` receives for a prompt: its text, its author's git
+/// identity, attachments, the DOM selections it names, the branch to push its work to, whose
+/// memory the agent keeps, and, with the sandbox's first prompt, the session's transcript.
+pub fn job(cx: &Ctx, message: &MessageRow, sandbox_id: &str) -> Result<PromptJob> {
     let author = cx.store.participant(&message.author_id)?;
+    let session = cx.store.existing_session()?;
     let selection_ids: Vec<String> =
         serde_json::from_str(&message.selection_ids).unwrap_or_default();
     let mut selections = Vec::new();
@@ -183,9 +186,41 @@ pub fn job(cx: &Ctx, message: &MessageRow) -> Result<PromptJob> {
             email: author.map(|a| a.email).unwrap_or_default(),
         },
         attachments: serde_json::from_str(&message.attachments).unwrap_or_default(),
-        context: PromptContext { selections },
+        context: PromptContext {
+            selections,
+            transcript: transcript_for(cx, message, sandbox_id)?,
+            memory: Some(MemoryScope {
+                repo: session.repo,
+                owner: session.owner_id,
+            }),
+        },
         push_branch: super::git::push_branch(cx)?,
     })
+}
+
+/// The session so far, when `message` is the first prompt of `sandbox_id` and prompts ran
+/// before it; read newest first until the transcript is full.
+fn transcript_for(cx: &Ctx, message: &MessageRow, sandbox_id: &str) -> Result<Option<Transcript>> {
+    let first = cx.store.lifecycle()?.first_prompt;
+    if first.as_ref().map(|(s, m)| (s.as_str(), m.as_str())) != Some((sandbox_id, &message.id)) {
+        return Ok(None);
+    }
+    let total = cx.store.count_ran_before(message.seq)?;
+    let mut builder = Builder::new(total);
+    let mut offset = 0;
+    'read: while offset < total {
+        let page = cx.store.ran_before(message.seq, offset, 10)?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as u32;
+        for earlier in &page {
+            if !builder.push(cx.store.earlier_prompt(earlier)?) {
+                break 'read;
+            }
+        }
+    }
+    Ok(builder.finish())
 }
 
 /// Sends the next waiting prompt when a connected sandbox is free for it.
@@ -209,7 +244,13 @@ pub fn dispatch_next(cx: &Ctx) -> Result<()> {
     let Some(message) = cx.store.next_waiting()? else {
         return Ok(());
     };
-    let job = job(cx, &message)?;
+    // The sandbox's first prompt is recorded before its job is made: it carries the transcript.
+    cx.store.update_lifecycle(|meta| {
+        if meta.first_prompt.as_ref().map(|(s, _)| s) != Some(&sandbox.id) {
+            meta.first_prompt = Some((sandbox.id.clone(), message.id.clone()));
+        }
+    })?;
+    let job = job(cx, &message, &sandbox.id)?;
     cx.store.start_message(&message.id, cx.now)?;
     cx.store
         .set_sandbox_status(&sandbox.id, SandboxState::Busy, None)?;

@@ -11,7 +11,8 @@
 //   `client_request_id` is there twice;
 // - no prompt finishes twice; at the end every prompt has finished;
 // - the answer of every completed prompt is whole: the dev agent answers a prompt with
-//   `Working on: <its first line>\n`, so the text it must have is known. What is missing is
+//   `Working on: <its first line>\n` (after a `Context: <n> earlier prompts` line when a new
+//   sandbox brought the transcript), so the text it must have is known. What is missing is
 //   counted in bytes per prompt (`textLoss`); the caller decides whether that fails.
 
 import { randomBytes } from 'node:crypto';
@@ -191,7 +192,8 @@ export function checkLog(events, { acked, contents }, { final }) {
     completed += 1;
     const content = contents.get(m.client_request_id) ?? m.content;
     const expected = Buffer.byteLength(expectedAnswer(content));
-    const stored = text.get(m.message_id) ?? '';
+    // A sandbox replaced meanwhile starts its first answer by naming the transcript it got.
+    const stored = (text.get(m.message_id) ?? '').replace(/^Context: \d+ earlier prompts?( \(\d+ more left out\))?\n/, '');
     if (stored !== expectedAnswer(content)) {
       textLoss.push({ message_id: m.message_id, expected, stored: Buffer.byteLength(stored), lost: expected - Buffer.byteLength(stored) });
     }

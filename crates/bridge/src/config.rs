@@ -50,6 +50,7 @@ const NOT_PASSED_THROUGH: &[&str] = &[
     "SANDBOX_ID",
     "WORKSPACE",
     "AGENT",
+    "MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
     PASSTHROUGH_VAR,
@@ -125,6 +126,8 @@ pub struct RunConfig {
     /// A warm sandbox's assignment file: until it appears, `coordinator_url`, `session_id`
     /// and `token` are empty ([`RunConfig::assign`] fills them).
     pub assignment: Option<PathBuf>,
+    /// Where the agent's configuration goes and what it is filled with.
+    pub agent_files: AgentFiles,
 }
 
 impl RunConfig {
@@ -167,6 +170,18 @@ impl RunConfig {
         self.token = Secret::new(assignment.sandbox_token);
         self.assignment = None;
     }
+}
+
+/// The agent's configuration (`agent_config`): the home it is written to, the memory folder,
+/// the browser and the remote MCP servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentFiles {
+    pub home: PathBuf,
+    pub memory_dir: Option<PathBuf>,
+    pub chromium: String,
+    pub github_mcp_url: String,
+    pub sentry_mcp_url: String,
+    pub linear_mcp_url: String,
 }
 
 /// A repository to clone: its URL (never with credentials in it) and the branch to check out
@@ -247,6 +262,8 @@ struct Cli {
     command: Sub,
 }
 
+// Parsed once at start and taken apart at once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Sub {
     /// Inside a sandbox: dial the session room and drive the agent, one prompt at a time.
@@ -349,6 +366,45 @@ struct RunArgs {
     /// The branch to clone [default: the remote's default branch].
     #[arg(long = "repo-branch", env = "REPO_BRANCH", value_name = "BRANCH", value_parser = branch_name)]
     repo_branch: Option<String>,
+    /// The provider's persistent folder of agent memories (one per repository and session
+    /// owner); without it the memory server keeps its file in the sandbox alone.
+    #[arg(long = "memory-dir", env = "MEMORY_DIR", value_name = "DIR")]
+    memory_dir: Option<PathBuf>,
+    /// The browser the playwright MCP server drives.
+    #[arg(
+        long = "chromium",
+        env = "CHROMIUM_PATH",
+        value_name = "PATH",
+        default_value = "/usr/bin/chromium"
+    )]
+    chromium: String,
+    /// The GitHub MCP server, used when `GITHUB_TOKEN` reaches the agent.
+    #[arg(
+        long = "github-mcp-url",
+        env = "GITHUB_MCP_URL",
+        value_name = "URL",
+        default_value = "https://api.githubcopilot.com/mcp/"
+    )]
+    github_mcp_url: String,
+    /// The Sentry MCP server, used when `SENTRY_ACCESS_TOKEN` reaches the agent.
+    #[arg(
+        long = "sentry-mcp-url",
+        env = "SENTRY_MCP_URL",
+        value_name = "URL",
+        default_value = "https://mcp.sentry.dev/mcp"
+    )]
+    sentry_mcp_url: String,
+    /// The Linear MCP server, used when `LINEAR_API_KEY` reaches the agent.
+    #[arg(
+        long = "linear-mcp-url",
+        env = "LINEAR_MCP_URL",
+        value_name = "URL",
+        default_value = "https://mcp.linear.app/mcp"
+    )]
+    linear_mcp_url: String,
+    /// The sandbox's home folder, where the agent's configuration is written.
+    #[arg(long = "home", env = "HOME", value_name = "DIR", hide = true)]
+    home: Option<PathBuf>,
     #[command(flatten)]
     passthrough: Passthrough,
 }
@@ -582,6 +638,16 @@ impl RunArgs {
                 model: self.opencode_model,
             },
             agent_env: present(&self.passthrough.names()),
+            agent_files: AgentFiles {
+                home: self
+                    .home
+                    .unwrap_or_else(|| std::env::temp_dir().join("agent-home")),
+                memory_dir: self.memory_dir,
+                chromium: self.chromium,
+                github_mcp_url: self.github_mcp_url,
+                sentry_mcp_url: self.sentry_mcp_url,
+                linear_mcp_url: self.linear_mcp_url,
+            },
             repo: self.repo_url.map(|url| CloneSource {
                 url,
                 branch: self.repo_branch,

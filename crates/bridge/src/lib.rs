@@ -14,6 +14,7 @@
 //! - [`backoff`]: reconnect delays (pure).
 //! - [`budget`]: how many `error` frames may go out a minute (pure).
 //! - [`agent`]: the agent trait and its events; one file per agent.
+//! - [`agent_config`]: the agent's `AGENTS.md` and `opencode.json` (MCP servers), and its memory file.
 //! - [`credentials`]: `bridge credential`, git's credential helper, and the relay in `bridge run`
 //!   that asks the coordinator for each credential.
 //! - [`repo`]: the workspace's repository at start: the clone, the helper's configuration.
@@ -32,6 +33,7 @@
 //! processes alone.
 
 pub mod agent;
+pub mod agent_config;
 pub mod backoff;
 pub mod budget;
 pub mod config;

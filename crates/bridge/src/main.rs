@@ -82,6 +82,7 @@ fn run(mut config: config::RunConfig) -> i32 {
             config.opencode.clone(),
             config.workspace.clone(),
             config.agent_env.clone(),
+            config.agent_files.clone(),
         )),
     };
     runtime().map_or(1, |rt| rt.block_on(bridge::run::run(config, agent)))

@@ -2,6 +2,7 @@
 //! frames between the room, the outbox and the worker that drives the agent.
 
 use crate::agent::{stop_pair, Agent};
+use crate::agent_config::Memory;
 use crate::backoff::Backoff;
 use crate::budget::{ErrorBudget, Verdict};
 use crate::config::RunConfig;
@@ -277,6 +278,10 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     }
     let worker = Worker {
         agent,
+        memory: Memory::new(
+            &config.agent_files.home,
+            config.agent_files.memory_dir.clone(),
+        ),
         workspace: config.workspace.clone(),
         attribution: config.attribution.clone(),
         publisher: Publisher::new(

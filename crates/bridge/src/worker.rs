@@ -3,6 +3,7 @@
 //! when its work went to the session branch.
 
 use crate::agent::{Agent, EventSink, Outcome, StopSignal};
+use crate::agent_config::Memory;
 use crate::git;
 use crate::publish::{Publisher, Start};
 use protocol::bridge::{FromBridge, PromptJob};
@@ -16,6 +17,8 @@ pub struct Job {
 
 pub struct Worker {
     pub agent: Box<dyn Agent>,
+    /// The memory server's file, linked to the session owner's memory by the first prompt.
+    pub memory: Memory,
     pub workspace: PathBuf,
     pub attribution: String,
     pub publisher: Publisher,
@@ -35,6 +38,11 @@ impl Worker {
                 Outcome::Stopped
             } else {
                 set_identity(&self.workspace, &self.attribution, &job.prompt, &sink).await;
+                if let Some(scope) = &job.prompt.context.memory {
+                    if let Err(why) = self.memory.link(scope) {
+                        report(&sink, format!("the agent's memory is not kept: {why}"));
+                    }
+                }
                 let start = self
                     .publisher
                     .start(&job.prompt)

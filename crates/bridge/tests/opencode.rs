@@ -5,6 +5,7 @@
 
 use bridge::agent::opencode::OpenCodeAgent;
 use bridge::agent::{stop_pair, Agent, EventSink, Outcome};
+use bridge::config::AgentFiles;
 use bridge::config::OpenCodeConfig;
 use futures_util::StreamExt;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -251,7 +252,10 @@ fn job(id: &str, content: &str, selections: Vec<Value>) -> PromptJob {
             email: "ada@example.com".into(),
         },
         attachments: vec![],
-        context: PromptContext { selections },
+        context: PromptContext {
+            selections,
+            ..PromptContext::default()
+        },
         push_branch: None,
     }
 }
@@ -275,6 +279,14 @@ impl Session {
             },
             "/work".into(),
             vec![],
+            AgentFiles {
+                home: std::env::temp_dir().join("opencode-test-home"),
+                memory_dir: None,
+                chromium: "/usr/bin/chromium".into(),
+                github_mcp_url: "http://127.0.0.1:9/github".into(),
+                sentry_mcp_url: "http://127.0.0.1:9/sentry".into(),
+                linear_mcp_url: "http://127.0.0.1:9/linear".into(),
+            },
         );
         agent.start().await.expect("the fake server answers");
         let (tx, rx) = mpsc::unbounded_channel();

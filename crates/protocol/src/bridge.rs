@@ -16,6 +16,89 @@ pub struct PromptContext {
     /// DOM selections named by the prompt, as stored (`dom_selection` artifacts' data).
     #[serde(default)]
     pub selections: Vec<Value>,
+    /// The session so far, with the first prompt a sandbox runs when the session had earlier
+    /// prompts (the sandbox replaced one that failed, stopped idle or was restored from a
+    /// snapshot); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<Transcript>,
+    /// Whose memory the agent keeps: the session's repository and owner. With every prompt,
+    /// because a sandbox may have started before it knew its session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryScope>,
+}
+
+/// What happened earlier in the session, most recent prompt first, within
+/// [`TRANSCRIPT_BYTES`] as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Transcript {
+    pub prompts: Vec<TranscriptPrompt>,
+    /// Earlier prompts left out (the oldest) to stay within the size.
+    #[serde(default)]
+    pub omitted: u32,
+}
+
+/// A transcript is at most this many bytes of JSON.
+pub const TRANSCRIPT_BYTES: usize = 64 * 1024;
+
+/// One earlier prompt: who asked what, how it ended, what the agent answered (its stored
+/// text, cut in the middle when long), the tools it called and the files it edited.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptPrompt {
+    pub message_id: String,
+    pub author: String,
+    pub content: String,
+    /// `completed`, `failed`, `cancelled` or `timed_out`.
+    pub status: String,
+    #[serde(default)]
+    pub answer: String,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolSummary>,
+    #[serde(default)]
+    pub files_edited: Vec<String>,
+}
+
+/// A tool call as it ended: its tool, last status and the start of its input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSummary {
+    pub tool: String,
+    pub status: String,
+    #[serde(default)]
+    pub input: String,
+}
+
+/// The agent's memory belongs to one repository and one person: sessions of different owners,
+/// or on different repositories, share none of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryScope {
+    /// `owner/name`.
+    pub repo: String,
+    /// The session owner's user id.
+    pub owner: String,
+}
+
+impl MemoryScope {
+    /// A folder name for this scope, the same on every provider: `<owner>__<name>/<user id>`
+    /// with anything but ASCII letters, digits, `-`, `_` and `.` replaced by `_` (and no
+    /// component that is only dots), so it can never leave the memory folder.
+    pub fn relative_dir(&self) -> String {
+        fn clean(part: &str) -> String {
+            let cleaned: String = part
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' => c,
+                    _ => '_',
+                })
+                .take(100)
+                .collect();
+            if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+                format!("_{cleaned}")
+            } else {
+                cleaned
+            }
+        }
+        let (owner, name) = self.repo.split_once('/').unwrap_or((&self.repo, ""));
+        format!("{}__{}/{}", clean(owner), clean(name), clean(&self.owner))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +117,9 @@ pub struct PromptJob {
 }
 
 /// Coordinator → bridge.
+// A frame is made, serialised and dropped (or parsed and taken apart) at once: boxing the
+// prompt would add an allocation and save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToBridge {
@@ -213,6 +299,55 @@ mod tests {
         .unwrap();
         assert_eq!(job.push_branch, None);
         assert!(!serde_json::to_string(&job).unwrap().contains("push_branch"));
+    }
+
+    #[test]
+    fn transcripts_and_memory_are_optional() {
+        let job: PromptJob = serde_json::from_str(
+            r#"{"message_id":"m","content":"c","author":{"name":"A","email":"a@b"},"context":{"selections":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(job.context.transcript, None);
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(
+            !json.contains("transcript") && !json.contains("memory"),
+            "{json}"
+        );
+        let job: PromptJob = serde_json::from_str(
+            r#"{"message_id":"m","content":"c","author":{"name":"A","email":"a@b"},
+                "context":{"transcript":{"prompts":[{"message_id":"m0","author":"Ada","content":"hi","status":"completed"}],"omitted":2},
+                           "memory":{"repo":"acme/demo","owner":"usr_1"}}}"#,
+        )
+        .unwrap();
+        let transcript = job.context.transcript.unwrap();
+        assert_eq!(transcript.omitted, 2);
+        assert_eq!(transcript.prompts[0].answer, "");
+        assert_eq!(
+            job.context.memory.unwrap().relative_dir(),
+            "acme__demo/usr_1"
+        );
+    }
+
+    #[test]
+    fn memory_folders_stay_inside() {
+        let dir = |repo: &str, owner: &str| {
+            MemoryScope {
+                repo: repo.into(),
+                owner: owner.into(),
+            }
+            .relative_dir()
+        };
+        assert_eq!(dir("../..", "../x"), "_..___../.._x");
+        assert_eq!(dir("a/b", ".."), "a__b/_..");
+        assert_eq!(dir("a/b", ""), "a__b/_");
+        assert_eq!(dir("a/b/c", "u/v"), "a__b_c/u_v");
+        for d in [dir("../..", "../x"), dir("a/b", ".."), dir("x", "/etc")] {
+            assert!(
+                d.split('/').all(|part| !part.chars().all(|c| c == '.')),
+                "{d}"
+            );
+            assert_eq!(d.split('/').count(), 2, "{d}");
+        }
     }
 
     #[test]

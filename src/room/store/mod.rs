@@ -1,6 +1,7 @@
 //! The room's SQLite: schema migrations, the session row, participants and the lifecycle
 //! record here; the event log and artifacts in [`log`], the prompt queue in [`queue`], and
-//! sandboxes and acknowledged bridge frames in [`sandboxes`], prompts from Slack in [`slack`].
+//! sandboxes and acknowledged bridge frames in [`sandboxes`], prompts from Slack in [`slack`],
+//! what a new sandbox's transcript is read from in [`transcript`].
 //!
 //! Every call is synchronous; writes made without an `.await` between them commit together,
 //! which is what keeps "stored, then acknowledged" true.
@@ -12,6 +13,7 @@ pub use log::PAGE_BYTES;
 pub mod rows;
 mod sandboxes;
 mod slack;
+mod transcript;
 
 pub use rows::{
     ArtifactRow, EventRow, MessageRow, NewMessage, Participant, SandboxRow, StoredEvent,

@@ -5,9 +5,14 @@
 //! - `write <path>: <text>`: writes `text` and a newline to the file (a file edit);
 //! - `sleep <ms>`: waits, at most a minute (for trying stop and kill mid-prompt);
 //! - `stream <n>`: streams a long answer, `1 2 3 … n ` one number a delta (at most 100,000);
-//! - `fail <reason>`: ends the prompt as failed.
+//! - `fail <reason>`: ends the prompt as failed;
+//! - `recall`: says every earlier prompt of the session it knows of, oldest first, one line
+//!   each (`Earlier prompt by <author>: <its first line>`), from the transcript it was given
+//!   and the prompts it ran since.
 //!
-//! Other lines are prose and ignored.
+//! Other lines are prose and ignored. When a prompt brings the session's transcript (a new
+//! sandbox in a session with earlier prompts) the answer starts with
+//! `Context: <n> earlier prompts`.
 
 use super::{
     context_summary, tool_output, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal,
@@ -33,6 +38,7 @@ pub enum Step<'a> {
     Sleep(Duration),
     Stream(u32),
     Fail(&'a str),
+    Recall,
     Prose,
 }
 
@@ -68,6 +74,9 @@ pub fn parse_line(line: &str) -> Step<'_> {
             Err(_) => Step::Prose,
         };
     }
+    if line.trim() == "recall" {
+        return Step::Recall;
+    }
     if let Some(reason) = line.strip_prefix("fail") {
         if reason.is_empty() || reason.starts_with(' ') {
             let reason = reason.trim();
@@ -88,6 +97,13 @@ pub struct DevAgent {
     delay: Duration,
     /// Added to the environment of the commands it runs.
     env: AgentEnv,
+    /// The session's prompts it knows of, oldest first: (author, first line).
+    earlier: Vec<(String, String)>,
+}
+
+/// The first line of a prompt, trimmed.
+fn first_line(content: &str) -> &str {
+    content.lines().next().unwrap_or("").trim()
 }
 
 impl DevAgent {
@@ -96,7 +112,29 @@ impl DevAgent {
             workspace,
             delay,
             env,
+            earlier: Vec::new(),
         }
+    }
+
+    /// Takes in the transcript a prompt brings (it replaces what this agent knew: it describes
+    /// the whole session before the prompt); returns the line that says so.
+    fn take_transcript(&mut self, job: &PromptJob) -> Option<String> {
+        let transcript = job.context.transcript.as_ref()?;
+        if transcript.prompts.is_empty() {
+            return None;
+        }
+        self.earlier = transcript
+            .prompts
+            .iter()
+            .rev()
+            .map(|p| (p.author.clone(), first_line(&p.content).to_owned()))
+            .collect();
+        // One fixed form, `prompts` even for one, so the line is easy to look for.
+        let n = transcript.prompts.len();
+        Some(match transcript.omitted {
+            0 => format!("Context: {n} earlier prompts\n"),
+            left_out => format!("Context: {n} earlier prompts ({left_out} more left out)\n"),
+        })
     }
 
     /// Streams `text` in word-sized deltas; false when stopped meanwhile.
@@ -127,8 +165,16 @@ impl DevAgent {
         true
     }
 
-    async fn run_prompt(&self, job: &PromptJob, sink: &EventSink, stop: StopSignal) -> Outcome {
-        let first_line = job.content.lines().next().unwrap_or("").trim();
+    async fn run_prompt(&mut self, job: &PromptJob, sink: &EventSink, stop: StopSignal) -> Outcome {
+        if let Some(line) = self.take_transcript(job) {
+            if !self.say(sink, &stop, &line).await {
+                return Outcome::Stopped;
+            }
+        }
+        let earlier = self.earlier.clone();
+        self.earlier
+            .push((job.author.name.clone(), first_line(&job.content).to_owned()));
+        let first_line = first_line(&job.content);
         if !self
             .say(sink, &stop, &format!("Working on: {first_line}\n"))
             .await
@@ -172,6 +218,21 @@ impl DevAgent {
                     }
                 }
                 Step::Fail(reason) => return Outcome::Failed(reason.to_string()),
+                Step::Recall => {
+                    let lines = if earlier.is_empty() {
+                        vec!["No earlier prompts.\n".to_owned()]
+                    } else {
+                        earlier
+                            .iter()
+                            .map(|(author, line)| format!("Earlier prompt by {author}: {line}\n"))
+                            .collect()
+                    };
+                    for line in lines {
+                        if !self.say(sink, &stop, &line).await {
+                            return Outcome::Stopped;
+                        }
+                    }
+                }
             }
         }
         if stop.is_stopped() {
@@ -353,6 +414,8 @@ mod tests {
         check("stream many", Step::Prose);
         check("fail out of coffee", Step::Fail("out of coffee"));
         check("fail", Step::Fail("failed"));
+        check("recall", Step::Recall);
+        check("recall everything", Step::Prose);
         check("failing tests are fine", Step::Prose);
         check("Please fix the bug", Step::Prose);
         assert_eq!(
@@ -504,5 +567,63 @@ mod tests {
             "{kinds:?}"
         );
         let _ = std::fs::remove_dir_all(&workspace);
+    }
+
+    #[test]
+    fn a_transcript_is_announced_and_recalled() {
+        use protocol::bridge::{Transcript, TranscriptPrompt};
+        let workspace = std::env::temp_dir().join(crate::ids::random_id("bridge-dev-").unwrap());
+        std::fs::create_dir_all(&workspace).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let earlier = |id: &str, author: &str, content: &str| TranscriptPrompt {
+            message_id: id.into(),
+            author: author.into(),
+            content: content.into(),
+            status: "completed".into(),
+            answer: String::new(),
+            tool_calls: vec![],
+            files_edited: vec![],
+        };
+        let mut first = job("recall");
+        first.context.transcript = Some(Transcript {
+            // Most recent first.
+            prompts: vec![
+                earlier("m2", "Bob", "second thing"),
+                earlier("m1", "Ada", "the blue door\nmore"),
+            ],
+            omitted: 0,
+        });
+        let mut second = job("recall");
+        second.message_id = "m4".into();
+        let texts: Vec<String> = rt.block_on(async {
+            let mut agent = DevAgent::new(workspace, Duration::ZERO, AgentEnv::new());
+            let mut texts = Vec::new();
+            for job in [&first, &second] {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let sink = EventSink::new(job.message_id.clone(), tx);
+                let (_stop_tx, stop) = stop_pair();
+                assert_eq!(agent.run(job, &sink, stop).await, Outcome::Completed);
+                let mut text = String::new();
+                while let Ok(frame) = rx.try_recv() {
+                    if let FromBridge::Token { delta, .. } = frame {
+                        text.push_str(&delta);
+                    }
+                }
+                texts.push(text);
+            }
+            texts
+        });
+        assert_eq!(
+            texts[0],
+            "Context: 2 earlier prompts\nWorking on: recall\nEarlier prompt by Ada: the blue door\nEarlier prompt by Bob: second thing\n"
+        );
+        // The next prompt of the same sandbox brings no transcript; the agent still knows.
+        assert_eq!(
+            texts[1],
+            "Working on: recall\nEarlier prompt by Ada: the blue door\nEarlier prompt by Bob: second thing\nEarlier prompt by Ada: recall\n"
+        );
     }
 }

@@ -10,7 +10,7 @@ pub mod opencode;
 pub mod opencode_api;
 pub mod opencode_events;
 
-use protocol::bridge::{ArtifactDraft, FromBridge, PromptJob};
+use protocol::bridge::{ArtifactDraft, FromBridge, PromptJob, Transcript};
 use protocol::event::{FileEdit, ToolCall, ToolStatus};
 use serde_json::Value;
 use std::future::Future;
@@ -234,6 +234,54 @@ pub fn context_summary(job: &PromptJob) -> Option<String> {
     Some(format!("Context: {}", parts.join(", ")))
 }
 
+/// The session's transcript as text for a model, oldest prompt first; `None` when it holds
+/// no prompt.
+pub fn transcript_text(transcript: &Transcript) -> Option<String> {
+    if transcript.prompts.is_empty() {
+        return None;
+    }
+    let n = transcript.prompts.len();
+    let mut text = format!(
+        "Context: this session began before this sandbox. What happened so far, oldest first ({n} earlier prompt{}{}). It is done; do not redo it, but know it when asked.\n",
+        if n == 1 { "" } else { "s" },
+        match transcript.omitted {
+            0 => String::new(),
+            k => format!("; {k} older left out"),
+        }
+    );
+    for (i, prompt) in transcript.prompts.iter().rev().enumerate() {
+        text.push_str(&format!(
+            "\n## Prompt {} of {n}, by {} ({})\n{}\n",
+            i + 1,
+            prompt.author,
+            prompt.status,
+            prompt.content
+        ));
+        if !prompt.answer.is_empty() {
+            text.push_str(&format!("\nYour answer:\n{}\n", prompt.answer));
+        }
+        if !prompt.tool_calls.is_empty() {
+            let calls: Vec<String> = prompt
+                .tool_calls
+                .iter()
+                .map(|call| {
+                    format!("{} ({}) {}", call.tool, call.status, call.input)
+                        .trim()
+                        .to_owned()
+                })
+                .collect();
+            text.push_str(&format!("\nTool calls: {}\n", calls.join("; ")));
+        }
+        if !prompt.files_edited.is_empty() {
+            text.push_str(&format!(
+                "Files edited: {}\n",
+                prompt.files_edited.join(", ")
+            ));
+        }
+    }
+    Some(text)
+}
+
 /// Each attachment is shown at most this long, as JSON, in the text given to a model.
 const ATTACHMENT_TEXT_LIMIT: usize = 4096;
 
@@ -321,7 +369,10 @@ mod tests {
                 email: "ada@example.com".into(),
             },
             attachments,
-            context: PromptContext { selections },
+            context: PromptContext {
+                selections,
+                ..PromptContext::default()
+            },
             push_branch: None,
         }
     }
@@ -355,6 +406,49 @@ mod tests {
         );
         assert!(text.contains("Attachment: {\"name\":\"log.txt\"}"));
         assert_eq!(context_text(&job(vec![], vec![])), None);
+    }
+
+    #[test]
+    fn transcripts_as_text_read_oldest_first() {
+        use protocol::bridge::{ToolSummary, TranscriptPrompt};
+        let prompt = |id: &str, author: &str, content: &str, answer: &str| TranscriptPrompt {
+            message_id: id.into(),
+            author: author.into(),
+            content: content.into(),
+            status: "completed".into(),
+            answer: answer.into(),
+            tool_calls: vec![],
+            files_edited: vec![],
+        };
+        assert_eq!(transcript_text(&Transcript::default()), None);
+        let mut newest = prompt("m2", "Bob", "add a test", "Added it.");
+        newest.tool_calls = vec![ToolSummary {
+            tool: "bash".into(),
+            status: "completed".into(),
+            input: r#"{"command":"cargo test"}"#.into(),
+        }];
+        newest.files_edited = vec!["tests/a.rs".into()];
+        let text = transcript_text(&Transcript {
+            prompts: vec![newest, prompt("m1", "Ada", "fix the door", "Fixed.")],
+            omitted: 3,
+        })
+        .unwrap();
+        assert!(
+            text.starts_with("Context: this session began before this sandbox"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(2 earlier prompts; 3 older left out)"),
+            "{text}"
+        );
+        let ada = text
+            .find("## Prompt 1 of 2, by Ada (completed)\nfix the door\n\nYour answer:\nFixed.\n")
+            .unwrap();
+        let bob = text
+            .find("## Prompt 2 of 2, by Bob (completed)\nadd a test")
+            .unwrap();
+        assert!(ada < bob);
+        assert!(text.contains("Tool calls: bash (completed) {\"command\":\"cargo test\"}\nFiles edited: tests/a.rs\n"), "{text}");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 
 use super::opencode_api::{Api, PromptAnswer};
 use super::opencode_events::{EventMapper, Mapped};
-use super::{context_text, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal};
-use crate::config::{AgentEnv, OpenCodeConfig};
+use super::{
+    context_text, transcript_text, Agent, AgentEvent, BoxFuture, EventSink, Outcome, StopSignal,
+};
+use crate::agent_config::{self, AgentSettings};
+use crate::config::{AgentEnv, AgentFiles, OpenCodeConfig};
 use crate::error::{Error, Result};
 use futures_util::StreamExt;
 use protocol::bridge::PromptJob;
@@ -36,8 +39,13 @@ pub struct OpenCodeAgent {
     workspace: PathBuf,
     /// Added to the environment of the `opencode serve` this agent starts.
     env: AgentEnv,
+    /// Where its configuration (`AGENTS.md`, `opencode.json`) is written before it starts.
+    files: AgentFiles,
     version: String,
     running: Option<Running>,
+    /// The transcript the session's first prompt here brought, as text; given to every new
+    /// OpenCode session of this sandbox before its first prompt.
+    transcript: Option<String>,
 }
 
 /// A server the agent can talk to, with its event subscription and its session.
@@ -50,17 +58,67 @@ struct Running {
     mapper: EventMapper,
     /// The last prompt failed or was aborted, and OpenCode may still be winding it down.
     winding_down: bool,
+    /// The OpenCode session the transcript was given to.
+    context_given: Option<String>,
 }
 
 impl OpenCodeAgent {
-    pub fn new(config: OpenCodeConfig, workspace: PathBuf, env: AgentEnv) -> Self {
+    pub fn new(
+        config: OpenCodeConfig,
+        workspace: PathBuf,
+        env: AgentEnv,
+        files: AgentFiles,
+    ) -> Self {
         OpenCodeAgent {
             config,
             workspace,
             env,
+            files,
             version: String::new(),
             running: None,
+            transcript: None,
         }
+    }
+
+    /// Writes `AGENTS.md` and `opencode.json` into OpenCode's global config folder in the
+    /// sandbox's home (never the workspace), with the MCP servers this sandbox can run.
+    fn write_config(&self) -> Result<()> {
+        let path = std::env::var_os("PATH");
+        let settings = AgentSettings {
+            workspace: self.workspace.clone(),
+            memory_file: agent_config::Memory::new(&self.files.home, None).file,
+            chromium: self.files.chromium.clone(),
+            github_mcp_url: self.files.github_mcp_url.clone(),
+            sentry_mcp_url: self.files.sentry_mcp_url.clone(),
+            linear_mcp_url: self.files.linear_mcp_url.clone(),
+        };
+        let config = agent_config::opencode_config(
+            &settings,
+            |key| self.env.iter().any(|(name, _)| name == key),
+            |program| agent_config::installed(program, path.as_ref()),
+        );
+        let xdg = self
+            .env
+            .iter()
+            .find(|(name, _)| name == "XDG_CONFIG_HOME")
+            .map(|(_, value)| PathBuf::from(value));
+        let dir = agent_config::opencode_config_dir(&self.files.home, xdg.as_deref());
+        agent_config::write_opencode_files(&dir, &config)?;
+        let servers: Vec<&str> = config["mcp"]
+            .as_object()
+            .map(|servers| servers.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        crate::log!(
+            "opencode",
+            "configuration in {}: MCP servers {}",
+            dir.display(),
+            if servers.is_empty() {
+                "none".to_owned()
+            } else {
+                servers.join(", ")
+            }
+        );
+        Ok(())
     }
 
     async fn ensure_started(&mut self) -> Result<&mut Running> {
@@ -92,6 +150,7 @@ impl OpenCodeAgent {
         let (api, mut child) = match &self.config.url {
             Some(url) => (Api::new(url)?, None),
             None => {
+                self.write_config()?;
                 let port = free_port()?;
                 let api = Api::new(&format!("http://127.0.0.1:{port}/"))?;
                 (api, Some(self.spawn_server(port)?))
@@ -126,6 +185,7 @@ impl OpenCodeAgent {
                 pump,
                 mapper,
                 winding_down: false,
+                context_given: None,
             }),
             Err(e) => {
                 if let Some(mut child) = child {
@@ -169,10 +229,17 @@ impl OpenCodeAgent {
 
     async fn run_prompt(&mut self, job: &PromptJob, sink: &EventSink, stop: StopSignal) -> Outcome {
         let model = self.config.model.clone();
+        if let Some(transcript) = &job.context.transcript {
+            self.transcript = transcript_text(transcript);
+        }
+        let transcript = self.transcript.clone();
         let running = match self.ensure_started().await {
             Ok(running) => running,
             Err(e) => return Outcome::Failed(format!("OpenCode is not available: {e}")),
         };
+        if let Some(transcript) = transcript {
+            running.give_context(&transcript, sink).await;
+        }
         let mut text = job.content.clone();
         if let Some(context) = context_text(job) {
             text.push_str("\n\n");
@@ -228,6 +295,32 @@ impl OpenCodeAgent {
 }
 
 impl Running {
+    /// The transcript, as a message of the session that asks for no answer (`noReply`), once
+    /// per OpenCode session: the model reads it with every later prompt. A failure is reported
+    /// and the prompt runs without it.
+    async fn give_context(&mut self, transcript: &str, sink: &EventSink) {
+        let session_id = self.mapper.session_id().to_owned();
+        if self.context_given.as_deref() == Some(session_id.as_str()) {
+            return;
+        }
+        let body = json!({
+            "noReply": true,
+            "parts": [{ "type": "text", "text": transcript }],
+        });
+        match self.api.add_message(&session_id, &body).await {
+            Ok(message_id) => {
+                // Its events are history, not the next prompt's.
+                if let Some(id) = message_id {
+                    self.mapper.forget_message(id);
+                }
+                self.context_given = Some(session_id);
+            }
+            Err(e) => sink.emit(AgentEvent::Error(format!(
+                "the session's transcript could not be given to OpenCode: {e}"
+            ))),
+        }
+    }
+
     async fn post_prompt(&mut self, body: &Value) -> Result<()> {
         match self
             .api

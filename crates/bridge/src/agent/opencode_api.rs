@@ -190,6 +190,29 @@ impl Api {
         }
     }
 
+    /// `POST /session/:id/message` with `noReply: true` in `body`: OpenCode stores the message
+    /// in the session without asking the model, and answers with it; its id, when it says.
+    pub async fn add_message(&self, session_id: &str, body: &Value) -> Result<Option<String>> {
+        const ACTION: &str = "cannot add a message to the OpenCode session";
+        let (status, answer) = self
+            .call(
+                Method::POST,
+                &format!("/session/{session_id}/message"),
+                Some(body),
+                REQUEST_TIMEOUT,
+                ACTION,
+            )
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(refusal(ACTION, status, &answer));
+        }
+        let message: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        Ok(message
+            .pointer("/info/id")
+            .and_then(Value::as_str)
+            .map(String::from))
+    }
+
     /// Whether `GET /session/status` lists the session as anything but idle; false when the
     /// server cannot say (an older one without the route).
     pub async fn is_busy(&self, session_id: &str) -> bool {

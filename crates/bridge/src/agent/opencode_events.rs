@@ -103,6 +103,12 @@ impl EventMapper {
         self.busy = false;
     }
 
+    /// A message the bridge added itself (the transcript): none of its events are a prompt's.
+    pub fn forget_message(&mut self, message_id: String) {
+        self.messages.remove(&message_id);
+        self.stale.insert(message_id);
+    }
+
     /// A new prompt was posted: what came before is history.
     pub fn begin_prompt(&mut self, prompt_text: &str) {
         self.stale.extend(self.messages.drain().map(|(id, _)| id));

@@ -43,7 +43,15 @@ const INHERITED: &[&str] = &[
     "OPENCODE_SERVER_PASSWORD",
     "HEARTBEAT_SECS",
     "GIT_ATTRIBUTION",
+    "CHROMIUM_PATH",
+    "GITHUB_MCP_URL",
+    "SENTRY_MCP_URL",
+    "LINEAR_MCP_URL",
 ];
+
+/// The agents' memories, one folder per repository and session owner, in this folder of the
+/// root; it outlives every sandbox (the Modal app keeps them in a Volume).
+pub const MEMORY: &str = ".memory";
 
 /// Set by the provider for each bridge; a request's `env` cannot override them.
 const RESERVED: &[&str] = &[
@@ -55,6 +63,7 @@ const RESERVED: &[&str] = &[
     "WORKSPACE",
     "HOME",
     "AGENT",
+    "MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
     PASSTHROUGH_VAR,
@@ -236,7 +245,8 @@ fn forget_token_file(path: &Path) {
     }
 }
 
-/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's user.
+/// Gives a prepared workspace, a fresh home folder beside it, and the memory folder to the
+/// sandbox's user.
 pub async fn hand_over(
     root: &Path,
     workspace: &Path,
@@ -252,11 +262,17 @@ pub async fn hand_over(
     tokio::fs::create_dir_all(&home)
         .await
         .map_err(Error::io("cannot create the home folder"))?;
+    // The agents' memories too: every bridge runs as this user and links its memory there.
+    let memory = root.join(MEMORY);
+    tokio::fs::create_dir_all(&memory)
+        .await
+        .map_err(Error::io("cannot create the memory folder"))?;
     let output = tokio::process::Command::new("chown")
         .arg("-R")
         .arg(format!("{}:{}", user.uid, user.gid))
         .arg(workspace)
         .arg(&home)
+        .arg(&memory)
         .stdin(Stdio::null())
         .output()
         .await
@@ -611,6 +627,7 @@ impl Sandboxes {
             "HOME".into(),
             self.home(&request.sandbox_id).into_os_string(),
         ));
+        env.push(("MEMORY_DIR".into(), self.root.join(MEMORY).into_os_string()));
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
             env.push(("REPO_CLONE_URL".into(), url.into()));
