@@ -4,9 +4,11 @@
 //! the unacknowledged frames again, and reports the interrupted prompt as failed, so nothing
 //! critical is lost or sent twice.
 //!
-//! One small JSON file per sandbox inside the workspace's `.git` folder (never committed, and a
-//! snapshot restored into a new sandbox carries another sandbox's file, which is ignored),
-//! replaced atomically by writing a temporary file and renaming it.
+//! One small JSON file per sandbox (0600), replaced atomically by writing a temporary file and
+//! renaming it: in the bridge's own state folder when it has one (where the agent runs as
+//! another user, which must neither read nor forge it), else inside the workspace's `.git`
+//! folder (never committed, and a snapshot restored into a new sandbox carries another
+//! sandbox's file, which is ignored).
 
 use crate::error::{Error, Result};
 use protocol::bridge::FromBridge;
@@ -40,9 +42,15 @@ pub struct JournalFile {
 }
 
 impl JournalFile {
-    pub fn for_sandbox(workspace: &Path, sandbox_id: &str) -> JournalFile {
+    pub fn for_sandbox(
+        workspace: &Path,
+        sandbox_id: &str,
+        state_dir: Option<&Path>,
+    ) -> JournalFile {
         let git = workspace.join(".git");
-        let dir = if git.is_dir() {
+        let dir = if let Some(state) = state_dir {
+            state.to_path_buf()
+        } else if git.is_dir() {
             git
         } else {
             workspace.to_path_buf()
@@ -72,8 +80,17 @@ impl JournalFile {
     }
 
     fn write(&self, journal: &Journal) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let temp = self.path.with_extension("json.tmp");
-        std::fs::write(&temp, serde_json::to_vec(journal)?)
+        let bytes = serde_json::to_vec(journal)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&bytes))
             .map_err(Error::io(format!("cannot write {}", temp.display())))?;
         std::fs::rename(&temp, &self.path)
             .map_err(Error::io(format!("cannot replace {}", self.path.display())))
@@ -88,7 +105,7 @@ mod tests {
     fn round_trip_in_the_git_folder() {
         let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join(".git")).unwrap();
-        let file = JournalFile::for_sandbox(&dir, "sbx_1");
+        let file = JournalFile::for_sandbox(&dir, "sbx_1", None);
         assert_eq!(file.load(), None);
         let journal = Journal {
             ack_prefix: "b1".into(),

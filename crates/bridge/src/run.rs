@@ -189,6 +189,12 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
                 None
             }
         });
+    if let Some(user) = config.agent_user {
+        if let Err(e) = separate_git(&config, user, helper.clone()) {
+            crate::log!("run", "{e}");
+            return EXIT_FAILED;
+        }
+    }
     let prepared = repo::prepare(
         &config.workspace,
         config.repo.as_ref(),
@@ -201,7 +207,11 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     }
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
-    let journal = JournalFile::for_sandbox(&config.workspace, &config.sandbox_id);
+    let journal = JournalFile::for_sandbox(
+        &config.workspace,
+        &config.sandbox_id,
+        config.state_dir.as_deref(),
+    );
     let earlier = journal.load();
     let mut bridge = Bridge {
         sandbox_id: config.sandbox_id.clone(),
@@ -288,6 +298,32 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     bridge.finish(worker).await;
     drop(relay);
     code
+}
+
+/// The agent runs as `user`: the bridge's git keeps to its own repository in the state folder
+/// (0711: the agent's user may pass through to that repository, never list the folder or read
+/// the journal).
+fn separate_git(
+    config: &RunConfig,
+    user: crate::process::AgentUser,
+    helper: Option<String>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let state = config
+        .state_dir
+        .clone()
+        .ok_or_else(|| Error::Invalid("AGENT_USER needs BRIDGE_STATE_DIR".into()))?;
+    std::fs::create_dir_all(&state)
+        .and_then(|()| std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o711)))
+        .map_err(Error::io(format!("cannot create {}", state.display())))?;
+    crate::git::separate(crate::git::Separation {
+        user,
+        workspace: config.workspace.clone(),
+        private: state.join("git"),
+        remote: config.repo.as_ref().map(|repo| repo.url.clone()),
+        helper,
+    });
+    Ok(())
 }
 
 /// The socket git's credential helper relays through; without it git gets no credentials,

@@ -34,7 +34,9 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// `git args…` in `dir`, which must succeed; its stdout, trimmed.
 fn git(dir: &Path, args: &[&str]) -> String {
+    // The test reads workspaces that belong to the agent's user when it runs as root.
     let output = Command::new("git")
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -755,8 +757,9 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     assert_eq!(git(&workspace, &["rev-parse", "HEAD"]), head);
     assert_eq!(git(&workspace, &["status", "--porcelain"]), "?? draft.txt");
 
-    // The agent's own git asks the same helper: it gets the repository's credential, and the
-    // sandbox token is neither in its environment nor in what the helper says. A credential the
+    // The agent's own git asks the same helper: where the agent is the bridge's user it gets the
+    // repository's credential, and the sandbox token is neither in its environment nor in what
+    // the helper says. A credential the
     // bridge handed out is hidden in the tool's output before it leaves.
     let frames = run_prompt(
         &mut socket,
@@ -766,8 +769,16 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     )
     .await;
     let output = tool_output(&frames);
-    assert!(output.contains("username=x-access-token"), "{output}");
-    assert!(output.contains("password=***\n"), "{output}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // As root the agent is another user, to whom the helper's socket is closed: only the
+        // bridge's own git gets credentials.
+        assert!(!output.contains("password="), "{output}");
+        assert!(output.contains("Permission denied"), "{output}");
+    } else {
+        assert!(output.contains("username=x-access-token"), "{output}");
+        assert!(output.contains("password=***\n"), "{output}");
+    }
     assert!(!output.contains(&live), "{output}");
     assert!(!output.contains("token-of-"), "{output}");
     provider.assert_no_token_logged();

@@ -36,6 +36,8 @@ pub struct OpenCodeAgent {
     workspace: PathBuf,
     /// Added to the environment of the `opencode serve` this agent starts.
     env: AgentEnv,
+    /// Whom `opencode serve` (and so every tool it runs) runs as; `None`: the bridge's user.
+    user: Option<crate::process::AgentUser>,
     version: String,
     running: Option<Running>,
 }
@@ -58,9 +60,16 @@ impl OpenCodeAgent {
             config,
             workspace,
             env,
+            user: None,
             version: String::new(),
             running: None,
         }
+    }
+
+    /// The server runs as `user`.
+    pub fn run_as(mut self, user: Option<crate::process::AgentUser>) -> Self {
+        self.user = user;
+        self
     }
 
     async fn ensure_started(&mut self) -> Result<&mut Running> {
@@ -138,6 +147,7 @@ impl OpenCodeAgent {
 
     fn spawn_server(&self, port: u16) -> Result<Child> {
         let mut cmd = tokio::process::Command::new(&self.config.bin);
+        crate::process::run_as(&mut cmd, self.user);
         crate::process::die_with_parent(&mut cmd);
         let mut child = cmd
             .args([

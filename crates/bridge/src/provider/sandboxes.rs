@@ -57,6 +57,8 @@ const RESERVED: &[&str] = &[
     "AGENT",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
+    "AGENT_USER",
+    "BRIDGE_STATE_DIR",
     PASSTHROUGH_VAR,
 ];
 
@@ -97,14 +99,14 @@ pub async fn owner(root: &Path, kind: &str, id: &str) -> Option<String> {
 /// a dot, so none can be named so).
 pub const TOKENS: &str = ".tokens";
 
-/// The unprivileged user a root provider runs each sandbox's bridge (and so its agent) as. The
-/// bridge is not dumpable, so the agent, of the same user, can read neither its memory nor its
-/// `/proc` environment, as it could were both root.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SandboxUser {
-    pub uid: u32,
-    pub gid: u32,
-}
+/// Each bridge's own folder (`<root>/.state/<id>`: its journal, its repository for pushes),
+/// which the agent's user may pass through but not list.
+pub const STATE: &str = ".state";
+
+/// The unprivileged user a root provider runs each sandbox's agent as, while the bridge stays
+/// root: the agent then reads neither the bridge's token file, its credential socket, its
+/// journal nor its `/proc` entries.
+pub type SandboxUser = crate::process::AgentUser;
 
 /// How a sandbox's `bridge run` is started. Its token is handed over in a file written just
 /// before each start (a restarted bridge gets a new one), never in the environment.
@@ -114,12 +116,11 @@ struct BridgeCommand {
     token: Secret,
     token_dir: PathBuf,
     sandbox_id: String,
-    user: Option<SandboxUser>,
 }
 
 impl BridgeCommand {
     /// A fresh 0600 file holding the token, alone in a fresh 0700 folder, both the bridge's
-    /// user's; the bridge deletes the file once read.
+    /// user's (the provider's); the bridge deletes the file once read.
     fn write_token_file(&self) -> Result<PathBuf, ApiError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -140,10 +141,6 @@ impl BridgeCommand {
                 .mode(0o600)
                 .open(&path)?;
             file.write_all(self.token.expose().as_bytes())?;
-            if let Some(user) = self.user {
-                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
-                std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
-            }
             Ok::<_, std::io::Error>(())
         })();
         match written {
@@ -163,39 +160,28 @@ fn forget_token_file(path: &Path) {
     }
 }
 
-/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's user.
+/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's agent's
+/// user; the bridge's state folder starts afresh, the provider's.
 pub async fn hand_over(
     root: &Path,
     workspace: &Path,
     sandbox_id: &str,
     user: SandboxUser,
 ) -> Result<()> {
-    let home = root.join(HOMES).join(sandbox_id);
-    if home.exists() {
-        tokio::fs::remove_dir_all(&home)
-            .await
-            .map_err(Error::io("cannot clear the old home folder"))?;
+    for folder in [HOMES, STATE] {
+        let path = root.join(folder).join(sandbox_id);
+        if path.exists() {
+            tokio::fs::remove_dir_all(&path)
+                .await
+                .map_err(Error::io(format!("cannot clear the old {folder} folder")))?;
+        }
     }
+    let home = root.join(HOMES).join(sandbox_id);
     tokio::fs::create_dir_all(&home)
         .await
         .map_err(Error::io("cannot create the home folder"))?;
-    let output = tokio::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", user.uid, user.gid))
-        .arg(workspace)
-        .arg(&home)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(Error::io("cannot run chown"))?;
-    if !output.status.success() {
-        return Err(Error::CommandFailed {
-            what: "handing the workspace over",
-            status: output.status,
-            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    crate::process::hand_over(workspace, user).await?;
+    crate::process::hand_over(&home, user).await
 }
 
 /// A bridge that died is started again after this pause, at most this often.
@@ -227,10 +213,6 @@ fn spawn_bridge(
 ) -> Result<(tokio::process::Child, PathBuf), ApiError> {
     let token_file = command.write_token_file()?;
     let mut cmd = tokio::process::Command::new(bridge_bin);
-    if let Some(user) = command.user {
-        // std drops the supplementary groups too when a root parent sets the uid.
-        cmd.uid(user.uid).gid(user.gid);
-    }
     cmd.arg("run")
         .current_dir(&command.workspace)
         .env_clear()
@@ -297,7 +279,7 @@ pub struct BridgeSetup {
     pub passthrough: Vec<String>,
     /// Those of them set in the provider's environment, with their values.
     pub agent_env: AgentEnv,
-    /// Whom bridges run as; `None`: the provider's own user.
+    /// Whom agents run as; `None`: the provider's own user, as the bridges always are.
     pub user: Option<SandboxUser>,
 }
 
@@ -321,7 +303,7 @@ impl Sandboxes {
         &self.root
     }
 
-    /// Whom bridges run as; `None`: the provider's own user.
+    /// Whom agents run as; `None`: the provider's own user.
     pub fn user(&self) -> Option<SandboxUser> {
         self.setup.user
     }
@@ -461,6 +443,16 @@ impl Sandboxes {
             "HOME".into(),
             self.home(&request.sandbox_id).into_os_string(),
         ));
+        if let Some(user) = self.setup.user {
+            env.push(("AGENT_USER".into(), user.to_arg().into()));
+            env.push((
+                "BRIDGE_STATE_DIR".into(),
+                self.root
+                    .join(STATE)
+                    .join(&request.sandbox_id)
+                    .into_os_string(),
+            ));
+        }
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
             env.push(("REPO_CLONE_URL".into(), url.into()));
@@ -472,7 +464,6 @@ impl Sandboxes {
             token: Secret::new(request.sandbox_token.clone()),
             token_dir: self.root.join(TOKENS),
             sandbox_id: request.sandbox_id.clone(),
-            user: self.setup.user,
         }
     }
 
