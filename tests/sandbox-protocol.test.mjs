@@ -22,7 +22,10 @@ const ctx = useServer({
     };
   },
   cleanup: async () => {
-    if (provider) provider.down = false;
+    if (provider) {
+      provider.down = false;
+      provider.failDeletes = false;
+    }
   },
 });
 
@@ -242,6 +245,27 @@ describe('a provider that fails', () => {
     const create = await nthCreate(provider, before + 1, 15_000);
     const bridge = await bridgeFor(create);
     assert.equal((await bridge.waitFor((f) => f.type === 'prompt')).content, 'patience');
+  });
+
+  test('a delete the provider answers with 500 is tried again with back-off, not at once', async () => {
+    const before = provider.creates.length;
+    const { created, sid } = await roomOfTwo(ctx.server, 'delete fails');
+    const { client } = await ctx.connect(sid, created.token, 0);
+    client.send({ type: 'prompt', content: 'then go quiet', client_request_id: rid() });
+    const create = await nthCreate(provider, before + 1);
+    const bridge = await bridgeFor(create);
+    await bridge.waitFor((f) => f.type === 'prompt');
+    provider.failDeletes = true;
+    // Found stale after the heartbeat timeout (3 s here): the room snapshots and deletes it.
+    bridge.goSilent();
+    const attempts = () => provider.deleteAttempts.filter((a) => a.sandbox_id === create.sandbox_id);
+    await eventually(() => attempts().length >= 2, { ms: 15_000, what: 'a second delete' });
+    const [first, second] = attempts();
+    // The first retry waits its back-off (2 s), and the next one longer (8 s): no third yet.
+    assert.ok(second.at - first.at >= 1_500, `retried after ${second.at - first.at} ms`);
+    await sleep(2_000);
+    assert.equal(attempts().length, 2, JSON.stringify(attempts()));
+    assert.ok(!provider.deletes.includes(create.sandbox_id));
   });
 
   test('three failures in five minutes fail the waiting prompts with the reason', async () => {

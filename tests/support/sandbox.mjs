@@ -101,13 +101,17 @@ export async function startLocalProvider({ port, secret, env = {}, gitRoot }) {
 
 /**
  * A provider that records signed requests and answers as the protocol says. A test dials in
- * as the created sandbox with `dial(create)`. `down = true` makes it answer 503.
+ * as the created sandbox with `dial(create)`. `down = true` makes it answer 503;
+ * `failDeletes = true` answers every DELETE with 500. Every DELETE is recorded with its time in
+ * `deleteAttempts`; those answered 200 in `deletes`.
  */
 export async function startRecordingProvider({ secret }) {
   const provider = {
     creates: [],
     snapshots: [],
     deletes: [],
+    deleteAttempts: [],
+    failDeletes: false,
     unsigned: 0,
     nonces: new Set(),
     down: false,
@@ -140,6 +144,8 @@ export async function startRecordingProvider({ secret }) {
       }
       const deleted = /^\/sandboxes\/([^/]+)$/.exec(req.url);
       if (req.method === 'DELETE' && deleted) {
+        provider.deleteAttempts.push({ sandbox_id: deleted[1], at: Date.now() });
+        if (provider.failDeletes) return answer(500, { error: { code: 'internal', message: 'the provider fails deletes for a test' } });
         provider.deletes.push(deleted[1]);
         return answer(200, {});
       }

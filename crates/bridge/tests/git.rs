@@ -939,3 +939,32 @@ async fn a_push_larger_than_gits_post_buffer_streams_through_the_git_host() {
     assert_eq!(size, "3000000");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// The bridge sends at most 20 `error` frames a minute (`budget.rs`): a flood of prompts that
+/// each cause one (a push branch git refuses) gets the first 20 through, the rest held back,
+/// and every prompt still ends with its `done`.
+#[tokio::test]
+async fn error_frames_are_held_to_twenty_a_minute() {
+    let root = git_root();
+    let provider = provider_with(&root);
+    let mut coordinator = Coordinator::start().await;
+    let clone_url = format!("{}/git/acme/demo.git", provider.base);
+    let mut socket = sandbox(&provider, &mut coordinator, "sbx_errors", &clone_url).await;
+    let mut errors = Vec::new();
+    for i in 0..25 {
+        let frames = run_prompt(&mut socket, &format!("m{i}"), "hi", Some("bad..branch")).await;
+        assert_eq!(kinds(&frames).last(), Some(&"done"), "{frames:?}");
+        errors.extend(
+            frames
+                .into_iter()
+                .filter(|f| f["type"] == "error")
+                .map(|f| f["message"].as_str().unwrap_or("").to_string()),
+        );
+    }
+    assert_eq!(errors.len(), 20, "{errors:?}");
+    assert!(
+        errors.iter().all(|m| m.contains("not a branch name")),
+        "{errors:?}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
