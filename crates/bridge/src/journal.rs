@@ -1,5 +1,6 @@
-//! What a bridge must not forget when its process dies: the critical frames the room has not
-//! acknowledged, the ack id counter, the prompt in progress and the prompts it finished. A
+//! What a bridge must not forget when its process dies: the critical frames and the answer
+//! text (by offset, at most the outbox's bound) the room has not acknowledged, the ack id
+//! counter, the prompt in progress and the prompts it finished. A
 //! bridge started again for the same sandbox (by the provider, or by hand) reads it back, sends
 //! the unacknowledged frames again, and reports the interrupted prompt as failed, so nothing
 //! critical is lost or sent twice.
@@ -20,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub struct Journal {
     pub ack_prefix: String,
     pub n_acks: u64,
-    /// Critical frames not yet acknowledged, oldest first.
+    /// Critical frames and token text not yet acknowledged, oldest first.
     pub unacked: Vec<FromBridge>,
     /// The prompt received and not finished, if any.
     pub active: Option<String>,

@@ -153,7 +153,12 @@ struct Bridge {
     started: std::time::Instant,
     /// Hides the sandbox token and the git passwords in every frame before it is queued.
     redactor: Redactor,
+    /// Token text came since the journal was last saved.
+    journal_dirty: bool,
 }
+
+/// Unacknowledged answer text reaches the journal at most this long after it was queued.
+const JOURNAL_TEXT_EVERY: Duration = Duration::from_millis(200);
 
 /// How many finished prompts the journal remembers.
 const N_FINISHED_JOURNALED: usize = 32;
@@ -228,6 +233,7 @@ pub async fn run(config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         errors: ErrorBudget::default(),
         started: std::time::Instant::now(),
         redactor: redactor.clone(),
+        journal_dirty: false,
     };
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
@@ -362,15 +368,16 @@ impl Bridge {
                     "the bridge restarted while this prompt ran; what it did before is in the workspace"
                         .into(),
                 ),
-                // This process did not see the prompt's text; the room counts what it has.
-                text_bytes: Some(0),
+                // The text the journal kept counts; the room has the rest, if any, already.
+                text_bytes: None,
                 ack_id: String::new(),
             });
         }
         self.save_journal();
     }
 
-    fn save_journal(&self) {
+    fn save_journal(&mut self) {
+        self.journal_dirty = false;
         let (ack_prefix, n_acks, unacked) = self.outbox.to_journal();
         self.journal.save(&Journal {
             ack_prefix,
@@ -399,6 +406,8 @@ impl Bridge {
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut journal_tick = tokio::time::interval(JOURNAL_TEXT_EVERY);
+        journal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(e) = self.flush(&mut sink).await {
                 return Ended::Dropped(e.to_string());
@@ -427,6 +436,7 @@ impl Bridge {
                         self.frames_open = false;
                     }
                 },
+                _ = journal_tick.tick(), if self.journal_dirty => self.save_journal(),
                 _ = heartbeat.tick() => {
                     if let Err(e) = send(&mut sink, &FromBridge::Heartbeat {}).await {
                         return Ended::Dropped(e.to_string());
@@ -469,6 +479,9 @@ impl Bridge {
         if self.outbox.push(frame).is_some() {
             // Critical: on disk before it is sent, so a restarted bridge sends it again.
             self.save_journal();
+        } else if self.outbox.holds_text() {
+            // Answer text: on disk within [`JOURNAL_TEXT_EVERY`], not for every delta.
+            self.journal_dirty = true;
         }
     }
 
@@ -532,7 +545,10 @@ impl Bridge {
     }
 
     /// Stops every prompt, lets the worker wind the agent down, and gives up after a while.
-    async fn finish(self, worker: tokio::task::JoinHandle<()>) {
+    async fn finish(mut self, worker: tokio::task::JoinHandle<()>) {
+        if self.journal_dirty {
+            self.save_journal();
+        }
         for stop in self.stops.values() {
             let _ = stop.send(true);
         }

@@ -941,3 +941,69 @@ async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed
         .exists());
     provider.assert_no_token_logged();
 }
+
+/// Answer text the room has not acknowledged survives the bridge's death: the journal keeps it,
+/// and the bridge the provider starts again sends it from offset 0, then ends the interrupted
+/// prompt with `text_bytes` counting it.
+#[tokio::test]
+async fn unacknowledged_answer_text_survives_a_killed_bridge() {
+    let provider = Provider::start_with(&[("DEV_AGENT_DELAY_MS", "20")]);
+    let room = Room::start().await;
+    let (status, created) = provider
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(&create_body("sbx_text", &room.url, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let pid: i32 = created["provider_id"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("local-"))
+        .and_then(|pid| pid.parse().ok())
+        .expect("local-<pid>");
+    let (mut socket, _, _) = room.accept(None).await.expect("the bridge connects");
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    send(&mut socket, prompt("m1", "stream 2000")).await;
+    // Text arrives and is never acknowledged (no tokens_ack).
+    let mut seen = String::new();
+    while seen.len() < 200 {
+        let frame = next_frame(&mut socket).await;
+        if frame["type"] == "token" {
+            assert_eq!(frame["offset"].as_u64(), Some(seen.len() as u64), "{frame}");
+            seen.push_str(frame["delta"].as_str().unwrap());
+        }
+    }
+    // Past the journal's interval, then a crash.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // SAFETY: kill(2) of the bridge this test's provider started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    drop(socket);
+    let (mut socket, _, _) = room
+        .accept(None)
+        .await
+        .expect("the bridge is started again");
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    let frames = frames_until_done(&mut socket, "m1", |_| true).await;
+    let mut resent = String::new();
+    for frame in frames.iter().filter(|f| f["type"] == "token") {
+        assert_eq!(
+            frame["offset"].as_u64(),
+            Some(resent.len() as u64),
+            "{frame}"
+        );
+        resent.push_str(frame["delta"].as_str().unwrap());
+    }
+    assert!(
+        resent.starts_with(&seen),
+        "{resent:?} does not hold {seen:?}"
+    );
+    let done = frames.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["ok"], false);
+    assert_eq!(
+        done["text_bytes"].as_u64(),
+        Some(resent.len() as u64),
+        "{done}"
+    );
+}
