@@ -36,6 +36,10 @@ RESERVED_ENV = frozenset(
         "WORKSPACE",
         "WORKSPACE_MODE",
         "MEMORY_DIR",
+        # The image's: whom the agent runs as, and the bridge's own folder.
+        "AGENT_USER",
+        "BRIDGE_STATE_DIR",
+        "HOME",
     }
 )
 

@@ -166,6 +166,33 @@ if [ "${1:-}" = prepare ]; then
 fi
 
 mkdir -p "$MEMORY_DIR" 2>/dev/null || true
+
+# The agent's user (AGENT_USER, `agent` in the image): the bridge stays root and runs the agent's
+# processes as that user, so the workspace and HOME become that user's (a
+# restored snapshot's already are); the bridge's own folder (BRIDGE_STATE_DIR) stays root's, 0711.
+give_workspace_to_agent() {
+    [ -n "${AGENT_USER:-}" ] || return 0
+    if [ "$(id -u)" != 0 ] || ! id -u "$AGENT_USER" >/dev/null 2>&1; then
+        log "not root, or no user $AGENT_USER: the agent runs as the bridge's user"
+        unset AGENT_USER
+        return 0
+    fi
+    if [ "$MODE" != restore ] || [ "$(stat -c %U "$WORKSPACE")" != "$AGENT_USER" ]; then
+        chown -R -h -P "$AGENT_USER:" "$WORKSPACE"
+    fi
+    # The repository's memory Volume stays root's and unlistable: the bridge makes the session
+    # owner's folder in it and gives that one folder to the agent, so no agent finds another's.
+    chown -h root: "$MEMORY_DIR" 2>/dev/null || true
+    chmod 0711 "$MEMORY_DIR" 2>/dev/null || true
+    HOME=$(getent passwd "$AGENT_USER" | cut -d: -f6)
+    export HOME
+    BRIDGE_STATE_DIR="${BRIDGE_STATE_DIR:-/var/lib/bridge}"
+    mkdir -p "$BRIDGE_STATE_DIR"
+    chmod 0711 "$BRIDGE_STATE_DIR"
+    export BRIDGE_STATE_DIR
+}
+[ "${1:-}" = prepare ] || give_workspace_to_agent
+
 [ "$#" -gt 0 ] || { log "no command given"; exit 2; }
 cd "$WORKSPACE"
 exec "$@"

@@ -41,6 +41,10 @@ BASE_REGISTRY_IMAGE = "node:22-bookworm"
 DEFAULT_IMAGE_NAME = "session-coordinator-sandbox"
 BUILDER_APP_NAME = "session-coordinator-image-builds"
 SOURCE_DIR = "/opt/coordinator-src"
+# Whom the bridge runs the agent as, and the bridge's own folder (its journal, its repository for
+# pushes), which that user may pass through but not read.
+AGENT_USER = "agent"
+BRIDGE_STATE_DIR = "/var/lib/bridge"
 
 # One RUN line: a minimal toolchain in /tmp, build, install, and delete the toolchain and the build tree,
 # so the image layer only keeps /usr/local/bin/bridge.
@@ -85,8 +89,23 @@ def base_image(modal, *, bridge_binary: str | os.PathLike | None = None, repo_ro
         )
     return (
         image.add_local_file(HERE / "sandbox_entry.sh", "/usr/local/bin/sandbox-entry", copy=True)
-        .run_commands("chmod 0755 /usr/local/bin/sandbox-entry", "mkdir -p /workspace /memory")
-        .env({"WORKSPACE": "/workspace", "MEMORY_DIR": "/memory", "CHROMIUM_PATH": CHROMIUM_PATH})
+        .run_commands(
+            "chmod 0755 /usr/local/bin/sandbox-entry",
+            "mkdir -p /workspace /memory",
+            # The agent's own user: the bridge stays root and runs the agent's processes as this
+            # one, so they read neither its token, its credential socket nor its journal.
+            f"id -u {AGENT_USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {AGENT_USER}",
+            f"install -d -m 0711 {BRIDGE_STATE_DIR}",
+        )
+        .env(
+            {
+                "WORKSPACE": "/workspace",
+                "MEMORY_DIR": "/memory",
+                "CHROMIUM_PATH": CHROMIUM_PATH,
+                "AGENT_USER": AGENT_USER,
+                "BRIDGE_STATE_DIR": BRIDGE_STATE_DIR,
+            }
+        )
     )
 
 

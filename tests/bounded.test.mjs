@@ -2,11 +2,13 @@
 // pages stop at about 1 MiB however large the events; a stored tool call or file edit keeps at
 // most 64 KiB a field and the whole as an artifact fetched on demand; a critical bridge frame
 // the room refuses is acknowledged with an agent_error, not left to come back forever;
-// selections are rate-limited; a user holds at most 8 sockets and 8 streams on a session.
+// selections are rate-limited; a user holds at most 8 sockets and 8 streams on a session; an
+// SSE reader that falls behind is cut off and resumes with Last-Event-ID.
 // The test speaks as the bridge through a recording provider at the network boundary.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { after, describe, test } from 'node:test';
 import { Client, allEvents, api, errorCode, mintToken, openSse, range, rid, roomOfTwo, seqs, sessionWsUrl, useServer } from './support/server.mjs';
 import { dialBridge, nthCreate, startRecordingProvider } from './support/sandbox.mjs';
@@ -129,6 +131,63 @@ describe('pages by bytes', () => {
     const next = await openSse(`${ctx.server.url}/v1/sessions/${sid}/events`, { key: alice.key, lastEventId: lastId });
     streams.add(next);
     await next.waitFor((e) => Number(e.id) === lastId + 1);
+  });
+});
+
+/** An SSE request whose reader takes nothing until `resume()`; then the ids it got and whether it ended. */
+function pausedSse(url, key) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { accept: 'text/event-stream', authorization: `Bearer ${key}` } }, (res) => {
+      res.pause();
+      let text = '';
+      let ended = false;
+      res.on('data', (d) => (text += d));
+      res.on('end', () => (ended = true));
+      res.on('error', () => (ended = true));
+      resolve({
+        status: res.statusCode,
+        async resume(ms) {
+          res.resume();
+          const deadline = Date.now() + ms;
+          while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+          req.destroy();
+          return { ended, ids: [...text.matchAll(/^id: (\d+)$/gm)].map((m) => Number(m[1])) };
+        },
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('slow readers', () => {
+  test('an SSE reader that falls far behind is cut off, and resumes with Last-Event-ID', { timeout: 120_000 }, async () => {
+    const { alice, sid, client, bridge, messageId } = await running('slow reader');
+    const slow = await pausedSse(`${ctx.server.url}/v1/sessions/${sid}/events?since=0`, alice.key);
+    assert.equal(slow.status, 200);
+    // Far more than the 4 MiB a stream may hold for its reader, beyond what the sockets between
+    // them buffer: 300 tool outputs of 60 KiB.
+    const output = 'o'.repeat(60 * 1024);
+    for (let i = 0; i < 300; i += 1) {
+      bridge.send({ type: 'tool_call', message_id: messageId, call_id: `slow-${i}`, tool: 'bash', status: 'completed', output, ack_id: `slow-${i}` });
+      if (i % 50 === 49) await bridge.waitFor((f) => f.type === 'ack' && f.ack_id === `slow-${i}`, 30_000);
+    }
+    const last = await client.waitFor(eventOf('tool_call', (f) => f.call_id === 'slow-299'), 30_000);
+    const { ended, ids } = await slow.resume(15_000);
+    assert.ok(ended, 'the slow reader\u2019s stream was ended');
+    assert.ok(ids.length > 0 && ids.at(-1) < last.seq, `it got up to ${ids.at(-1)} of ${last.seq}`);
+    // It comes back with the last id it saw and gets the rest, a page at a time, each once.
+    const seen = [...ids];
+    while (seen.at(-1) < last.seq) {
+      const s = await openSse(`${ctx.server.url}/v1/sessions/${sid}/events`, { key: alice.key, lastEventId: seen.at(-1) });
+      streams.add(s);
+      assert.equal(s.status, 200, s.text);
+      await s.waitFor((e) => Number(e.id) >= last.seq || s.ended, 15_000).catch(() => {});
+      s.close();
+      const got = s.events.map((e) => Number(e.id)).filter((id) => id > seen.at(-1));
+      assert.ok(got.length > 0, 'each resume brings something new');
+      seen.push(...got);
+    }
+    assert.deepEqual(seen, range(1, last.seq), 'every seq once, none missing');
   });
 });
 

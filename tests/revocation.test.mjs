@@ -1,6 +1,6 @@
 // Revocation reaches live connections, and access needs scope: a removed member's SSE stream
 // ends, a disabled user's sockets and streams close in every session, a socket closes when
-// its token runs out however long keep-alives kept it open, and membership needs the
+// its token runs out however long keep-alives kept it open (and an SSE stream ends then), and membership needs the
 // session's repository in the member's scopes (when added, at the handshake, on HTTP, and when
 // the scopes narrow later). Also: a repeated client_request_id with other content is a conflict.
 
@@ -141,6 +141,37 @@ test('a socket closes with 4001 when its token runs out, however long keep-alive
     await fresh.waitFor((f) => f.type === 'prompt_ack');
   } finally {
     clearInterval(pinger);
+  }
+});
+
+test('an SSE stream ends when its token runs out, as a socket closes with 4001; one opened with a key stays', { timeout: 60_000 }, async () => {
+  const erin = await createUser(ctx.server, 'Erin', { repos: ['acme/*'] });
+  const { session } = await createSession(ctx.server, erin, { title: 'stream expiry' });
+  const sid = session.id;
+  const exp = Date.now() + 4_000;
+  const token = signToken(ctx.server.tokenSecret, { sid, uid: erin.id, exp });
+  // Through a ticket traded for the short token (its `until` is the token's expiry), and on
+  // the deprecated ?token= URL.
+  const traded = await http().post(`/v1/sessions/${sid}/tickets`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(traded.status, 201, traded.text);
+  const byTicket = await openSse(traded.json.events_url.startsWith('http') ? traded.json.events_url : `${ctx.server.url}${traded.json.events_url}`);
+  assert.equal(byTicket.status, 200, byTicket.text);
+  const byToken = await openSse(`${ctx.server.url}/v1/sessions/${sid}/events?since=0&token=${encodeURIComponent(token)}`);
+  assert.equal(byToken.status, 200, byToken.text);
+  const byKey = await stream(sid, erin);
+  await byTicket.waitForSeq(1);
+  await byToken.waitForSeq(1);
+  await byKey.waitForSeq(1);
+  try {
+    assert.ok(await ends(byTicket, 15_000), 'the ticket’s stream ended');
+    assert.ok(await ends(byToken, 5_000), 'the token’s stream ended');
+    assert.ok(Date.now() >= exp - 50, 'not before the token ran out');
+    // A stream opened with a key has no token to run out: it still gets what happens.
+    const id = await prompt(sid, erin, 'after the token ran out');
+    await byKey.waitFor((e) => e.data?.message_id === id);
+    assert.ok(!byKey.ended);
+  } finally {
+    byKey.close();
   }
 });
 

@@ -4,6 +4,9 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, describe, test } from 'node:test';
 import { allEvents, api, createSession, createUser, eventually, rid, roomOfTwo, sleep, useServer } from './support/server.mjs';
 import { dialBridge, nthCreate, startRecordingProvider } from './support/sandbox.mjs';
@@ -22,11 +25,37 @@ const ctx = useServer({
     };
   },
   cleanup: async () => {
-    if (provider) provider.down = false;
+    if (provider) {
+      provider.down = false;
+      provider.failDeletes = false;
+    }
   },
 });
 
 after(() => provider?.stop());
+
+/** How many ack ids the rooms' SQLite databases (under the server's persisted state) hold for a sandbox. */
+function storedAcks(sandboxId) {
+  let n = 0;
+  const walk = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (entry.name.endsWith('.sqlite')) {
+        const db = new DatabaseSync(file, { readOnly: true });
+        try {
+          n += db.prepare('SELECT COUNT(*) AS n FROM acks WHERE sandbox_id = ?').get(sandboxId).n;
+        } catch {
+          // not a room's database
+        } finally {
+          db.close();
+        }
+      }
+    }
+  };
+  walk(path.join(ctx.server.persistDir, 'v3', 'do'));
+  return n;
+}
 
 /** Dials in as the sandbox of `create`, says ready, and keeps heartbeats going. */
 async function bridgeFor(create, { heartbeats = true } = {}) {
@@ -270,6 +299,33 @@ describe('a provider that fails', () => {
     const create = await nthCreate(provider, before + 1, 15_000);
     const bridge = await bridgeFor(create);
     assert.equal((await bridge.waitFor((f) => f.type === 'prompt')).content, 'patience');
+  });
+
+  test('a delete the provider answers with 500 is tried again with back-off, not at once; the ended sandbox\u2019s acks are pruned', async () => {
+    const before = provider.creates.length;
+    const { created, sid } = await roomOfTwo(ctx.server, 'delete fails');
+    const { client } = await ctx.connect(sid, created.token, 0);
+    client.send({ type: 'prompt', content: 'then go quiet', client_request_id: rid() });
+    const create = await nthCreate(provider, before + 1);
+    const bridge = await bridgeFor(create);
+    const job = await bridge.waitFor((f) => f.type === 'prompt');
+    // An acknowledged frame: the room keeps its ack id while the sandbox lives, and forgets it
+    // when the sandbox ends.
+    bridge.send({ type: 'tool_call', message_id: job.message_id, call_id: 'c1', tool: 'bash', status: 'running', ack_id: 'kept-1' });
+    await bridge.waitFor((f) => f.type === 'ack' && f.ack_id === 'kept-1');
+    assert.equal(storedAcks(create.sandbox_id), 1);
+    provider.failDeletes = true;
+    // Found stale after the heartbeat timeout (3 s here): the room snapshots and deletes it.
+    bridge.goSilent();
+    const attempts = () => provider.deleteAttempts.filter((a) => a.sandbox_id === create.sandbox_id);
+    await eventually(() => attempts().length >= 2, { ms: 15_000, what: 'a second delete' });
+    assert.equal(storedAcks(create.sandbox_id), 0, 'the ended sandbox\u2019s acks are pruned');
+    const [first, second] = attempts();
+    // The first retry waits its back-off (2 s), and the next one longer (8 s): no third yet.
+    assert.ok(second.at - first.at >= 1_500, `retried after ${second.at - first.at} ms`);
+    await sleep(2_000);
+    assert.equal(attempts().length, 2, JSON.stringify(attempts()));
+    assert.ok(!provider.deletes.includes(create.sandbox_id));
   });
 
   test('three failures in five minutes fail the waiting prompts with the reason', async () => {

@@ -104,6 +104,17 @@ except OSError as e:
 print("memory:", b" ".join(sorted(found)).decode())
 `;
 
+/** Connects to the Unix socket given as argv[1], saying whether it could. */
+const SOCKET_DIAL = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    print("socket: connected")
+except OSError as e:
+    print("socket: refused (%s)" % e.strerror)
+`;
+
 describe('no anonymous work', () => {
   test('the sandbox endpoint answers 401 alike for made-up and real sessions without a valid token', async () => {
     const alice = await createUser(ctx.server, 'Alice', { repos: ['acme/*'] });
@@ -135,14 +146,10 @@ describe('no anonymous work', () => {
 
 describe('the agent cannot read the sandbox token', () => {
   test("the agent's shell finds it neither in the bridge's environment, nor in its file, nor in its memory", async () => {
-    // As root (as here), the provider runs each bridge and its agent as an unprivileged user, as
-    // a deployment would; the bridge is not dumpable, so that agent cannot read its memory.
-    const asRoot = process.getuid?.() === 0;
-    provider ??= await startLocalProvider({
-      port: providerPort,
-      secret,
-      env: { HEARTBEAT_SECS: '1', ...(asRoot ? { PROVIDER_SANDBOX_USER: 'nobody' } : {}) },
-    });
+    // As root (as here), the provider runs each agent as an unprivileged user (nobody) while
+    // the bridge stays root, as a deployment would; the bridge is not dumpable either way, so
+    // the agent cannot read its memory.
+    provider ??= await startLocalProvider({ port: providerPort, secret, env: { HEARTBEAT_SECS: '1' } });
     const alice = await createUser(ctx.server, 'Alice', { repos: ['acme/*'] });
     const created = await createSession(ctx.server, alice, { title: 'secrets' });
     const sid = created.session.id;
@@ -155,6 +162,9 @@ describe('the agent cannot read the sandbox token', () => {
       "$ tr '\\0' '\\n' < /proc/$PPID/environ",
       `$ f=$(tr '\\0' '\\n' 2>/dev/null < /proc/$PPID/environ | sed -n 's/^SANDBOX_TOKEN_FILE=//p'); echo "file: $f"; cat "$f" 2>&1; ls -la ../.tokens ../.tokens/* 2>&1; cat ../.tokens/*/* 2>&1`,
       `$ ${PYTHON} -c "exec(bytes.fromhex('${Buffer.from(MEMORY_SCAN).toString('hex')}'))" $PPID 2>&1`,
+      // Whom the agent runs as, and the bridge's credential socket (its path is in the
+      // workspace's git config), dialled directly.
+      `$ echo "agent=$(id -u) bridge=$(stat -c %u /proc/$PPID)"; sock=$(git config --get-all credential.helper | sed -n "s/.*--socket '\\(.*\\)'$/\\1/p"); echo "socket: $sock"; ${PYTHON} -c "exec(bytes.fromhex('${Buffer.from(SOCKET_DIAL).toString('hex')}'))" "$sock" 2>&1`,
     ].join('\n');
     client.send({ type: 'prompt', content: prompt, client_request_id: rid() });
     const ack = await client.waitFor((f) => f.type === 'prompt_ack');
@@ -166,7 +176,7 @@ describe('the agent cannot read the sandbox token', () => {
 
     const events = await allEvents(ctx.server, alice, sid);
     const tools = events.filter((e) => e.type === 'tool_call' && e.message_id === ack.message_id && e.status !== 'running');
-    assert.equal(tools.length, 3, JSON.stringify(tools));
+    assert.equal(tools.length, 4, JSON.stringify(tools));
     // The commands did run and saw what there was to see: the bridge's environment is closed
     // to them (it is not dumpable), or, were it open, holds no token.
     assert.match(tools[0].output, new RegExp(`environ: Permission denied|SESSION_ID=${sid}`), tools[0].output);
@@ -178,6 +188,18 @@ describe('the agent cannot read the sandbox token', () => {
     assert.doesNotMatch(log, /SANDBOX_TOKEN=(?!\*\*\*)/);
     // Not even the shape of a token: the bridge's memory is closed to the agent.
     assert.match(tools[2].output, /^memory: closed/, tools[2].output);
+    // As root the agent is another user than the bridge, and the bridge's credential socket is
+    // closed to it (where both are one user, the socket's folder is that user's).
+    const [, agentUid, bridgeUid] = tools[3].output.match(/agent=(\d+) bridge=(\d+)/) ?? [];
+    assert.ok(agentUid && bridgeUid, tools[3].output);
+    assert.match(tools[3].output, /socket: \S+credentials\.sock/, tools[3].output);
+    if (process.getuid?.() === 0) {
+      assert.notEqual(agentUid, bridgeUid, tools[3].output);
+      assert.equal(bridgeUid, '0', tools[3].output);
+      assert.match(tools[3].output, /socket: refused \(Permission denied\)/, tools[3].output);
+      // The token file (named in the bridge's environment, unreadable anyway) and /proc environ.
+      assert.match(tools[0].output, /environ: Permission denied/, tools[0].output);
+    }
     // Nor anything that opens the bridge's socket: the bridge itself holds it and works on.
     assert.equal((await refusal(sid, { token: 'sbx1.' + 'x'.repeat(40) })).status, 401);
   });

@@ -518,3 +518,13 @@ def test_clock_is_used_for_records(fake_modal):
     api = make_api(fake_modal, clock=Clock(0))
     call(api, "POST", "/sandboxes", BODY, t=0)
     assert api.store.get(f"sandbox:{SANDBOX_ID}")["created_at"] == "1970-01-01T00:00:00Z"
+
+
+def test_a_request_cannot_choose_whom_the_agent_runs_as_or_where_the_bridge_keeps_its_state(fake_modal):
+    names = frozenset({"AGENT_USER", "BRIDGE_STATE_DIR", "HOME"})
+    api = make_api(fake_modal, env_allowlist=names)
+    request = body(env={"AGENT_USER": "root", "BRIDGE_STATE_DIR": "/workspace", "HOME": "/root"})
+    status, payload = call(api, "POST", "/sandboxes", request)
+    assert status == 201 and payload["dropped_env"] == ["AGENT_USER", "BRIDGE_STATE_DIR", "HOME"]
+    env = only_create(fake_modal)[1]["env"]
+    assert not names & set(env)

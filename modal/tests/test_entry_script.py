@@ -109,3 +109,27 @@ def test_the_sandbox_token_leaves_the_environment_for_a_file_only_the_bridge_rea
     assert lines[4] == token
     # The script's own log lines hide it (here it is in the repo owner it prints).
     assert token not in done.stderr and "acme***" in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as a Modal sandbox runs")
+def test_as_root_the_workspace_and_home_become_the_agents_users_and_the_memory_and_state_folders_stay_roots(tmp_path, origin):
+    assert run(tmp_path, origin, "prepare", "prepare").returncode == 0
+    state = tmp_path / "state"
+    shown = 'stat -c %U "$WORKSPACE" "$WORKSPACE/README.md"; stat -c "%U %a" "$MEMORY_DIR"; echo "home=$HOME"; stat -c "%U %a" "$BRIDGE_STATE_DIR"; echo "$AGENT_USER"'
+    done = run(
+        tmp_path, origin, "image", "sh", "-c", shown,
+        extra={"AGENT_USER": "nobody", "BRIDGE_STATE_DIR": str(state)},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:2] == ["nobody", "nobody"]
+    # The memory Volume: the bridge makes each owner's folder in it; no agent lists the others.
+    assert lines[2] == "root 711"
+    assert lines[3] == "home=/nonexistent"  # nobody's home in the passwd file
+    assert lines[4:] == ["root 711", "nobody"]
+
+
+def test_an_agent_user_that_does_not_exist_leaves_the_agent_as_the_bridges_user(tmp_path, origin):
+    done = run(tmp_path, origin, "clone", "sh", "-c", 'echo "user=${AGENT_USER:-}"', extra={"AGENT_USER": "no-such-user-here"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "user="

@@ -26,6 +26,16 @@ def test_base_image_compiles_the_bridge_from_the_workspace(fake_modal):
     assert ("entrypoint", ([],), {}) in steps
 
 
+def test_the_agent_gets_a_user_of_its_own_and_the_bridge_a_folder_it_cannot_read(fake_modal):
+    steps = sandbox_image.base_image(fake_modal).steps
+    text = flat(steps)
+    assert "useradd --create-home --shell /bin/bash agent" in text
+    assert "install -d -m 0711 /var/lib/bridge" in text
+    env = [s[1][0] for s in steps if s[0] == "env"][-1]
+    assert env["AGENT_USER"] == "agent"
+    assert env["BRIDGE_STATE_DIR"] == "/var/lib/bridge"
+
+
 def test_base_image_can_copy_a_prebuilt_bridge(fake_modal, tmp_path):
     binary = tmp_path / "bridge"
     binary.write_bytes(b"\x7fELF")

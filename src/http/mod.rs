@@ -142,9 +142,17 @@ mod serve {
                             user,
                             membership,
                             ticket,
-                            ..
+                            expires_ms,
                         } = *admitted;
-                        tickets::event_stream(env, &membership, &user, req, ticket).await
+                        tickets::event_stream(
+                            env,
+                            &membership,
+                            &user,
+                            req,
+                            ticket,
+                            Some(expires_ms),
+                        )
+                        .await
                     }
                     tickets::TokenCheck::Refused(_, error) => Err(error.into()),
                 };
@@ -259,7 +267,9 @@ mod serve {
                 let body = body(req, &config).await?;
                 pulls::open(env, &index, &config, &url, &membership, &user, &body).await
             }
-            Endpoint::Events(_) => tickets::event_stream(env, &membership, &user, req, None).await,
+            Endpoint::Events(_) => {
+                tickets::event_stream(env, &membership, &user, req, None, None).await
+            }
             _ => Err(ApiError::not_found("endpoint").into()),
         }
     }

@@ -286,13 +286,15 @@ pub async fn connect(
 }
 
 /// `GET /v1/sessions/:id/events` as SSE, resuming after `Last-Event-ID` or `?since=`;
-/// `ticket` is the connect ticket it was opened with, if any.
+/// `ticket` is the connect ticket it was opened with, if any, and `expires_ms` when the
+/// stream ends (the token's expiry; `None` with a key or the session cookie).
 pub async fn event_stream(
     env: &Env,
     membership: &Membership,
     user: &User,
     req: &Request,
     ticket: Option<TicketUse>,
+    expires_ms: Option<u64>,
 ) -> Result<Response> {
     let url = crate::url::of(req);
     let query_string = url.query();
@@ -310,7 +312,11 @@ pub async fn event_stream(
     };
     let room = RoomClient::open(env, &membership.session.id)?;
     room.call(
-        RoomRoute::EventStream { since, ticket },
+        RoomRoute::EventStream {
+            since,
+            expires_ms,
+            ticket,
+        },
         &caller(user),
         None,
     )

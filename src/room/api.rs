@@ -113,9 +113,11 @@ pub enum RoomRoute {
         since: u64,
         limit: u32,
     },
-    /// The same events as Server-Sent Events, then live ones.
+    /// The same events as Server-Sent Events, then live ones; the stream ends at `expires_ms`
+    /// when it was opened with a token or ticket (its token's expiry).
     EventStream {
         since: u64,
+        expires_ms: Option<u64>,
         ticket: Option<TicketUse>,
     },
     Messages {
@@ -195,8 +197,18 @@ impl RoomRoute {
             Prompt => "/prompts".into(),
             Selection => "/selections".into(),
             Events { since, limit } => format!("/events?since={since}&limit={limit}"),
-            EventStream { since, ticket } => {
-                format!("/events/stream?since={since}{}", TicketUse::query(ticket))
+            EventStream {
+                since,
+                expires_ms,
+                ticket,
+            } => {
+                let expires = expires_ms
+                    .map(|at| format!("&expires_ms={at}"))
+                    .unwrap_or_default();
+                format!(
+                    "/events/stream?since={since}{expires}{}",
+                    TicketUse::query(ticket)
+                )
             }
             Messages { after_seq, limit } => {
                 format!("/messages?after_seq={after_seq}&limit={limit}")
@@ -247,6 +259,7 @@ impl RoomRoute {
             },
             "/events/stream" => EventStream {
                 since: number("since")?,
+                expires_ms: number("expires_ms"),
                 ticket: ticket(),
             },
             "/messages" => Messages {
@@ -433,10 +446,12 @@ mod tests {
             },
             EventStream {
                 since: 0,
+                expires_ms: None,
                 ticket: None,
             },
             EventStream {
                 since: 4,
+                expires_ms: Some(1_700_000_000_000),
                 ticket: Some(TicketUse {
                     nonce: "n0nce0n0nce0n0nce0".into(),
                     exp: 2,

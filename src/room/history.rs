@@ -58,8 +58,9 @@ pub fn history_frame(cx: &Ctx, before_seq: Option<u64>, limit: u32) -> Result<St
 /// An SSE stream for `user_id`: stored events after `since` (from the beginning when `since`
 /// is beyond the log, which was reset), then live ones as they are appended, until `user_id` loses access. A replay larger
 /// than a page sends one page and ends: the reader comes back with `Last-Event-ID` for the
-/// next. A user holds at most [`MAX_CONNECTIONS_PER_USER`] streams on a session.
-pub fn stream(cx: &Ctx, user_id: &str, since: u64) -> Result<Response> {
+/// next. A user holds at most [`MAX_CONNECTIONS_PER_USER`] streams on a session. A stream
+/// opened with a token or ticket ends at `expires_ms`, as its socket would close with 4001.
+pub fn stream(cx: &Ctx, user_id: &str, since: u64, expires_ms: Option<u64>) -> Result<Response> {
     if cx.hub.connections_of(cx.state, user_id).1 >= MAX_CONNECTIONS_PER_USER {
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -77,6 +78,7 @@ pub fn stream(cx: &Ctx, user_id: &str, since: u64) -> Result<Response> {
         user_id: user_id.to_owned(),
         sender,
         backlog: Backlog::default(),
+        expires_ms,
     };
     stream.send(b"retry: 2000\n\n".to_vec());
     let (events, has_more) = cx.store.events_after_within(since, 1000, PAGE_BYTES)?;

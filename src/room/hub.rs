@@ -59,6 +59,8 @@ pub struct Stream {
     pub user_id: String,
     pub sender: UnboundedSender<Vec<u8>>,
     pub backlog: Backlog,
+    /// When it ends: its token's expiry, if it was opened with one.
+    pub expires_ms: Option<u64>,
 }
 
 impl Stream {
@@ -196,22 +198,33 @@ impl Hub {
         Ok(())
     }
 
-    /// When the first participant socket's token runs out, if any socket has one.
+    /// When the first participant socket's or SSE stream's token runs out, if any has one.
     pub fn earliest_expiry(&self, state: &State) -> Option<u64> {
-        if let Some(known) = self.earliest_expiry.get() {
-            return known;
+        let sockets = match self.earliest_expiry.get() {
+            Some(known) => known,
+            None => {
+                let earliest = state
+                    .get_websockets_with_tag(PARTICIPANT_TAG)
+                    .iter()
+                    .filter_map(socket_expiry)
+                    .min();
+                self.earliest_expiry.set(Some(earliest));
+                earliest
+            }
+        };
+        let streams = self.sse.borrow().iter().filter_map(|s| s.expires_ms).min();
+        match (sockets, streams) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        let earliest = state
-            .get_websockets_with_tag(PARTICIPANT_TAG)
-            .iter()
-            .filter_map(socket_expiry)
-            .min();
-        self.earliest_expiry.set(Some(earliest));
-        earliest
     }
 
-    /// Closes with 4001 every participant socket whose token has run out by `now_ms`.
+    /// Closes with 4001 every participant socket whose token has run out by `now_ms`, and ends
+    /// every SSE stream whose token has (dropping its sender ends the response).
     pub fn close_expired(&self, state: &State, now_ms: u64) {
+        self.sse
+            .borrow_mut()
+            .retain(|stream| stream.expires_ms.is_none_or(|at| at > now_ms));
         let mut earliest: Option<u64> = None;
         for socket in state.get_websockets_with_tag(PARTICIPANT_TAG) {
             match socket_expiry(&socket) {

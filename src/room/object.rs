@@ -286,11 +286,22 @@ impl SessionRoom {
                 respond::json(201, &json!({ "artifact_id": artifact_id }))
             }
             RoomRoute::Events { since, limit } => history::page(&cx, since, limit),
-            RoomRoute::EventStream { since, ticket } => {
+            RoomRoute::EventStream {
+                since,
+                expires_ms,
+                ticket,
+            } => {
                 if !ticket_unused(&cx, ticket.as_ref())? {
                     return Err(ApiError::new(ErrorCode::Unauthorized, TICKET_USED).into());
                 }
-                history::stream(&cx, &caller(req)?.user_id, since)
+                let response = history::stream(&cx, &caller(req)?.user_id, since, expires_ms)?;
+                // The stream's expiry is one more deadline, as a socket's is.
+                if expires_ms.is_some() {
+                    if let Err(error) = self.alarm.schedule(&cx, &self.tokens).await {
+                        crate::log::error(&format!("room could not set its alarm: {error:?}"));
+                    }
+                }
+                Ok(response)
             }
             RoomRoute::Messages { after_seq, limit } => history::messages(&cx, after_seq, limit),
             RoomRoute::Artifacts { after_seq, limit } => history::artifacts(&cx, after_seq, limit),

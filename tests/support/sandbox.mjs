@@ -101,7 +101,9 @@ export async function startLocalProvider({ port, secret, env = {}, gitRoot }) {
 
 /**
  * A provider that records signed requests and answers as the protocol says. A test dials in
- * as the created sandbox with `dial(create)`. `down = true` makes it answer 503.
+ * as the created sandbox with `dial(create)`. `down = true` makes it answer 503;
+ * `failDeletes = true` answers every DELETE with 500. Every DELETE is recorded with its time in
+ * `deleteAttempts`; those answered 200 in `deletes`.
  */
 export async function startRecordingProvider({ secret }) {
   const provider = {
@@ -114,6 +116,8 @@ export async function startRecordingProvider({ secret }) {
     builds: [],
     runtimeVersion: 'recording 1',
     deletes: [],
+    deleteAttempts: [],
+    failDeletes: false,
     unsigned: 0,
     nonces: new Set(),
     down: false,
@@ -165,6 +169,8 @@ export async function startRecordingProvider({ secret }) {
       if (req.method === 'GET' && build) return answer(200, { status: 'ready', image_id: `img-${build.build_id}`, commit: build.commit });
       const deleted = /^\/sandboxes\/([^/]+)$/.exec(req.url);
       if (req.method === 'DELETE' && deleted) {
+        provider.deleteAttempts.push({ sandbox_id: deleted[1], at: Date.now() });
+        if (provider.failDeletes) return answer(500, { error: { code: 'internal', message: 'the provider fails deletes for a test' } });
         provider.deletes.push(deleted[1]);
         return answer(200, {});
       }

@@ -13,6 +13,7 @@
 //! have started (and OpenCode with it) before it knew its session.
 
 use crate::error::{Error, Result};
+use crate::process::AgentUser;
 use protocol::bridge::MemoryScope;
 use serde_json::Value;
 use std::ffi::OsString;
@@ -116,11 +117,22 @@ pub fn opencode_config_dir(home: &Path, xdg_config_home: Option<&Path>) -> PathB
     }
 }
 
-/// Writes `AGENTS.md` and `opencode.json` into `dir` (created if missing).
-pub fn write_opencode_files(dir: &Path, config: &Value) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
+/// Writes `AGENTS.md` and `opencode.json` into `dir` (created if missing), as `user` when the
+/// agent has a user of its own: the folder is in the agent's home, where a root bridge must
+/// not follow what the agent may have put there.
+pub fn write_opencode_files(dir: &Path, config: &Value, user: Option<AgentUser>) -> Result<()> {
     let json = serde_json::to_string_pretty(config)
         .map_err(|e| Error::Invalid(format!("cannot write the OpenCode config: {e}")))?;
+    if let Some(user) = user {
+        return crate::process::sh_as(
+            user,
+            "writing the agent's configuration",
+            r#"set -e; umask 022; mkdir -p -- "$1"; cat > "$1/opencode.json"; printf '%s' "$2" > "$1/AGENTS.md""#,
+            &[dir.as_os_str(), std::ffi::OsStr::new(AGENTS_MD)],
+            json.as_bytes(),
+        );
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("cannot create {}", dir.display())))?;
     std::fs::write(dir.join("opencode.json"), json)
         .map_err(Error::io("cannot write opencode.json"))?;
     std::fs::write(dir.join("AGENTS.md"), AGENTS_MD).map_err(Error::io("cannot write AGENTS.md"))
@@ -153,6 +165,9 @@ pub struct Memory {
     folder: PathBuf,
     /// The provider's persistent memory folder, if any.
     dir: Option<PathBuf>,
+    /// The agent's own user, if it has one: the owner's folder becomes its, and the link in
+    /// its home is made with its rights.
+    user: Option<AgentUser>,
     linked: Option<MemoryScope>,
 }
 
@@ -163,8 +178,15 @@ impl Memory {
             file: folder.join("memory.jsonl"),
             folder,
             dir,
+            user: None,
             linked: None,
         }
+    }
+
+    /// The agent runs as `user`.
+    pub fn run_as(mut self, user: Option<AgentUser>) -> Self {
+        self.user = user;
+        self
     }
 
     /// Points the stable folder at `scope`'s memory; once per scope (a sandbox serves one
@@ -174,14 +196,56 @@ impl Memory {
             return Ok(());
         }
         let Some(dir) = &self.dir else {
-            std::fs::create_dir_all(&self.folder)
-                .map_err(Error::io("cannot create the memory folder"))?;
+            match self.user {
+                Some(user) => crate::process::sh_as(
+                    user,
+                    "creating the memory folder",
+                    r#"mkdir -p -- "$1""#,
+                    &[self.folder.as_os_str()],
+                    b"",
+                )?,
+                None => std::fs::create_dir_all(&self.folder)
+                    .map_err(Error::io("cannot create the memory folder"))?,
+            }
             self.linked = Some(scope.clone());
             return Ok(());
         };
         let target = dir.join(scope.relative_dir());
-        std::fs::create_dir_all(&target)
-            .map_err(Error::io(format!("cannot create {}", target.display())))?;
+        match self.user {
+            Some(user) => {
+                // The repository's folder stays the bridge's and unlistable (0711), so an agent
+                // finds no other owner's folder; the owner's folder is the agent's (0700).
+                use std::os::unix::fs::DirBuilderExt;
+                if let Some(repo) = target.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o711)
+                        .create(repo)
+                        .map_err(Error::io(format!("cannot create {}", repo.display())))?;
+                }
+                match std::fs::DirBuilder::new().mode(0o700).create(&target) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(Error::io(format!("cannot create {}", target.display()))(e))
+                    }
+                    _ => {}
+                }
+                std::os::unix::fs::lchown(&target, Some(user.uid), Some(user.gid))
+                    .map_err(Error::io(format!("cannot hand over {}", target.display())))?;
+                // A folder in its place holds nothing of a session (none was known): it goes;
+                // a new link beside the old one, renamed over it: the server never finds none.
+                crate::process::sh_as(
+                    user,
+                    "linking the memory folder",
+                    r#"set -e; mkdir -p -- "$(dirname -- "$2")"; if [ -d "$2" ] && [ ! -L "$2" ]; then rm -rf -- "$2"; fi; ln -sfn -- "$1" "$2.link"; mv -fT -- "$2.link" "$2""#,
+                    &[target.as_os_str(), self.folder.as_os_str()],
+                    b"",
+                )?;
+                self.linked = Some(scope.clone());
+                return Ok(());
+            }
+            None => std::fs::create_dir_all(&target)
+                .map_err(Error::io(format!("cannot create {}", target.display())))?,
+        }
         if let Some(parent) = self.folder.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(Error::io("cannot create the memory link's folder"))?;
@@ -334,6 +398,7 @@ mod tests {
         write_opencode_files(
             &config_dir,
             &opencode_config(&settings(), |_| false, |_| true),
+            None,
         )
         .unwrap();
         let written: Value = serde_json::from_str(

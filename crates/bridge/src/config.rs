@@ -128,6 +128,11 @@ pub struct RunConfig {
     pub assignment: Option<PathBuf>,
     /// Where the agent's configuration goes and what it is filled with.
     pub agent_files: AgentFiles,
+    /// Whom the agent's processes run as; `None`: the bridge's own user.
+    pub agent_user: Option<crate::process::AgentUser>,
+    /// The bridge's own folder (its journal, its git repository for pushes); `None`: the
+    /// workspace's `.git`, which only does where the agent is the bridge's user.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -218,8 +223,9 @@ pub struct ProviderConfig {
     pub agent_env: AgentEnv,
     /// The local git host's repositories: `<root>/<owner>/<name>.git`, bare.
     pub git_root: PathBuf,
-    /// The user (a name or a uid) bridges and their agents run as; the provider must be root.
-    pub sandbox_user: Option<String>,
+    /// The user (a name, a uid, or `uid:gid`) the agents run as when the provider is root
+    /// (`None`: `nobody`); bridges run as the provider's own user.
+    pub agent_user: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -405,6 +411,16 @@ struct RunArgs {
     /// The sandbox's home folder, where the agent's configuration is written.
     #[arg(long = "home", env = "HOME", value_name = "DIR", hide = true)]
     home: Option<PathBuf>,
+    /// Run the agent's processes (the agent server, its tools, the dev agent's commands) as
+    /// this unprivileged user (a name, a uid, or `uid:gid`); the bridge must run as root, and
+    /// the workspace and HOME should be that user's [default: the bridge's own user].
+    #[arg(long = "agent-user", env = "AGENT_USER", value_name = "USER", value_parser = agent_user)]
+    agent_user: Option<crate::process::AgentUser>,
+    /// The bridge's own folder, which the agent's user must not be able to read or change:
+    /// the journal, and the repository pushes go out from. Required with --agent-user
+    /// [default: the workspace's .git].
+    #[arg(long = "state-dir", env = "BRIDGE_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(flatten)]
     passthrough: Passthrough,
 }
@@ -445,15 +461,12 @@ struct ProviderArgs {
     /// Declared only so that passing it is refused with a reason; see PROVIDER_SECRET.
     #[arg(long = "secret", env = "PROVIDER_SECRET", hide = true, value_parser = secret)]
     secret: Option<Secret>,
-    /// Run each sandbox's bridge, and so its agent, as this unprivileged user (a name or a uid);
-    /// the provider must run as root. The bridge is not dumpable, so the agent cannot read its
-    /// memory [default: the provider's own user].
-    #[arg(
-        long = "sandbox-user",
-        env = "PROVIDER_SANDBOX_USER",
-        value_name = "USER"
-    )]
-    sandbox_user: Option<String>,
+    /// When the provider runs as root: run each sandbox's agent (its server, its tools, the dev
+    /// agent's commands) as this unprivileged user (a name, a uid, or `uid:gid`), while the
+    /// bridge stays the provider's user; ignored otherwise, where the agent is the provider's
+    /// user [default as root: nobody].
+    #[arg(long = "agent-user", env = "PROVIDER_AGENT_USER", value_name = "USER")]
+    agent_user: Option<String>,
     /// Declared only so that passing it is refused with a reason; see PROVIDER_SECRET_PREVIOUS.
     #[arg(long = "secret-previous", env = "PROVIDER_SECRET_PREVIOUS", hide = true, value_parser = secret)]
     secret_previous: Option<Secret>,
@@ -513,6 +526,10 @@ fn clone_url(value: &str) -> Result<String, String> {
     } else {
         Ok(value.to_string())
     }
+}
+
+fn agent_user(value: &str) -> Result<crate::process::AgentUser, String> {
+    crate::process::AgentUser::lookup(value)
 }
 
 fn branch_name(value: &str) -> Result<String, String> {
@@ -621,6 +638,20 @@ impl RunArgs {
                     .into(),
             )),
         };
+        if self.agent_user.is_some() {
+            if !crate::process::is_root() {
+                return Err((
+                    ErrorKind::ValueValidation,
+                    "AGENT_USER needs the bridge to run as root".into(),
+                ));
+            }
+            if self.state_dir.is_none() {
+                return Err((
+                    ErrorKind::MissingRequiredArgument,
+                    "AGENT_USER needs BRIDGE_STATE_DIR: the journal must be out of the agent's reach".into(),
+                ));
+            }
+        }
         Ok(RunConfig {
             coordinator_url: self.coordinator_url.unwrap_or_default(),
             session_id: self.session_id.unwrap_or_default(),
@@ -652,6 +683,8 @@ impl RunArgs {
                 url,
                 branch: self.repo_branch,
             }),
+            agent_user: self.agent_user,
+            state_dir: self.state_dir,
         })
     }
 }
@@ -699,7 +732,7 @@ impl ProviderArgs {
             agent_env: present(&passthrough),
             passthrough,
             git_root: self.git_root,
-            sandbox_user: self.sandbox_user,
+            agent_user: self.agent_user,
         })
     }
 }
@@ -1071,7 +1104,7 @@ mod tests {
         assert_eq!(config.passthrough, DEFAULT_PASSTHROUGH);
         assert_eq!(config.secret.expose(), "s");
         assert_eq!(config.secret_previous, None);
-        assert_eq!(config.sandbox_user, None);
+        assert_eq!(config.agent_user, None);
         assert_eq!(config.git_root, PathBuf::from(".wrangler/git"));
         assert!(!format!("{config:?}").contains("\"s\""));
     }

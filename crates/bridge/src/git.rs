@@ -1,21 +1,126 @@
 //! The git commands the bridge and the local provider run. Every one runs with a closed stdin
 //! and no terminal prompt, and whatever git says in an error goes through a [`Redactor`], so no
 //! credential reaches a frame or a log line.
+//!
+//! Where the agent runs as another user ([`separate`]), the workspace is that user's, and so
+//! is everything in its `.git` (config, hooks, attributes) that makes git run commands. The
+//! bridge's git then never runs with its own rights in there: commands that work on the
+//! workspace alone (add, commit, checkout, config, diff) run as the agent's user, and those
+//! that need credentials from the bridge's helper (ls-remote, fetch, push) run in the bridge's
+//! own bare repository, which borrows the workspace's objects (`objects/info/alternates`) and
+//! whose config only the bridge writes, against the clone URL the provider gave (never the
+//! workspace's `origin`), with hooks off and no global config. The clone, made before the
+//! agent has touched the workspace, is handed over to the agent's user when done.
 
 use crate::credentials::Redactor;
 use crate::error::{Error, Result};
-use std::path::Path;
+use crate::process::AgentUser;
+use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::process::Command;
+
+/// How the bridge's git is kept apart from an agent of another user.
+#[derive(Clone, Debug)]
+pub struct Separation {
+    pub user: AgentUser,
+    pub workspace: PathBuf,
+    /// The bridge's own bare repository (in its state folder), readable by the agent's user so
+    /// that a fetched branch can be taken over into the workspace.
+    pub private: PathBuf,
+    /// The repository to fetch from and push to: the clone URL, as the provider gave it.
+    pub remote: Option<String>,
+    /// The bridge's credential helper (a `credential.helper` value).
+    pub helper: Option<String>,
+}
+
+static SEPARATION: OnceLock<Separation> = OnceLock::new();
+
+/// From now on, in this process, git works as [`Separation`] says. Set once, at start.
+pub fn separate(separation: Separation) {
+    let _ = SEPARATION.set(separation);
+}
+
+fn separation() -> Option<&'static Separation> {
+    SEPARATION.get()
+}
+
+/// Configuration for every git command the bridge runs with its own rights: no hooks, no
+/// file-system monitor, no askpass program, no background maintenance, no `ext::` transport.
+const LOCKED: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.askPass=",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "submodule.recurse=false",
+];
+
+/// git with the bridge's own rights, locked down, and no global config (the agent's `HOME`
+/// may be the one the bridge has).
+fn own_git(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
+        .env_remove("SANDBOX_TOKEN")
+        .env_remove("GIT_ASKPASS")
+        .env_remove("SSH_ASKPASS")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(LOCKED)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// git in the bridge's own repository (made on first use), asking the bridge's helper for
+/// credentials.
+async fn in_private(separation: &Separation) -> Result<Command> {
+    let private = &separation.private;
+    if !private.join("HEAD").exists() {
+        let mut cmd = own_git(separation.private.parent().unwrap_or(Path::new("/")));
+        cmd.args(["init", "--bare", "--quiet"]).arg(private);
+        run(cmd, "git init --bare").await?;
+    }
+    let alternates = private.join("objects/info/alternates");
+    let objects = format!("{}\n", separation.workspace.join(".git/objects").display());
+    std::fs::write(&alternates, objects)
+        .map_err(Error::io(format!("cannot write {}", alternates.display())))?;
+    let mut cmd = own_git(private);
+    cmd.arg("--git-dir").arg(private);
+    if let Some(helper) = &separation.helper {
+        cmd.args(["-c", "credential.helper=", "-c"])
+            .arg(format!("credential.helper={helper}"))
+            .args(["-c", "credential.useHttpPath=true"]);
+    }
+    Ok(cmd)
+}
+
+/// The remote the bridge's own repository talks to.
+fn private_remote(separation: &Separation) -> Result<&str> {
+    separation
+        .remote
+        .as_deref()
+        .ok_or_else(|| Error::Invalid("this sandbox was given no repository to push to".into()))
+}
 
 /// Commands that talk to the network (clone, fetch, push) are given up past this.
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(120);
 /// Error output in an error is cut to this many bytes.
 const ERROR_OUTPUT_LIMIT: usize = 2000;
 
+/// git on the workspace alone: as the agent's user when it is another.
 fn git(dir: &Path) -> Command {
     let mut cmd = Command::new("git");
+    crate::process::run_as(&mut cmd, separation().map(|s| s.user));
     cmd.current_dir(dir)
         .env_remove("SANDBOX_TOKEN")
         // A command that needs credentials the helper cannot give must fail, not wait for
@@ -112,7 +217,9 @@ pub async fn clone(
     helper: Option<&str>,
     redactor: &Redactor,
 ) -> Result<()> {
-    let mut cmd = git(dest);
+    // With the bridge's rights (its helper's socket is closed to the agent), into a folder
+    // the agent has not used yet; handed over once made.
+    let mut cmd = own_git(dest);
     if let Some(helper) = helper {
         cmd.args(["-c", "credential.helper=", "-c"])
             .arg(format!("credential.helper={helper}"))
@@ -123,9 +230,16 @@ pub async fn clone(
         cmd.args(["--branch", branch]);
     }
     cmd.args(["--", url, "."]);
-    run_with(cmd, "git clone", redactor, Some(NETWORK_TIMEOUT))
-        .await
-        .map(drop)
+    run_with(cmd, "git clone", redactor, Some(NETWORK_TIMEOUT)).await?;
+    hand_over(dest).await
+}
+
+/// What the bridge made in the workspace becomes the agent's user's, when that is another.
+async fn hand_over(path: &Path) -> Result<()> {
+    match separation() {
+        Some(separation) => crate::process::hand_over(path, separation.user).await,
+        None => Ok(()),
+    }
 }
 
 /// An image's workspace: `source` (a repository on this machine) cloned into `dest`, with
@@ -235,7 +349,8 @@ pub async fn init_with_readme(dest: &Path, branch: &str, title: &str) -> Result<
         "-m",
         "Initial commit",
     ]);
-    run(cmd, "git commit").await.map(drop)
+    run(cmd, "git commit").await?;
+    hand_over(dest).await
 }
 
 /// The commit HEAD points at; `None` in a repository without commits.
@@ -307,9 +422,23 @@ pub async fn commit(workspace: &Path, name: &str, email: &str, message: &str) ->
 /// `git push origin HEAD:refs/heads/<branch>`; never forced, so work already on the branch
 /// cannot be lost.
 pub async fn push(workspace: &Path, branch: &str, redactor: &Redactor) -> Result<()> {
-    let mut cmd = git(workspace);
-    cmd.args(["push", "--porcelain", "origin"])
-        .arg(format!("HEAD:refs/heads/{branch}"));
+    let cmd = match separation() {
+        Some(separation) => {
+            let Some(commit) = head(workspace).await? else {
+                return Err(Error::Invalid("there is no commit to push".into()));
+            };
+            let mut cmd = in_private(separation).await?;
+            cmd.args(["push", "--porcelain", private_remote(separation)?])
+                .arg(format!("{commit}:refs/heads/{branch}"));
+            cmd
+        }
+        None => {
+            let mut cmd = git(workspace);
+            cmd.args(["push", "--porcelain", "origin"])
+                .arg(format!("HEAD:refs/heads/{branch}"));
+            cmd
+        }
+    };
     run_with(cmd, "git push", redactor, Some(NETWORK_TIMEOUT))
         .await
         .map(drop)
@@ -317,6 +446,12 @@ pub async fn push(workspace: &Path, branch: &str, redactor: &Redactor) -> Result
 
 /// Whether the workspace has a remote named `origin`.
 pub async fn has_origin(workspace: &Path) -> Result<bool> {
+    // Where the agent is another user, pushes go to the provider's clone URL, never to what the
+    // workspace's config says; the `origin` remote still tells a clone from a repository that
+    // was started empty (a failed clone), which pushes nowhere.
+    if separation().is_some_and(|s| s.remote.is_none()) {
+        return Ok(false);
+    }
     let mut cmd = git(workspace);
     cmd.args(["remote"]);
     Ok(run(cmd, "git remote")
@@ -331,9 +466,24 @@ pub async fn remote_has_branch(
     branch: &str,
     redactor: &Redactor,
 ) -> Result<bool> {
-    let mut cmd = git(workspace);
-    cmd.args(["ls-remote", "--exit-code", "--heads", "origin"])
-        .arg(format!("refs/heads/{branch}"));
+    let mut cmd = match separation() {
+        Some(separation) => {
+            let mut cmd = in_private(separation).await?;
+            cmd.args([
+                "ls-remote",
+                "--exit-code",
+                "--heads",
+                private_remote(separation)?,
+            ]);
+            cmd
+        }
+        None => {
+            let mut cmd = git(workspace);
+            cmd.args(["ls-remote", "--exit-code", "--heads", "origin"]);
+            cmd
+        }
+    };
+    cmd.arg(format!("refs/heads/{branch}"));
     let output = exec(cmd, "git ls-remote", Some(NETWORK_TIMEOUT)).await?;
     match output.status.code() {
         Some(0) => Ok(true),
@@ -349,10 +499,31 @@ pub async fn check_out_remote_branch(
     redactor: &Redactor,
 ) -> Result<()> {
     let tracking = format!("refs/remotes/origin/{branch}");
-    let mut cmd = git(workspace);
-    cmd.args(["fetch", "--quiet", "origin"])
-        .arg(format!("+refs/heads/{branch}:{tracking}"));
-    run_with(cmd, "git fetch", redactor, Some(NETWORK_TIMEOUT)).await?;
+    match separation() {
+        Some(separation) => {
+            // Into the bridge's repository first, then, as the agent's user, from there.
+            let mut cmd = in_private(separation).await?;
+            cmd.args(["fetch", "--quiet", private_remote(separation)?])
+                .arg(format!("+refs/heads/{branch}:{tracking}"));
+            run_with(cmd, "git fetch", redactor, Some(NETWORK_TIMEOUT)).await?;
+            // git clears `-c` settings for a local upload-pack: they go on its command line.
+            let private = separation.private.display().to_string().replace('\'', "");
+            let mut cmd = git(workspace);
+            cmd.args(["fetch", "--quiet"])
+                .arg(format!(
+                    "--upload-pack=git -c 'safe.directory={private}' upload-pack"
+                ))
+                .arg(&separation.private)
+                .arg(format!("+{tracking}:{tracking}"));
+            run_with(cmd, "git fetch", redactor, Some(NETWORK_TIMEOUT)).await?;
+        }
+        None => {
+            let mut cmd = git(workspace);
+            cmd.args(["fetch", "--quiet", "origin"])
+                .arg(format!("+refs/heads/{branch}:{tracking}"));
+            run_with(cmd, "git fetch", redactor, Some(NETWORK_TIMEOUT)).await?;
+        }
+    }
     let mut cmd = git(workspace);
     cmd.args(["checkout", "--quiet", "-B", branch, &tracking]);
     run(cmd, "git checkout").await.map(drop)

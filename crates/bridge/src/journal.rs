@@ -1,12 +1,15 @@
-//! What a bridge must not forget when its process dies: the critical frames the room has not
-//! acknowledged, the ack id counter, the prompt in progress and the prompts it finished. A
+//! What a bridge must not forget when its process dies: the critical frames and the answer
+//! text (by offset, at most the outbox's bound) the room has not acknowledged, the ack id
+//! counter, the prompt in progress and the prompts it finished. A
 //! bridge started again for the same sandbox (by the provider, or by hand) reads it back, sends
 //! the unacknowledged frames again, and reports the interrupted prompt as failed, so nothing
 //! critical is lost or sent twice.
 //!
-//! One small JSON file per sandbox inside the workspace's `.git` folder (never committed, and a
-//! snapshot restored into a new sandbox carries another sandbox's file, which is ignored),
-//! replaced atomically by writing a temporary file and renaming it.
+//! One small JSON file per sandbox (0600), replaced atomically by writing a temporary file and
+//! renaming it: in the bridge's own state folder when it has one (where the agent runs as
+//! another user, which must neither read nor forge it), else inside the workspace's `.git`
+//! folder (never committed, and a snapshot restored into a new sandbox carries another
+//! sandbox's file, which is ignored).
 
 use crate::error::{Error, Result};
 use protocol::bridge::FromBridge;
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub struct Journal {
     pub ack_prefix: String,
     pub n_acks: u64,
-    /// Critical frames not yet acknowledged, oldest first.
+    /// Critical frames and token text not yet acknowledged, oldest first.
     pub unacked: Vec<FromBridge>,
     /// The prompt received and not finished, if any.
     pub active: Option<String>,
@@ -40,9 +43,15 @@ pub struct JournalFile {
 }
 
 impl JournalFile {
-    pub fn for_sandbox(workspace: &Path, sandbox_id: &str) -> JournalFile {
+    pub fn for_sandbox(
+        workspace: &Path,
+        sandbox_id: &str,
+        state_dir: Option<&Path>,
+    ) -> JournalFile {
         let git = workspace.join(".git");
-        let dir = if git.is_dir() {
+        let dir = if let Some(state) = state_dir {
+            state.to_path_buf()
+        } else if git.is_dir() {
             git
         } else {
             workspace.to_path_buf()
@@ -72,8 +81,17 @@ impl JournalFile {
     }
 
     fn write(&self, journal: &Journal) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let temp = self.path.with_extension("json.tmp");
-        std::fs::write(&temp, serde_json::to_vec(journal)?)
+        let bytes = serde_json::to_vec(journal)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&bytes))
             .map_err(Error::io(format!("cannot write {}", temp.display())))?;
         std::fs::rename(&temp, &self.path)
             .map_err(Error::io(format!("cannot replace {}", self.path.display())))
@@ -88,7 +106,7 @@ mod tests {
     fn round_trip_in_the_git_folder() {
         let dir = std::env::temp_dir().join(format!("journal-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join(".git")).unwrap();
-        let file = JournalFile::for_sandbox(&dir, "sbx_1");
+        let file = JournalFile::for_sandbox(&dir, "sbx_1", None);
         assert_eq!(file.load(), None);
         let journal = Journal {
             ack_prefix: "b1".into(),

@@ -77,13 +77,17 @@ fn run(mut config: config::RunConfig) -> i32 {
             config.workspace.clone(),
             config.dev_delay,
             config.agent_env.clone(),
+            config.agent_user,
         )),
-        AgentKind::OpenCode => Box::new(OpenCodeAgent::new(
-            config.opencode.clone(),
-            config.workspace.clone(),
-            config.agent_env.clone(),
-            config.agent_files.clone(),
-        )),
+        AgentKind::OpenCode => Box::new(
+            OpenCodeAgent::new(
+                config.opencode.clone(),
+                config.workspace.clone(),
+                config.agent_env.clone(),
+                config.agent_files.clone(),
+            )
+            .run_as(config.agent_user),
+        ),
     };
     runtime().map_or(1, |rt| rt.block_on(bridge::run::run(config, agent)))
 }

@@ -190,28 +190,43 @@ impl Outbox {
         }
     }
 
-    /// The outbox a journal kept: its critical frames go out again, with ack ids continuing
-    /// from where the earlier process stopped.
+    /// The outbox a journal kept: its critical frames and the answer text the room had not
+    /// acknowledged go out again, in their order, with ack ids continuing from where the
+    /// earlier process stopped; the answer streaming then continues from its last offset.
     pub fn restore(ack_prefix: String, n_acks: u64, unacked: Vec<FromBridge>) -> Self {
+        let mut text = None;
+        let mut text_held = 0;
+        for frame in &unacked {
+            if let FromBridge::Token {
+                message_id,
+                delta,
+                offset,
+            } = frame
+            {
+                text_held += delta.len();
+                text = Some((message_id.clone(), offset.unwrap_or(0) + delta.len() as u64));
+            }
+        }
         Outbox {
             ack_prefix,
             n_acks,
             entries: unacked.into(),
             n_sent: 0,
-            text: None,
-            text_held: 0,
+            text,
+            text_held,
         }
     }
 
-    /// What a journal keeps: the ack id prefix and counter, and the critical frames.
+    /// What a journal keeps: the ack id prefix and counter, and every frame not acknowledged
+    /// (critical frames, and token text by its offset, at most [`MAX_UNACKED_TEXT`]).
     pub fn to_journal(&self) -> (String, u64, Vec<FromBridge>) {
-        let unacked = self
-            .entries
-            .iter()
-            .filter(|frame| is_critical(frame))
-            .cloned()
-            .collect();
+        let unacked = self.entries.iter().cloned().collect();
         (self.ack_prefix.clone(), self.n_acks, unacked)
+    }
+
+    /// Whether token text is held (and so worth journaling even without a critical frame).
+    pub fn holds_text(&self) -> bool {
+        self.text_held > 0
     }
 
     /// The next frame to write on the current connection.

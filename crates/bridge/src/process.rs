@@ -10,6 +10,137 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
+/// The unprivileged user the agent's processes run as, when it is not the bridge's own: set
+/// only where the bridge runs as root (the local provider as root, Modal), so that the agent
+/// can read neither the bridge's token file, its credential socket, its journal, nor its
+/// `/proc` entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl AgentUser {
+    /// `name`, a uid with a passwd entry, or `uid:gid`; never root.
+    pub fn lookup(name: &str) -> Result<AgentUser, String> {
+        let unknown = || format!("no user {name:?}");
+        let found = match name.split_once(':') {
+            Some((uid, gid)) => match (uid.parse(), gid.parse()) {
+                (Ok(uid), Ok(gid)) => Some(AgentUser { uid, gid }),
+                _ => return Err(unknown()),
+            },
+            None => {
+                let c_name = std::ffi::CString::new(name).map_err(|_| unknown())?;
+                // SAFETY: getpwnam/getpwuid return null or a pointer to static storage, read
+                // at once, before another call could overwrite it (called before the runtime
+                // starts its threads).
+                unsafe {
+                    let mut entry = libc::getpwnam(c_name.as_ptr());
+                    if entry.is_null() {
+                        if let Ok(uid) = name.parse::<u32>() {
+                            entry = libc::getpwuid(uid);
+                        }
+                    }
+                    (!entry.is_null()).then(|| AgentUser {
+                        uid: (*entry).pw_uid,
+                        gid: (*entry).pw_gid,
+                    })
+                }
+            }
+        };
+        match found {
+            Some(user) if user.uid != 0 && user.gid != 0 => Ok(user),
+            Some(_) => {
+                Err("the agent's user must not be root: the point is that the agent is not".into())
+            }
+            None => Err(unknown()),
+        }
+    }
+
+    /// `uid:gid`, as [`AgentUser::lookup`] reads it back.
+    pub fn to_arg(self) -> String {
+        format!("{}:{}", self.uid, self.gid)
+    }
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The command runs as `user` (when there is one): its uid and gid, and no supplementary
+/// groups (std drops them when a root parent sets the uid).
+pub fn run_as(cmd: &mut tokio::process::Command, user: Option<AgentUser>) {
+    if let Some(user) = user {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+}
+
+/// Gives `path` (and, when it is a folder, everything in it) to `user`; symbolic links are
+/// changed themselves, never followed, so nothing outside is handed over.
+pub async fn hand_over(path: &std::path::Path, user: AgentUser) -> crate::error::Result<()> {
+    let output = tokio::process::Command::new("chown")
+        .args(["-R", "-h", "-P"])
+        .arg(user.to_arg())
+        .arg("--")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(crate::error::Error::io("cannot run chown"))?;
+    if !output.status.success() {
+        return Err(crate::error::Error::CommandFailed {
+            what: "handing files over to the agent's user",
+            status: output.status,
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Runs a short `sh` script as `user` (with `args` as `$1`…, `stdin` on its input) and waits:
+/// what the bridge, as root, writes in the agent's home it writes with the agent's rights, so
+/// a link the agent planted there leads nowhere the agent could not go itself.
+pub fn sh_as(
+    user: AgentUser,
+    what: &'static str,
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    stdin: &[u8],
+) -> crate::error::Result<()> {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(crate::error::Error::io("cannot run sh"))?;
+    if let Some(mut input) = child.stdin.take() {
+        input
+            .write_all(stdin)
+            .map_err(crate::error::Error::io("cannot write to sh"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(crate::error::Error::io("cannot run sh"))?;
+    if !output.status.success() {
+        return Err(crate::error::Error::CommandFailed {
+            what,
+            status: output.status,
+            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Sends `signal` to every process in the group led by `pgid`; false if there was none.
 pub fn signal_group(pgid: u32, signal: i32) -> bool {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
@@ -87,13 +218,14 @@ pub enum ShellOutcome {
 /// background still holds the output pipe open.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
-/// Runs `sh -c command` in `dir`, in a new process group, with `env` added to the bridge's
-/// environment, collecting at most `limit` bytes of combined output. When `stop` resolves
+/// Runs `sh -c command` in `dir`, in a new process group, as `user` when there is one, with
+/// `env` added to the bridge's environment, collecting at most `limit` bytes of combined output. When `stop` resolves
 /// first, the whole group is killed.
 pub async fn run_shell(
     command: &str,
     dir: &Path,
     env: &AgentEnv,
+    user: Option<AgentUser>,
     limit: usize,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<ShellOutcome> {
@@ -112,6 +244,7 @@ pub async fn run_shell(
             .stderr(writer)
             .process_group(0)
             .kill_on_drop(true);
+        run_as(&mut cmd, user);
         die_with_parent(&mut cmd);
         cmd.spawn()?
     };
@@ -221,6 +354,7 @@ mod tests {
                 "echo out; echo err >&2; exit 3",
                 Path::new("."),
                 &AgentEnv::new(),
+                None,
                 1024,
                 std::future::pending(),
             ))
@@ -243,6 +377,7 @@ mod tests {
                 "printenv BRIDGE_TEST_KEY",
                 Path::new("."),
                 &env,
+                None,
                 1024,
                 std::future::pending(),
             ))
@@ -264,6 +399,7 @@ mod tests {
                 "yes | head -c 100000",
                 Path::new("."),
                 &AgentEnv::new(),
+                None,
                 1000,
                 std::future::pending(),
             ))
@@ -287,6 +423,7 @@ mod tests {
                 "sleep 30 & sleep 30",
                 Path::new("."),
                 &AgentEnv::new(),
+                None,
                 1024,
                 async { tokio::time::sleep(Duration::from_millis(100)).await },
             ))
@@ -304,6 +441,7 @@ mod tests {
                 &format!("sleep 5 & echo $! > {}; echo done", pid_file.display()),
                 Path::new("."),
                 &AgentEnv::new(),
+                None,
                 1024,
                 std::future::pending(),
             ))

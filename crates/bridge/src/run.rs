@@ -154,7 +154,12 @@ struct Bridge {
     started: std::time::Instant,
     /// Hides the sandbox token and the git passwords in every frame before it is queued.
     redactor: Redactor,
+    /// Token text came since the journal was last saved.
+    journal_dirty: bool,
 }
+
+/// Unacknowledged answer text reaches the journal at most this long after it was queued.
+const JOURNAL_TEXT_EVERY: Duration = Duration::from_millis(200);
 
 /// How many finished prompts the journal remembers.
 const N_FINISHED_JOURNALED: usize = 32;
@@ -234,6 +239,12 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
                 None
             }
         });
+    if let Some(user) = config.agent_user {
+        if let Err(e) = separate_git(&config, user, helper.clone()) {
+            crate::log!("run", "{e}");
+            return EXIT_FAILED;
+        }
+    }
     let prepared = repo::prepare(
         &config.workspace,
         config.repo.as_ref(),
@@ -248,7 +259,11 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     }
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let (frames_tx, frames_rx) = mpsc::unbounded_channel();
-    let journal = JournalFile::for_sandbox(&config.workspace, &config.sandbox_id);
+    let journal = JournalFile::for_sandbox(
+        &config.workspace,
+        &config.sandbox_id,
+        config.state_dir.as_deref(),
+    );
     let earlier = journal.load();
     let mut bridge = Bridge {
         sandbox_id: config.sandbox_id.clone(),
@@ -265,6 +280,7 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         errors: ErrorBudget::default(),
         started: std::time::Instant::now(),
         redactor: redactor.clone(),
+        journal_dirty: false,
     };
     if let Some(earlier) = earlier {
         bridge.resume(earlier);
@@ -281,7 +297,8 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
         memory: Memory::new(
             &config.agent_files.home,
             config.agent_files.memory_dir.clone(),
-        ),
+        )
+        .run_as(config.agent_user),
         workspace: config.workspace.clone(),
         attribution: config.attribution.clone(),
         publisher: Publisher::new(
@@ -340,6 +357,32 @@ pub async fn run(mut config: RunConfig, mut agent: Box<dyn Agent>) -> i32 {
     code
 }
 
+/// The agent runs as `user`: the bridge's git keeps to its own repository in the state folder
+/// (0711: the agent's user may pass through to that repository, never list the folder or read
+/// the journal).
+fn separate_git(
+    config: &RunConfig,
+    user: crate::process::AgentUser,
+    helper: Option<String>,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let state = config
+        .state_dir
+        .clone()
+        .ok_or_else(|| Error::Invalid("AGENT_USER needs BRIDGE_STATE_DIR".into()))?;
+    std::fs::create_dir_all(&state)
+        .and_then(|()| std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o711)))
+        .map_err(Error::io(format!("cannot create {}", state.display())))?;
+    crate::git::separate(crate::git::Separation {
+        user,
+        workspace: config.workspace.clone(),
+        private: state.join("git"),
+        remote: config.repo.as_ref().map(|repo| repo.url.clone()),
+        helper,
+    });
+    Ok(())
+}
+
 /// The socket git's credential helper relays through; without it git gets no credentials,
 /// and the bridge still serves the room.
 fn start_relay(config: &RunConfig) -> Option<Relay> {
@@ -376,15 +419,16 @@ impl Bridge {
                     "the bridge restarted while this prompt ran; what it did before is in the workspace"
                         .into(),
                 ),
-                // This process did not see the prompt's text; the room counts what it has.
-                text_bytes: Some(0),
+                // The text the journal kept counts; the room has the rest, if any, already.
+                text_bytes: None,
                 ack_id: String::new(),
             });
         }
         self.save_journal();
     }
 
-    fn save_journal(&self) {
+    fn save_journal(&mut self) {
+        self.journal_dirty = false;
         let (ack_prefix, n_acks, unacked) = self.outbox.to_journal();
         self.journal.save(&Journal {
             ack_prefix,
@@ -413,6 +457,8 @@ impl Bridge {
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut journal_tick = tokio::time::interval(JOURNAL_TEXT_EVERY);
+        journal_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(e) = self.flush(&mut sink).await {
                 return Ended::Dropped(e.to_string());
@@ -441,6 +487,7 @@ impl Bridge {
                         self.frames_open = false;
                     }
                 },
+                _ = journal_tick.tick(), if self.journal_dirty => self.save_journal(),
                 _ = heartbeat.tick() => {
                     if let Err(e) = send(&mut sink, &FromBridge::Heartbeat {}).await {
                         return Ended::Dropped(e.to_string());
@@ -483,6 +530,9 @@ impl Bridge {
         if self.outbox.push(frame).is_some() {
             // Critical: on disk before it is sent, so a restarted bridge sends it again.
             self.save_journal();
+        } else if self.outbox.holds_text() {
+            // Answer text: on disk within [`JOURNAL_TEXT_EVERY`], not for every delta.
+            self.journal_dirty = true;
         }
     }
 
@@ -546,7 +596,10 @@ impl Bridge {
     }
 
     /// Stops every prompt, lets the worker wind the agent down, and gives up after a while.
-    async fn finish(self, worker: tokio::task::JoinHandle<()>) {
+    async fn finish(mut self, worker: tokio::task::JoinHandle<()>) {
+        if self.journal_dirty {
+            self.save_journal();
+        }
         for stop in self.stops.values() {
             let _ = stop.send(true);
         }

@@ -34,7 +34,9 @@ type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// `git args…` in `dir`, which must succeed; its stdout, trimmed.
 fn git(dir: &Path, args: &[&str]) -> String {
+    // The test reads workspaces that belong to the agent's user when it runs as root.
     let output = Command::new("git")
+        .args(["-c", "safe.directory=*"])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -839,8 +841,9 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     assert_eq!(git(&workspace, &["rev-parse", "HEAD"]), head);
     assert_eq!(git(&workspace, &["status", "--porcelain"]), "?? draft.txt");
 
-    // The agent's own git asks the same helper: it gets the repository's credential, and the
-    // sandbox token is neither in its environment nor in what the helper says. A credential the
+    // The agent's own git asks the same helper: where the agent is the bridge's user it gets the
+    // repository's credential, and the sandbox token is neither in its environment nor in what
+    // the helper says. A credential the
     // bridge handed out is hidden in the tool's output before it leaves.
     let frames = run_prompt(
         &mut socket,
@@ -850,8 +853,16 @@ async fn a_prompt_that_writes_a_file_ends_on_the_session_branch_in_its_authors_n
     )
     .await;
     let output = tool_output(&frames);
-    assert!(output.contains("username=x-access-token"), "{output}");
-    assert!(output.contains("password=***\n"), "{output}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // As root the agent is another user, to whom the helper's socket is closed: only the
+        // bridge's own git gets credentials.
+        assert!(!output.contains("password="), "{output}");
+        assert!(output.contains("Permission denied"), "{output}");
+    } else {
+        assert!(output.contains("username=x-access-token"), "{output}");
+        assert!(output.contains("password=***\n"), "{output}");
+    }
     assert!(!output.contains(&live), "{output}");
     assert!(!output.contains("token-of-"), "{output}");
     provider.assert_no_token_logged();
@@ -1010,5 +1021,34 @@ async fn a_push_larger_than_gits_post_buffer_streams_through_the_git_host() {
         &["cat-file", "-s", &format!("{BRANCH}:noise.bin")],
     );
     assert_eq!(size, "3000000");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The bridge sends at most 20 `error` frames a minute (`budget.rs`): a flood of prompts that
+/// each cause one (a push branch git refuses) gets the first 20 through, the rest held back,
+/// and every prompt still ends with its `done`.
+#[tokio::test]
+async fn error_frames_are_held_to_twenty_a_minute() {
+    let root = git_root();
+    let provider = provider_with(&root);
+    let mut coordinator = Coordinator::start().await;
+    let clone_url = format!("{}/git/acme/demo.git", provider.base);
+    let mut socket = sandbox(&provider, &mut coordinator, "sbx_errors", &clone_url).await;
+    let mut errors = Vec::new();
+    for i in 0..25 {
+        let frames = run_prompt(&mut socket, &format!("m{i}"), "hi", Some("bad..branch")).await;
+        assert_eq!(kinds(&frames).last(), Some(&"done"), "{frames:?}");
+        errors.extend(
+            frames
+                .into_iter()
+                .filter(|f| f["type"] == "error")
+                .map(|f| f["message"].as_str().unwrap_or("").to_string()),
+        );
+    }
+    assert_eq!(errors.len(), 20, "{errors:?}");
+    assert!(
+        errors.iter().all(|m| m.contains("not a branch name")),
+        "{errors:?}"
+    );
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -549,8 +549,9 @@ async fn a_prompt_streams_tokens_a_command_an_edit_and_done() {
         std::fs::read_to_string(workspace.join("notes.txt")).unwrap(),
         "hello\n"
     );
+    // The workspace is the agent's user's when the provider runs as root.
     let git_name = Command::new("git")
-        .args(["config", "user.name"])
+        .args(["-c", "safe.directory=*", "config", "user.name"])
         .current_dir(&workspace)
         .output()
         .unwrap();
@@ -883,7 +884,14 @@ async fn the_agent_finds_the_sandbox_token_nowhere_and_cannot_send_it_out() {
         .filter_map(|f| f["output"].as_str())
         .collect();
     assert_eq!(outputs.len(), 3, "{frames:?}");
-    assert!(outputs[0].contains("SESSION_ID=ses_test"), "{}", outputs[0]);
+    // Where the agent is the bridge's user it reads the bridge's environment, which holds no
+    // token; as root it is another user, to whom even that is closed.
+    assert!(
+        outputs[0].contains("SESSION_ID=ses_test") || outputs[0].contains("Permission denied"),
+        "{}",
+        outputs[0]
+    );
+    assert!(!outputs[0].contains("SANDBOX_TOKEN"), "{}", outputs[0]);
     assert!(outputs[1].contains("file: "), "{}", outputs[1]);
     assert_eq!(outputs[2], "the token is ***\n");
     for frame in &frames {
@@ -904,8 +912,10 @@ async fn the_agent_finds_the_sandbox_token_nowhere_and_cannot_send_it_out() {
     provider.assert_no_token_logged();
 }
 
-/// A root provider runs the bridge, and so the agent, as the user it is given; the bridge is not
-/// dumpable, so that agent reads neither its environment nor its memory. Skipped unless root.
+/// A root provider runs the agent as another, unprivileged user (`nobody` unless told), while
+/// the bridge stays root and not dumpable: the agent reads neither the bridge's environment,
+/// its memory, its journal nor its credential socket, and what the bridge wrote for the agent
+/// is the agent's. Skipped unless root.
 #[tokio::test]
 async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed() {
     // SAFETY: geteuid has no preconditions.
@@ -913,13 +923,13 @@ async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed
         eprintln!("skipped: needs root");
         return;
     }
-    let mut provider = Provider::start_with(&[("PROVIDER_SANDBOX_USER", "nobody")]);
+    let mut provider = Provider::start();
     let room = Room::start().await;
     let mut socket = sandbox(&provider, &room, "sbx_user").await;
     let frames = run_prompt(
         &mut socket,
         "m1",
-        "Who am I\n$ id -u; echo \"home=$HOME\"\n$ cat /proc/$PPID/environ 2>&1; head -c 16 /proc/$PPID/mem 2>&1; echo\nwrite note.txt: mine",
+        "Who am I\n$ id -u; echo \"home=$HOME\"; stat -c %u /proc/$PPID\n$ cat /proc/$PPID/environ 2>&1; head -c 16 /proc/$PPID/mem 2>&1; ls ../.state/sbx_user 2>&1; cat ../.state/sbx_user/bridge-journal-sbx_user.json 2>&1; ls /tmp/bridge-git-* 2>&1; echo\nwrite sub/note.txt: mine\n$ echo more >> sub/note.txt && echo appended",
     )
     .await;
     let outputs: Vec<&str> = frames
@@ -927,15 +937,41 @@ async fn a_root_provider_runs_the_agent_unprivileged_and_the_bridge_stays_closed
         .filter(|f| f["type"] == "tool_call" && f["status"] != "running")
         .filter_map(|f| f["output"].as_str())
         .collect();
-    assert_eq!(outputs.len(), 2, "{frames:?}");
-    assert!(outputs[0].starts_with("65534\n"), "{}", outputs[0]);
+    assert_eq!(outputs.len(), 3, "{frames:?}");
+    let mut lines = outputs[0].lines();
+    assert_eq!(lines.next(), Some("65534"), "{}", outputs[0]);
     assert!(outputs[0].contains("/.homes/sbx_user"), "{}", outputs[0]);
+    // The bridge, the agent's parent, is root.
+    assert_eq!(outputs[0].lines().last(), Some("0"), "{}", outputs[0]);
     assert!(outputs[1].contains("Permission denied"), "{}", outputs[1]);
     assert!(!outputs[1].contains("SESSION_ID="), "{}", outputs[1]);
-    // The agent wrote in its workspace, as its user.
+    assert!(!outputs[1].contains("ack_prefix"), "{}", outputs[1]);
+    assert!(!outputs[1].contains("credentials.sock"), "{}", outputs[1]);
+    assert!(outputs[2].contains("appended"), "{}", outputs[2]);
+    // The agent's workspace and what the bridge wrote in it are the agent's user's.
     use std::os::unix::fs::MetadataExt;
-    let note = std::fs::metadata(provider.workspaces.join("sbx_user/note.txt")).unwrap();
-    assert_eq!(note.uid(), 65534);
+    for path in [
+        "sbx_user",
+        "sbx_user/.git",
+        "sbx_user/sub",
+        "sbx_user/sub/note.txt",
+    ] {
+        let meta = std::fs::metadata(provider.workspaces.join(path)).unwrap();
+        assert_eq!(meta.uid(), 65534, "{path}");
+    }
+    // The journal is the bridge's, out of the workspace.
+    let journal = provider
+        .workspaces
+        .join(".state/sbx_user/bridge-journal-sbx_user.json");
+    let journal_meta = std::fs::metadata(&journal);
+    assert!(
+        journal_meta.is_err() || journal_meta.unwrap().uid() == 0,
+        "{journal:?}"
+    );
+    assert!(!provider
+        .workspaces
+        .join("sbx_user/.git/bridge-journal-sbx_user.json")
+        .exists());
     provider.assert_no_token_logged();
 }
 
@@ -1035,4 +1071,70 @@ async fn a_warm_sandbox_waits_for_its_claim_then_serves_its_session() {
         .await;
     assert_eq!(error_code(&unknown), (404, Some("not_found")));
     provider.assert_no_token_logged();
+}
+
+/// Answer text the room has not acknowledged survives the bridge's death: the journal keeps it,
+/// and the bridge the provider starts again sends it from offset 0, then ends the interrupted
+/// prompt with `text_bytes` counting it.
+#[tokio::test]
+async fn unacknowledged_answer_text_survives_a_killed_bridge() {
+    let provider = Provider::start_with(&[("DEV_AGENT_DELAY_MS", "20")]);
+    let room = Room::start().await;
+    let (status, created) = provider
+        .call(
+            "POST",
+            "/sandboxes",
+            Some(&create_body("sbx_text", &room.url, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let pid: i32 = created["provider_id"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("local-"))
+        .and_then(|pid| pid.parse().ok())
+        .expect("local-<pid>");
+    let (mut socket, _, _) = room.accept(None).await.expect("the bridge connects");
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    send(&mut socket, prompt("m1", "stream 2000")).await;
+    // Text arrives and is never acknowledged (no tokens_ack).
+    let mut seen = String::new();
+    while seen.len() < 200 {
+        let frame = next_frame(&mut socket).await;
+        if frame["type"] == "token" {
+            assert_eq!(frame["offset"].as_u64(), Some(seen.len() as u64), "{frame}");
+            seen.push_str(frame["delta"].as_str().unwrap());
+        }
+    }
+    // Past the journal's interval, then a crash.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // SAFETY: kill(2) of the bridge this test's provider started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    drop(socket);
+    let (mut socket, _, _) = room
+        .accept(None)
+        .await
+        .expect("the bridge is started again");
+    assert_eq!(next_frame(&mut socket).await["type"], "ready");
+    let frames = frames_until_done(&mut socket, "m1", |_| true).await;
+    let mut resent = String::new();
+    for frame in frames.iter().filter(|f| f["type"] == "token") {
+        assert_eq!(
+            frame["offset"].as_u64(),
+            Some(resent.len() as u64),
+            "{frame}"
+        );
+        resent.push_str(frame["delta"].as_str().unwrap());
+    }
+    assert!(
+        resent.starts_with(&seen),
+        "{resent:?} does not hold {seen:?}"
+    );
+    let done = frames.last().unwrap();
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["ok"], false);
+    assert_eq!(
+        done["text_bytes"].as_u64(),
+        Some(resent.len() as u64),
+        "{done}"
+    );
 }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::config::AgentEnv;
 use crate::error::{Error, Result};
-use crate::process::{run_shell, ShellOutcome};
+use crate::process::{run_shell, AgentUser, ShellOutcome};
 use crate::workspace::{resolve_for_write, whole_file_diff};
 use protocol::bridge::PromptJob;
 use protocol::event::ToolStatus;
@@ -99,6 +99,8 @@ pub struct DevAgent {
     env: AgentEnv,
     /// The session's prompts it knows of, oldest first: (author, first line).
     earlier: Vec<(String, String)>,
+    /// Whom its commands run as, and who owns what it writes; `None`: the bridge's user.
+    user: Option<AgentUser>,
 }
 
 /// The first line of a prompt, trimmed.
@@ -107,12 +109,18 @@ fn first_line(content: &str) -> &str {
 }
 
 impl DevAgent {
-    pub fn new(workspace: PathBuf, delay: Duration, env: AgentEnv) -> Self {
+    pub fn new(
+        workspace: PathBuf,
+        delay: Duration,
+        env: AgentEnv,
+        user: Option<AgentUser>,
+    ) -> Self {
         DevAgent {
             workspace,
             delay,
             env,
             earlier: Vec::new(),
+            user,
         }
     }
 
@@ -263,6 +271,7 @@ impl DevAgent {
             command,
             &self.workspace,
             &self.env,
+            self.user,
             TOOL_OUTPUT_LIMIT,
             stop.stopped(),
         )
@@ -308,11 +317,32 @@ impl DevAgent {
         None
     }
 
+    /// The file the bridge wrote, and the folders it made for it, become the agent's user's,
+    /// as they would had the agent's own tool written them.
+    fn give_to(&self, user: AgentUser, target: &std::path::Path) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        std::os::unix::fs::lchown(target, Some(user.uid), Some(user.gid))?;
+        let mut dir = target.parent();
+        while let Some(folder) =
+            dir.filter(|d| d.starts_with(&self.workspace) && *d != self.workspace)
+        {
+            if std::fs::symlink_metadata(folder)?.uid() != user.uid {
+                std::os::unix::fs::lchown(folder, Some(user.uid), Some(user.gid))?;
+            }
+            dir = folder.parent();
+        }
+        Ok(())
+    }
+
     fn write(&self, sink: &EventSink, path: &str, text: &str, n: usize) {
         let content = format!("{text}\n");
         let result = resolve_for_write(&self.workspace, path).and_then(|target| {
             let old = std::fs::read_to_string(&target).ok();
             std::fs::write(&target, &content).map_err(Error::io(format!("cannot write {path}")))?;
+            if let Some(user) = self.user {
+                self.give_to(user, &target)
+                    .map_err(Error::io(format!("cannot hand {path} over")))?;
+            }
             Ok(old)
         });
         match result {
@@ -449,7 +479,7 @@ mod tests {
             .unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let outcome = rt.block_on(async {
-            let mut agent = DevAgent::new(workspace.clone(), Duration::ZERO, AgentEnv::new());
+            let mut agent = DevAgent::new(workspace.clone(), Duration::ZERO, AgentEnv::new(), None);
             let sink = EventSink::new("m1".into(), tx);
             let (stop_tx, stop) = stop_pair();
             if let Some(after) = stop_after {
@@ -599,7 +629,7 @@ mod tests {
         let mut second = job("recall");
         second.message_id = "m4".into();
         let texts: Vec<String> = rt.block_on(async {
-            let mut agent = DevAgent::new(workspace, Duration::ZERO, AgentEnv::new());
+            let mut agent = DevAgent::new(workspace, Duration::ZERO, AgentEnv::new(), None);
             let mut texts = Vec::new();
             for job in [&first, &second] {
                 let (tx, mut rx) = mpsc::unbounded_channel();

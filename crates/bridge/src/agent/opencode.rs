@@ -41,6 +41,8 @@ pub struct OpenCodeAgent {
     env: AgentEnv,
     /// Where its configuration (`AGENTS.md`, `opencode.json`) is written before it starts.
     files: AgentFiles,
+    /// Whom `opencode serve` (and so every tool it runs) runs as; `None`: the bridge's user.
+    user: Option<crate::process::AgentUser>,
     version: String,
     running: Option<Running>,
     /// The transcript the session's first prompt here brought, as text; given to every new
@@ -74,10 +76,17 @@ impl OpenCodeAgent {
             workspace,
             env,
             files,
+            user: None,
             version: String::new(),
             running: None,
             transcript: None,
         }
+    }
+
+    /// The server runs as `user`.
+    pub fn run_as(mut self, user: Option<crate::process::AgentUser>) -> Self {
+        self.user = user;
+        self
     }
 
     /// Writes `AGENTS.md` and `opencode.json` into OpenCode's global config folder in the
@@ -103,7 +112,7 @@ impl OpenCodeAgent {
             .find(|(name, _)| name == "XDG_CONFIG_HOME")
             .map(|(_, value)| PathBuf::from(value));
         let dir = agent_config::opencode_config_dir(&self.files.home, xdg.as_deref());
-        agent_config::write_opencode_files(&dir, &config)?;
+        agent_config::write_opencode_files(&dir, &config, self.user)?;
         let servers: Vec<&str> = config["mcp"]
             .as_object()
             .map(|servers| servers.keys().map(String::as_str).collect())
@@ -198,6 +207,7 @@ impl OpenCodeAgent {
 
     fn spawn_server(&self, port: u16) -> Result<Child> {
         let mut cmd = tokio::process::Command::new(&self.config.bin);
+        crate::process::run_as(&mut cmd, self.user);
         crate::process::die_with_parent(&mut cmd);
         let mut child = cmd
             .args([

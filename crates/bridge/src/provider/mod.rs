@@ -55,36 +55,20 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Response bodies: whole JSON answers, or git's streamed ones.
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
-/// The user named by `--sandbox-user`, which only a root provider can run bridges as.
-fn sandbox_user(name: &str) -> Result<sandboxes::SandboxUser> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::Invalid(
-            "--sandbox-user needs the provider to run as root".into(),
-        ));
-    }
-    let unknown = || Error::Invalid(format!("--sandbox-user: no user {name:?}"));
-    let c_name = std::ffi::CString::new(name).map_err(|_| unknown())?;
-    // SAFETY: getpwnam/getpwuid return null or a pointer to static storage, read at once,
-    // before any other call could overwrite it (the runtime has no other thread yet).
-    let found = unsafe {
-        let mut entry = libc::getpwnam(c_name.as_ptr());
-        if entry.is_null() {
-            if let Ok(uid) = name.parse::<u32>() {
-                entry = libc::getpwuid(uid);
-            }
-        }
-        (!entry.is_null()).then(|| sandboxes::SandboxUser {
-            uid: (*entry).pw_uid,
-            gid: (*entry).pw_gid,
-        })
+/// Whom the agents run as: as root, the user `--agent-user` names, else `nobody`; otherwise the
+/// provider's own user (which can run nothing as another).
+fn agent_user(name: Option<&str>) -> Result<Option<sandboxes::SandboxUser>> {
+    let lookup = |name: &str| {
+        crate::process::AgentUser::lookup(name)
+            .map_err(|e| Error::Invalid(format!("--agent-user: {e}")))
     };
-    match found {
-        Some(user) if user.uid != 0 => Ok(user),
-        Some(_) => Err(Error::Invalid(
-            "--sandbox-user must not be root: the point is that the agent is not".into(),
+    match (crate::process::is_root(), name) {
+        (true, Some(name)) => lookup(name).map(Some),
+        (true, None) => lookup("nobody").map(Some),
+        (false, Some(_)) => Err(Error::Invalid(
+            "--agent-user needs the provider to run as root".into(),
         )),
-        None => Err(unknown()),
+        (false, None) => Ok(None),
     }
 }
 
@@ -134,20 +118,21 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         "cannot create {}",
         config.workspaces.display()
     )))?;
-    let user = match &config.sandbox_user {
-        Some(name) => Some(sandbox_user(name)?),
-        None => None,
-    };
-    // The sandbox tokens' files and the owners of sandboxes and snapshots: only this user may
-    // list or read them. Bridges of another user may pass through to what is theirs (their
-    // workspace, their home, their token file's own folder), but list nothing.
+    let user = agent_user(config.agent_user.as_deref())?;
+    // The sandbox tokens' files and the owners of sandboxes and snapshots: only this user (the
+    // bridges') may list or read them. Agents of another user may pass through to what is
+    // theirs (their workspace, their home, their bridge's repository), but list nothing.
     let passable = if user.is_some() { 0o711 } else { 0o700 };
     for (folder, mode) in [
         (config.workspaces.clone(), None),
-        (config.workspaces.join(sandboxes::TOKENS), Some(passable)),
+        (config.workspaces.join(sandboxes::TOKENS), Some(0o700)),
         (config.workspaces.join(sandboxes::OWNERS), Some(0o700)),
         (config.workspaces.join(sandboxes::HOMES), Some(passable)),
         (config.workspaces.join(images::IMAGES), Some(0o700)),
+        (config.workspaces.join(sandboxes::STATE), Some(passable)),
+        // The agents' memories: a bridge makes each repository's folder (the provider's user's,
+        // listed by nobody else) and each owner's folder in it (the agent's user's).
+        (config.workspaces.join(sandboxes::MEMORY), Some(passable)),
     ] {
         let mode = match (mode, user) {
             (Some(mode), _) => Some(mode),
@@ -198,6 +183,18 @@ async fn start(config: ProviderConfig) -> Result<i32> {
         "git host: repositories in {} under /git/",
         git_root.display()
     );
+    match user {
+        Some(user) => crate::log!(
+            "provider",
+            "agents run as uid {} (gid {}); bridges as this provider's user",
+            user.uid,
+            user.gid
+        ),
+        None => crate::log!(
+            "provider",
+            "agents run as this provider's user, as bridges do"
+        ),
+    }
     if !config.agent_env.is_empty() {
         let names: Vec<&str> = config.agent_env.iter().map(|(n, _)| n.as_str()).collect();
         crate::log!("provider", "passing {} to the agents", names.join(", "));

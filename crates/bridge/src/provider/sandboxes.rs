@@ -66,6 +66,8 @@ const RESERVED: &[&str] = &[
     "MEMORY_DIR",
     "REPO_CLONE_URL",
     "REPO_BRANCH",
+    "AGENT_USER",
+    "BRIDGE_STATE_DIR",
     PASSTHROUGH_VAR,
 ];
 
@@ -108,14 +110,14 @@ pub async fn owner(root: &Path, kind: &str, id: &str) -> Option<String> {
 /// a dot, so none can be named so).
 pub const TOKENS: &str = ".tokens";
 
-/// The unprivileged user a root provider runs each sandbox's bridge (and so its agent) as. The
-/// bridge is not dumpable, so the agent, of the same user, can read neither its memory nor its
-/// `/proc` environment, as it could were both root.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SandboxUser {
-    pub uid: u32,
-    pub gid: u32,
-}
+/// Each bridge's own folder (`<root>/.state/<id>`: its journal, its repository for pushes),
+/// which the agent's user may pass through but not list.
+pub const STATE: &str = ".state";
+
+/// The unprivileged user a root provider runs each sandbox's agent as, while the bridge stays
+/// root: the agent then reads neither the bridge's token file, its credential socket, its
+/// journal nor its `/proc` entries.
+pub type SandboxUser = crate::process::AgentUser;
 
 /// A warm sandbox (`POST /warm-sandboxes`): its bridge waits for an assignment file, which
 /// the provider writes when the sandbox is claimed (`POST /sandboxes/:id/claim`). A bridge
@@ -139,7 +141,6 @@ struct BridgeCommand {
     token: Secret,
     token_dir: PathBuf,
     sandbox_id: String,
-    user: Option<SandboxUser>,
     /// A warm sandbox: no session, URL or token until claimed.
     warm: Option<Arc<std::sync::Mutex<WarmState>>>,
 }
@@ -157,15 +158,11 @@ impl BridgeCommand {
             .mode(0o700)
             .create(&dir)
             .map_err(|e| internal(format!("cannot make the token folder: {e}")))?;
-        if let Some(user) = self.user {
-            std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))
-                .map_err(|e| internal(format!("cannot hand the token folder over: {e}")))?;
-        }
         Ok(dir)
     }
 
     /// A fresh 0600 file holding the token, alone in a fresh 0700 folder, both the bridge's
-    /// user's; the bridge deletes the file once read.
+    /// user's (the provider's); the bridge deletes the file once read.
     fn write_token_file(&self, token: &Secret) -> Result<PathBuf, ApiError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -186,10 +183,6 @@ impl BridgeCommand {
                 .mode(0o600)
                 .open(&path)?;
             file.write_all(token.expose().as_bytes())?;
-            if let Some(user) = self.user {
-                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))?;
-                std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid))?;
-            }
             Ok::<_, std::io::Error>(())
         })();
         match written {
@@ -204,11 +197,7 @@ impl BridgeCommand {
 
 /// Writes a warm bridge's assignment where it waits for it: a temporary name first, then a
 /// rename, so the bridge never reads half of it.
-fn write_assignment(
-    path: &Path,
-    claim: &ClaimSandbox,
-    user: Option<SandboxUser>,
-) -> Result<(), ApiError> {
+fn write_assignment(path: &Path, claim: &ClaimSandbox) -> Result<(), ApiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let internal = |e: std::io::Error| {
@@ -227,9 +216,6 @@ fn write_assignment(
             .mode(0o600)
             .open(&temp)?;
         file.write_all(&json)?;
-        if let Some(user) = user {
-            std::os::unix::fs::chown(&temp, Some(user.uid), Some(user.gid))?;
-        }
         std::fs::rename(&temp, path)
     })();
     written.map_err(|e| {
@@ -245,46 +231,28 @@ fn forget_token_file(path: &Path) {
     }
 }
 
-/// Gives a prepared workspace, a fresh home folder beside it, and the memory folder to the
-/// sandbox's user.
+/// Gives a prepared workspace, and a fresh home folder beside it, to the sandbox's agent's
+/// user; the bridge's state folder starts afresh, the provider's.
 pub async fn hand_over(
     root: &Path,
     workspace: &Path,
     sandbox_id: &str,
     user: SandboxUser,
 ) -> Result<()> {
-    let home = root.join(HOMES).join(sandbox_id);
-    if home.exists() {
-        tokio::fs::remove_dir_all(&home)
-            .await
-            .map_err(Error::io("cannot clear the old home folder"))?;
+    for folder in [HOMES, STATE] {
+        let path = root.join(folder).join(sandbox_id);
+        if path.exists() {
+            tokio::fs::remove_dir_all(&path)
+                .await
+                .map_err(Error::io(format!("cannot clear the old {folder} folder")))?;
+        }
     }
+    let home = root.join(HOMES).join(sandbox_id);
     tokio::fs::create_dir_all(&home)
         .await
         .map_err(Error::io("cannot create the home folder"))?;
-    // The agents' memories too: every bridge runs as this user and links its memory there.
-    let memory = root.join(MEMORY);
-    tokio::fs::create_dir_all(&memory)
-        .await
-        .map_err(Error::io("cannot create the memory folder"))?;
-    let output = tokio::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", user.uid, user.gid))
-        .arg(workspace)
-        .arg(&home)
-        .arg(&memory)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(Error::io("cannot run chown"))?;
-    if !output.status.success() {
-        return Err(Error::CommandFailed {
-            what: "handing the workspace over",
-            status: output.status,
-            output: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    crate::process::hand_over(workspace, user).await?;
+    crate::process::hand_over(&home, user).await
 }
 
 /// A bridge that died is started again after this pause, at most this often.
@@ -315,10 +283,6 @@ fn spawn_bridge(
     bridge_bin: &Path,
 ) -> Result<(tokio::process::Child, PathBuf), ApiError> {
     let mut cmd = tokio::process::Command::new(bridge_bin);
-    if let Some(user) = command.user {
-        // std drops the supplementary groups too when a root parent sets the uid.
-        cmd.uid(user.uid).gid(user.gid);
-    }
     cmd.arg("run")
         .current_dir(&command.workspace)
         .env_clear()
@@ -412,7 +376,7 @@ pub struct BridgeSetup {
     pub passthrough: Vec<String>,
     /// Those of them set in the provider's environment, with their values.
     pub agent_env: AgentEnv,
-    /// Whom bridges run as; `None`: the provider's own user.
+    /// Whom agents run as; `None`: the provider's own user, as the bridges always are.
     pub user: Option<SandboxUser>,
 }
 
@@ -436,7 +400,7 @@ impl Sandboxes {
         &self.root
     }
 
-    /// Whom bridges run as; `None`: the provider's own user.
+    /// Whom agents run as; `None`: the provider's own user.
     pub fn user(&self) -> Option<SandboxUser> {
         self.setup.user
     }
@@ -587,7 +551,7 @@ impl Sandboxes {
     pub fn claim(&mut self, sandbox_id: &str, claim: &ClaimSandbox) -> Result<u32, ApiError> {
         let (pid, warm, path) = self.waiting(sandbox_id)?;
         let mut warm = warm.lock().unwrap_or_else(|e| e.into_inner());
-        write_assignment(&path, claim, self.setup.user)?;
+        write_assignment(&path, claim)?;
         warm.claim = Some(claim.clone());
         Ok(pid)
     }
@@ -628,6 +592,16 @@ impl Sandboxes {
             self.home(&request.sandbox_id).into_os_string(),
         ));
         env.push(("MEMORY_DIR".into(), self.root.join(MEMORY).into_os_string()));
+        if let Some(user) = self.setup.user {
+            env.push(("AGENT_USER".into(), user.to_arg().into()));
+            env.push((
+                "BRIDGE_STATE_DIR".into(),
+                self.root
+                    .join(STATE)
+                    .join(&request.sandbox_id)
+                    .into_os_string(),
+            ));
+        }
         // The bridge clones an empty workspace itself, through its credential helper.
         if let Some(url) = clone_url(request) {
             env.push(("REPO_CLONE_URL".into(), url.into()));
@@ -639,7 +613,6 @@ impl Sandboxes {
             token: Secret::new(request.sandbox_token.clone()),
             token_dir: self.root.join(TOKENS),
             sandbox_id: request.sandbox_id.clone(),
-            user: self.setup.user,
             warm: None,
         }
     }
