@@ -284,18 +284,26 @@ def parse_create(body: bytes, config: Config) -> CreateRequest:
     origin = normalize_origin(coordinator_url)
     if origin is None:
         raise invalid("coordinator_url is not a valid URL")
-    resources, network = data["resources"], data["network"]
-    hosts = [_host(h, f"network.allowed_hosts[{i}]") for i, h in enumerate(network.get("allowed_hosts", []))]
     return CreateRequest(
         session_id=data["session_id"],
-        sandbox_id=data["sandbox_id"],
         coordinator_url=coordinator_url.rstrip("/"),
         coordinator_origin=origin,
         coordinator_host=(urlsplit(coordinator_url).hostname or "").lower(),
         sandbox_token=data["sandbox_token"],
+        snapshot_id=data.get("snapshot_id"),
+        **_sandbox_fields(data, config),
+    )
+
+
+def _sandbox_fields(data: dict, config: Config) -> dict:
+    """What a cold and a warm sandbox's bodies share: its id, repo, image, resources (within
+    this app's maxima), network and env."""
+    resources, network = data["resources"], data["network"]
+    hosts = [_host(h, f"network.allowed_hosts[{i}]") for i, h in enumerate(network.get("allowed_hosts", []))]
+    return dict(
+        sandbox_id=data["sandbox_id"],
         repo=_typed_repo(data["repo"], "repo"),
         image_id=data.get("image_id"),
-        snapshot_id=data.get("snapshot_id"),
         cpu=float(_at_most(resources["cpu"], config.max_cpu, "cpu")),
         memory_mb=_at_most(resources["memory_mb"], config.max_memory_mb, "memory_mb"),
         disk_mb=resources["disk_mb"],
@@ -320,25 +328,14 @@ def parse_warm(body: bytes, config: Config) -> CreateRequest:
     """``POST /warm-sandboxes``: a `CreateRequest` with no session, coordinator or token (empty)."""
     data = parse_json(body)
     check("StartWarmSandbox", data)
-    resources, network = data["resources"], data["network"]
-    hosts = [_host(h, f"network.allowed_hosts[{i}]") for i, h in enumerate(network.get("allowed_hosts", []))]
     return CreateRequest(
         session_id="",
-        sandbox_id=data["sandbox_id"],
         coordinator_url="",
         coordinator_origin="",
         coordinator_host="",
         sandbox_token="",
-        repo=_typed_repo(data["repo"], "repo"),
-        image_id=data.get("image_id"),
         snapshot_id=None,
-        cpu=float(_at_most(resources["cpu"], config.max_cpu, "cpu")),
-        memory_mb=_at_most(resources["memory_mb"], config.max_memory_mb, "memory_mb"),
-        disk_mb=resources["disk_mb"],
-        timeout_s=_at_most(resources["timeout_s"], config.max_timeout_s, "timeout_s"),
-        block_network=network["block_network"],
-        allowed_hosts=hosts,
-        env=dict(data.get("env", {})),
+        **_sandbox_fields(data, config),
     )
 
 

@@ -194,24 +194,7 @@ pub fn update(answer: Answer, started_ms: u64, now_ms: u64) -> Update {
 /// case a provider or git repeated a URL that carried a credential.
 pub fn error_text(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line.as_str();
-    while let Some(i) = rest.find("://") {
-        let (before, after) = rest.split_at(i + 3);
-        out.push_str(before);
-        let end = after
-            .find(|c: char| c == '/' || c == '\'' || c == '"' || c.is_whitespace())
-            .unwrap_or(after.len());
-        match after[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &after[at..];
-            }
-            None => rest = after,
-        }
-    }
-    out.push_str(rest);
-    out.chars().take(500).collect()
+    protocol::git::redact_userinfo(&line).chars().take(500).collect()
 }
 
 #[cfg(target_arch = "wasm32")]

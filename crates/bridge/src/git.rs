@@ -174,28 +174,7 @@ async fn run(cmd: Command, what: &'static str) -> Result<String> {
     run_with(cmd, what, &Redactor::default(), None).await
 }
 
-/// `https://user:token@host/…` → `https://***@host/…`: git repeats URLs in its messages, and
-/// a URL may carry a token.
-pub fn redact_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (before, after) = rest.split_at(i + 3);
-        out.push_str(before);
-        let authority_end = after
-            .find(|c: char| c == '/' || c == '\'' || c == '"' || c.is_whitespace())
-            .unwrap_or(after.len());
-        match after[..authority_end].rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                rest = &after[at..];
-            }
-            None => rest = after,
-        }
-    }
-    out.push_str(rest);
-    out
-}
+pub use protocol::git::redact_userinfo;
 
 /// Commits made in the workspace carry the prompt author's name with the attribution suffix.
 pub async fn set_identity(workspace: &Path, name: &str, email: &str) -> Result<()> {
@@ -585,20 +564,6 @@ pub fn parse_shortstat(text: &str) -> Shortstat {
 mod tests {
     use super::*;
 
-    #[test]
-    fn credentials_in_urls_are_hidden() {
-        assert_eq!(
-            redact_userinfo(
-                "fatal: repository 'https://x-access-token:ghs_abc@github.com/a/b.git/' not found"
-            ),
-            "fatal: repository 'https://***@github.com/a/b.git/' not found"
-        );
-        assert_eq!(
-            redact_userinfo("see http://h:1/x and ftp://u@h"),
-            "see http://h:1/x and ftp://***@h"
-        );
-        assert_eq!(redact_userinfo("no url"), "no url");
-    }
 
     #[test]
     fn shortstats() {

@@ -6,6 +6,30 @@
 use crate::crypto::{hex, hmac_sha256, hmac_sha256_verify, unhex};
 use serde::{Deserialize, Serialize};
 
+/// `https://user:token@host/…` → `https://***@host/…`: git repeats URLs in its messages, and
+/// a URL may carry a token. The bridge applies it to git's output, the Worker to an image
+/// build's error before it is stored and shown.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c == '\'' || c == '"' || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The prefix of session branches when `BRANCH_PREFIX` is not set.
 pub const DEFAULT_BRANCH_PREFIX: &str = "agent";
 
@@ -153,6 +177,21 @@ pub struct PullRequestData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_hidden() {
+        assert_eq!(
+            redact_userinfo(
+                "fatal: repository 'https://x-access-token:ghs_abc@github.com/a/b.git/' not found"
+            ),
+            "fatal: repository 'https://***@github.com/a/b.git/' not found"
+        );
+        assert_eq!(
+            redact_userinfo("see http://h:1/x and ftp://u@h"),
+            "see http://h:1/x and ftp://***@h"
+        );
+        assert_eq!(redact_userinfo("no url"), "no url");
+    }
 
     /// The vectors the Modal app's tests check its schema against too.
     #[test]

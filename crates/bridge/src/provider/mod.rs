@@ -460,19 +460,38 @@ async fn create(provider: &Provider, body: &[u8]) -> Reply {
         Ok(request) => request,
         Err(e) => return error(e),
     };
-    if !crate::config::is_plain_id(&request.session_id) {
-        return error(ApiError::invalid_field("session_id is not a valid id"));
+    if let Err(e) = check_binding(
+        provider,
+        &request.session_id,
+        &request.sandbox_token,
+        &request.coordinator_url,
+    ) {
+        return error(e);
     }
-    if request.sandbox_token.is_empty() {
-        return error(ApiError::invalid_field("sandbox_token must not be empty"));
+    start_sandbox(provider, request, false).await
+}
+
+/// What binds a sandbox to its session, whether at its creation or at a warm one's claim: a
+/// plain session id, a token, and a coordinator this provider may point bridges at.
+fn check_binding(
+    provider: &Provider,
+    session_id: &str,
+    sandbox_token: &str,
+    coordinator_url: &str,
+) -> std::result::Result<(), ApiError> {
+    if !crate::config::is_plain_id(session_id) {
+        return Err(ApiError::invalid_field("session_id is not a valid id"));
     }
-    if !provider.allowlist.allows(&request.coordinator_url) {
-        return error(ApiError::new(
+    if sandbox_token.is_empty() {
+        return Err(ApiError::invalid_field("sandbox_token must not be empty"));
+    }
+    if !provider.allowlist.allows(coordinator_url) {
+        return Err(ApiError::new(
             ErrorCode::Forbidden,
             "coordinator_url is not in this provider's allowlist",
         ));
     }
-    start_sandbox(provider, request, false).await
+    Ok(())
 }
 
 /// `POST /warm-sandboxes`: a sandbox bound to no session. Its workspace is prepared as for a
@@ -506,17 +525,13 @@ async fn claim(provider: &Provider, sandbox_id: &str, body: &[u8]) -> Reply {
         Ok(request) => request,
         Err(e) => return error(e),
     };
-    if !crate::config::is_plain_id(&request.session_id) {
-        return error(ApiError::invalid_field("session_id is not a valid id"));
-    }
-    if request.sandbox_token.is_empty() {
-        return error(ApiError::invalid_field("sandbox_token must not be empty"));
-    }
-    if !provider.allowlist.allows(&request.coordinator_url) {
-        return error(ApiError::new(
-            ErrorCode::Forbidden,
-            "coordinator_url is not in this provider's allowlist",
-        ));
+    if let Err(e) = check_binding(
+        provider,
+        &request.session_id,
+        &request.sandbox_token,
+        &request.coordinator_url,
+    ) {
+        return error(e);
     }
     // Held throughout, so two claims of the same sandbox cannot interleave: the owner is
     // recorded only for a sandbox that can be claimed, and before its bridge learns its session.

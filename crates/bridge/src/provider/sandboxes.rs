@@ -165,17 +165,9 @@ impl BridgeCommand {
     /// user's (the provider's); the bridge deletes the file once read.
     fn write_token_file(&self, token: &Secret) -> Result<PathBuf, ApiError> {
         use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let internal = |e: String| ApiError::new(ErrorCode::Internal, e);
-        let suffix = crate::ids::random_u64().map_err(|e| internal(e.to_string()))?;
-        let dir = self
-            .token_dir
-            .join(format!("{}-{suffix:016x}", self.sandbox_id));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| internal(format!("cannot make the token folder: {e}")))?;
-        let path = dir.join("token");
+        let path = self.private_dir()?.join("token");
         let written = (|| {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
