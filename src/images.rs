@@ -194,7 +194,10 @@ pub fn update(answer: Answer, started_ms: u64, now_ms: u64) -> Update {
 /// case a provider or git repeated a URL that carried a credential.
 pub fn error_text(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    protocol::git::redact_userinfo(&line).chars().take(500).collect()
+    protocol::git::redact_userinfo(&line)
+        .chars()
+        .take(500)
+        .collect()
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -25,7 +25,11 @@ const MAX_PROMPTING_KEPT: usize = 4_096;
 enum Report {
     Finished(PromptRecord),
     /// `user_id` sent a prompt on `repo` at `at`.
-    Sent { user_id: String, repo: String, at: u64 },
+    Sent {
+        user_id: String,
+        repo: String,
+        at: u64,
+    },
 }
 
 thread_local! {
@@ -50,7 +54,10 @@ pub fn prompt_sent(cx: &Ctx, user_id: &str) {
     };
     let due = LAST_SENT.with_borrow_mut(|last| {
         let key = (user_id.to_owned(), repo.clone());
-        if last.get(&key).is_some_and(|&at| cx.now < at + PROMPTING_EVERY_MS) {
+        if last
+            .get(&key)
+            .is_some_and(|&at| cx.now < at + PROMPTING_EVERY_MS)
+        {
             return false;
         }
         if last.len() >= MAX_PROMPTING_KEPT {
@@ -60,7 +67,15 @@ pub fn prompt_sent(cx: &Ctx, user_id: &str) {
         true
     });
     if due {
-        queue(cx, Report::Sent { user_id: user_id.to_owned(), repo, at: cx.now }, "a prompt sent");
+        queue(
+            cx,
+            Report::Sent {
+                user_id: user_id.to_owned(),
+                repo,
+                at: cx.now,
+            },
+            "a prompt sent",
+        );
     }
 }
 
@@ -130,12 +145,14 @@ fn queue(cx: &Ctx, report: Report, what: &str) {
                 }
             };
             let (written, what) = match &report {
-                Report::Finished(record) => {
-                    (index.record_prompt(record).await, record.message_id.as_str())
-                }
-                Report::Sent { user_id, repo, at } => {
-                    (index.record_prompting(user_id, repo, *at).await, "a prompt sent")
-                }
+                Report::Finished(record) => (
+                    index.record_prompt(record).await,
+                    record.message_id.as_str(),
+                ),
+                Report::Sent { user_id, repo, at } => (
+                    index.record_prompting(user_id, repo, *at).await,
+                    "a prompt sent",
+                ),
             };
             if let Err(error) = written {
                 crate::log::error(&format!("metrics for {what} not recorded: {error:?}"));

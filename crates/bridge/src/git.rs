@@ -564,7 +564,6 @@ pub fn parse_shortstat(text: &str) -> Shortstat {
 mod tests {
     use super::*;
 
-
     #[test]
     fn shortstats() {
         let check = |text: &str, expected: (u32, u32, u32)| {

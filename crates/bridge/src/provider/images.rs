@@ -246,7 +246,7 @@ fn prune(dir: &Path, repo: &str) {
             Some((std::fs::metadata(&marker).ok()?.modified().ok()?, path))
         })
         .collect();
-    images.sort_by(|a, b| b.0.cmp(&a.0));
+    images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
     for (_, old) in images.into_iter().skip(KEPT_PER_REPO) {
         if let Err(e) = std::fs::remove_dir_all(&old) {
             crate::log!(
