@@ -99,21 +99,26 @@ cargo build --quiet -p bridge
 wrangler d1 migrations apply DB --local "${persist[@]}" >.wrangler-migrate.log 2>&1 || { cat .wrangler-migrate.log >&2; exit 1; }
 rm -f .wrangler-migrate.log
 
-# The demo repository on the local git host: bare, one commit on main, made once. Plumbing
-# commands, so neither a work tree nor the user's git identity or hooks are involved.
-demo_repo=$git_root/acme/demo.git
-if [ ! -d "$demo_repo" ]; then
-  mkdir -p "$git_root/acme"
-  git init --quiet --bare --initial-branch=main "$demo_repo"
-  readme=$(printf '# acme/demo\n\nA small demo repository for local sessions. Each session pushes its work to\nthe branch agent/<session id>.\n' |
-    git -C "$demo_repo" hash-object -w --stdin)
-  tree=$(printf '100644 blob %s\tREADME.md\n' "$readme" | git -C "$demo_repo" mktree)
+# The demo repositories of wrangler.toml's REPOS on the local git host: bare, one commit on
+# main, made once. Plumbing commands, so neither a work tree nor the user's git identity or
+# hooks are involved.
+make_repo() { # name, README text
+  local repo=$git_root/$1.git
+  [ -d "$repo" ] && return 0
+  mkdir -p "$(dirname "$repo")"
+  git init --quiet --bare --initial-branch=main "$repo"
+  local readme tree commit
+  readme=$(printf '%s' "$2" | git -C "$repo" hash-object -w --stdin)
+  tree=$(printf '100644 blob %s\tREADME.md\n' "$readme" | git -C "$repo" mktree)
   commit=$(GIT_AUTHOR_NAME="Session coordinator" GIT_AUTHOR_EMAIL=coordinator@localhost \
     GIT_COMMITTER_NAME="Session coordinator" GIT_COMMITTER_EMAIL=coordinator@localhost \
-    git -C "$demo_repo" commit-tree --no-gpg-sign -m "Initial commit" "$tree")
-  git -C "$demo_repo" update-ref refs/heads/main "$commit"
-  echo "dev: created the demo repository $demo_repo" >&2
-fi
+    git -C "$repo" commit-tree --no-gpg-sign -m "Initial commit" "$tree")
+  git -C "$repo" update-ref refs/heads/main "$commit"
+  echo "dev: created the repository $repo" >&2
+}
+demo_repo=$git_root/acme/demo.git
+make_repo acme/demo $'# acme/demo\n\nA small demo repository for local sessions. Each session pushes its work to\nthe branch agent/<session id>.\n'
+make_repo acme/web $'# acme/web\n\nThe web app (a second demo repository for local sessions).\n'
 
 # The GitHub settings set in this environment go to the Worker as vars. wrangler shows every
 # --var as "(hidden)", and nothing here echoes them; a value with line breaks (a PEM) is fine.
@@ -145,7 +150,8 @@ for name in IMAGE_REFRESH_MINUTES WARM_MAX_AGE_MINUTES SANDBOX_IDLE_SECONDS SAND
   if [ -n "${!name:-}" ]; then other_vars+=(--var "$name:${!name}"); fi
 done
 # The warm pool: one warm sandbox for the demo repository unless told otherwise (WARM_POOL= for none).
-other_vars+=(--var "WARM_POOL:${WARM_POOL-{\"acme/demo\":1\}}")
+warm_pool=${WARM_POOL-'{"acme/demo":1}'}
+other_vars+=(--var "WARM_POOL:$warm_pool")
 
 # Development only here: wrangler.toml says production, so a deploy never runs the local provider.
 # --test-scheduled: GET /__scheduled fires the cron (below), as the platform does when deployed.
@@ -206,6 +212,8 @@ cat <<BANNER
      e.g. ANTHROPIC_API_KEY, which the provider hands to the agent: SANDBOX_ENV_PASSTHROUGH)
   Git:        sandboxes clone from and push to ${git_host:-GitHub} (the local git host serves $git_root/);
               after a prompt that changed files:  git --git-dir $demo_repo log agent/<session id>
+  Warm pool:  ${warm_pool:-none} (WARM_POOL=…; a new session's first prompt takes a warm sandbox,
+              its ready status says "warm"); images are rebuilt by the cron when a branch moves
 
   Web page:   open $base/ and sign in with the dev user API key above
               (others: create a user with the admin key and add them to a session by user id)
